@@ -1,0 +1,211 @@
+//! An in-memory backend for tests of the layers above the runtime.
+//!
+//! Images it understands:
+//! - `fake://echo`: runs until stopped; its stdio echoes every byte back;
+//! - `fake://exit` with `args[0]` an exit code: exits at once with that code;
+//! - `fake://fail`: deploy fails with a backend error.
+//!
+//! Anything else is an invalid spec, as an OCI image is on the process backend.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{
+    Backend, BackendHealth, ExitStatus, RuntimeError, RuntimeState, StdioHandle, WorkloadInfo,
+    WorkloadName, WorkloadSpec,
+};
+
+struct Instance {
+    spec: WorkloadSpec,
+    state: RuntimeState,
+    started_at: OffsetDateTime,
+    exit: watch::Sender<Option<ExitStatus>>,
+    stdio: Option<StdioHandle>,
+    echo: Option<JoinHandle<()>>,
+    deploys: u32,
+}
+
+/// A backend that keeps its instances in memory; see the module docs.
+#[derive(Default)]
+pub struct FakeBackend {
+    instances: Mutex<BTreeMap<WorkloadName, Instance>>,
+}
+
+impl FakeBackend {
+    /// An empty fake backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes a running instance exit by itself with `code`, as a crash would.
+    pub fn crash(&self, name: &WorkloadName, code: i32) -> Result<(), RuntimeError> {
+        let mut map = self.instances.lock().expect("fake backend lock");
+        let inst = map
+            .get_mut(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+        finish(inst, Some(code), None, false);
+        Ok(())
+    }
+
+    /// How many times `name` was deployed.
+    pub fn deploy_count(&self, name: &WorkloadName) -> u32 {
+        let map = self.instances.lock().expect("fake backend lock");
+        map.get(name).map_or(0, |i| i.deploys)
+    }
+
+    fn with<T>(
+        &self,
+        name: &WorkloadName,
+        f: impl FnOnce(&mut Instance) -> Result<T, RuntimeError>,
+    ) -> Result<T, RuntimeError> {
+        let mut map = self.instances.lock().expect("fake backend lock");
+        let inst = map
+            .get_mut(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+        f(inst)
+    }
+}
+
+fn finish(inst: &mut Instance, code: Option<i32>, signal: Option<i32>, requested: bool) {
+    if !inst.state.is_running() {
+        return;
+    }
+    if let Some(task) = inst.echo.take() {
+        task.abort();
+    }
+    inst.stdio = None;
+    let status = ExitStatus {
+        code,
+        signal,
+        stopped_by_request: requested,
+        at: OffsetDateTime::now_utc(),
+    };
+    inst.state = RuntimeState::Exited(status.clone());
+    inst.exit.send_replace(Some(status));
+}
+
+fn info(inst: &Instance) -> WorkloadInfo {
+    let mut info = WorkloadInfo::new(
+        inst.spec.name.clone(),
+        inst.spec.image.clone(),
+        inst.state.clone(),
+    );
+    info.started_at = Some(inst.started_at);
+    info.labels = inst.spec.labels.clone();
+    info
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn health(&self) -> Result<BackendHealth, RuntimeError> {
+        Ok(BackendHealth::new("fake", "0"))
+    }
+
+    async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
+        let mut map = self.instances.lock().expect("fake backend lock");
+        let deploys = match map.get(&spec.name) {
+            Some(old) if old.state.is_running() => {
+                return Err(RuntimeError::AlreadyExists(spec.name.clone()));
+            }
+            Some(old) => old.deploys + 1,
+            None => 1,
+        };
+        let (exit, _) = watch::channel(None);
+        let mut inst = Instance {
+            spec,
+            state: RuntimeState::Running,
+            started_at: OffsetDateTime::now_utc(),
+            exit,
+            stdio: None,
+            echo: None,
+            deploys,
+        };
+        match inst.spec.image.as_str() {
+            "fake://echo" => {
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                let (mut r, mut w) = tokio::io::split(theirs);
+                inst.echo = Some(tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }));
+                let (r, w) = tokio::io::split(ours);
+                inst.stdio = Some(StdioHandle::new(w, r));
+            }
+            "fake://exit" => {
+                let code = inst.spec.args.first().and_then(|a| a.parse().ok());
+                finish(&mut inst, code.or(Some(0)), None, false);
+            }
+            "fake://fail" => {
+                return Err(RuntimeError::backend(
+                    "starting fake workload",
+                    "the fake runtime refused",
+                ));
+            }
+            other => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "the fake backend runs fake:// images, not `{other}`"
+                )));
+            }
+        }
+        let out = info(&inst);
+        map.insert(out.name.clone(), inst);
+        Ok(out)
+    }
+
+    async fn stop(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        self.with(name, |inst| {
+            finish(inst, None, Some(15), true);
+            Ok(())
+        })
+    }
+
+    async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        let mut map = self.instances.lock().expect("fake backend lock");
+        let mut inst = map
+            .remove(name)
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+        finish(&mut inst, None, Some(15), true);
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &WorkloadName) -> Result<WorkloadInfo, RuntimeError> {
+        self.with(name, |inst| Ok(info(inst)))
+    }
+
+    async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+        let map = self.instances.lock().expect("fake backend lock");
+        Ok(map.values().map(info).collect())
+    }
+
+    async fn logs(&self, name: &WorkloadName, _tail: usize) -> Result<String, RuntimeError> {
+        self.with(name, |inst| Ok(format!("fake log of {}\n", inst.spec.name)))
+    }
+
+    async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError> {
+        self.with(name, |inst| {
+            if !inst.state.is_running() {
+                return Err(RuntimeError::NotRunning(name.clone()));
+            }
+            inst.stdio
+                .take()
+                .ok_or_else(|| RuntimeError::AlreadyAttached(name.clone()))
+        })
+    }
+
+    async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError> {
+        let mut rx = self.with(name, |inst| Ok(inst.exit.subscribe()))?;
+        let status = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|e| RuntimeError::backend("waiting for fake workload", e))?;
+        Ok(status.clone().expect("waited for Some"))
+    }
+}

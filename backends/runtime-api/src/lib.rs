@@ -1,0 +1,86 @@
+//! The runtime contract of berth.
+//!
+//! A *backend* runs workloads (MCP servers) on one kind of runtime: native
+//! processes, Docker or Podman. Everything above the runtime layer talks to a
+//! backend only through the [`Backend`] trait and the plain data types of this
+//! crate, so adding a runtime means adding one crate that implements it and
+//! passes [`conformance::run_all`](crate#conformance).
+//!
+//! This crate depends on no HTTP stack, container SDK or wasm runtime.
+//!
+//! ```
+//! use berth_runtime_api::{Transport, WorkloadName, WorkloadSpec};
+//!
+//! let name = WorkloadName::parse("fetch").unwrap();
+//! let mut spec = WorkloadSpec::new(name, "exec:///bin/cat");
+//! spec.transport = Transport::Stdio;
+//! spec.env.insert("LOG_LEVEL".into(), "debug".into());
+//! assert_eq!(spec.name.as_str(), "fetch");
+//! assert!(WorkloadName::parse("../etc").is_err());
+//! ```
+
+mod error;
+mod name;
+mod spec;
+mod status;
+mod stdio;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "fake")]
+pub mod fake;
+
+pub use error::{BoxError, RuntimeError};
+pub use name::{InvalidName, MAX_NAME_LEN, WorkloadName};
+pub use spec::{Transport, UnknownTransport, WorkloadSpec};
+pub use status::{BackendHealth, ExitStatus, RuntimeState, WorkloadInfo};
+pub use stdio::StdioHandle;
+
+use async_trait::async_trait;
+
+/// A runtime that runs workloads: the contract every backend implements.
+///
+/// Names are the identity of a workload inside a backend: at most one
+/// *instance* exists per name. An instance is created and started by
+/// [`deploy`](Backend::deploy); it runs until it exits by itself or is stopped,
+/// and it is forgotten by [`remove`](Backend::remove).
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short lower-case name for the runtime, e.g. `process` or `docker`.
+    fn kind(&self) -> &'static str;
+
+    /// Checks that the runtime answers, and reports its version.
+    async fn health(&self) -> Result<BackendHealth, RuntimeError>;
+
+    /// Creates and starts an instance of `spec`.
+    ///
+    /// An existing instance of the same name that is no longer running is
+    /// replaced; a running one is [`RuntimeError::AlreadyExists`].
+    async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError>;
+
+    /// Stops the instance gracefully (then forcibly after the backend's grace
+    /// period) and waits until it has stopped. Stopping an instance that is
+    /// not running succeeds and changes nothing.
+    async fn stop(&self, name: &WorkloadName) -> Result<(), RuntimeError>;
+
+    /// Stops the instance if it runs and forgets it, with its logs.
+    async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError>;
+
+    /// Reports the instance's current state.
+    async fn inspect(&self, name: &WorkloadName) -> Result<WorkloadInfo, RuntimeError>;
+
+    /// Reports every instance this backend manages, in name order.
+    async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError>;
+
+    /// Returns at most the last `tail` lines the instance wrote to its log.
+    async fn logs(&self, name: &WorkloadName, tail: usize) -> Result<String, RuntimeError>;
+
+    /// Takes the stdin/stdout pipes of a running instance (stdio transport).
+    ///
+    /// Each running instance hands out its pipes to one holder at a time.
+    async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError>;
+
+    /// Resolves when the current instance has exited (at once if it already
+    /// has), with how it exited.
+    async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError>;
+}

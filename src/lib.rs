@@ -1,1 +1,13 @@
+//! berth: runs MCP servers on Docker, Podman or native processes, fronts each
+//! with an MCP proxy, and manages them through a ToolHive-compatible REST API.
+//!
+//! The binary (`main.rs`) loads the configuration and wires these modules:
+//! [`api`] (HTTP only) → [`workloads`] and [`groups`] (the rules) →
+//! [`state`] (durable files) and the runtime [`backends`].
 
+pub mod api;
+pub mod backends;
+pub mod config;
+pub mod groups;
+pub mod state;
+pub mod workloads;

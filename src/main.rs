@@ -1,1 +1,237 @@
-fn main(){}
+//! The `berth` binary: command line, configuration, logging, and the server's
+//! start and graceful stop. The only file that uses anyhow or reads the
+//! process environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use berth::api::{self, AppState};
+use berth::config::{self, Config, LogFormat, RuntimeKind};
+use berth::groups::Groups;
+use berth::state::Store;
+use berth::workloads::{Settings, Workloads};
+use clap::{Args, Parser, Subcommand};
+use figment::Figment;
+use figment::providers::Serialized;
+use tracing::info;
+
+/// Runs MCP servers and manages them through a ToolHive-compatible REST API.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the REST API and run the workloads.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long)]
+    host: Option<std::net::IpAddr>,
+    /// Port to listen on (default 8080).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen on this Unix socket (mode 0600) instead of TCP.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Configuration file (default: $XDG_CONFIG_HOME/berth/berth.toml if present).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Runtime for workloads.
+    #[arg(long, value_enum)]
+    runtime: Option<RuntimeKind>,
+    /// State directory (default: $XDG_STATE_HOME/berth).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Allow listening on a non-loopback address without authentication.
+    #[arg(long)]
+    insecure_allow_remote: bool,
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn home() -> Option<PathBuf> {
+    env_path("HOME")
+}
+
+fn default_state_dir() -> anyhow::Result<PathBuf> {
+    match env_path("XDG_STATE_HOME").or_else(|| home().map(|h| h.join(".local/state"))) {
+        Some(dir) => Ok(dir.join("berth")),
+        None => {
+            bail!("cannot find a state directory: set XDG_STATE_HOME or HOME, or pass --state-dir")
+        }
+    }
+}
+
+fn default_config_file() -> Option<PathBuf> {
+    env_path("XDG_CONFIG_HOME")
+        .or_else(|| home().map(|h| h.join(".config")))
+        .map(|d| d.join("berth/berth.toml"))
+}
+
+/// What native workloads inherit from berth's environment: the search path,
+/// home, user, temp dir and locale, nothing else.
+fn base_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "PATH" | "HOME" | "USER" | "LOGNAME" | "TMPDIR" | "LANG" | "TZ"
+            ) || k.starts_with("LC_")
+        })
+        .collect()
+}
+
+fn overrides(args: &ServeArgs) -> Figment {
+    let mut fig = Figment::new();
+    if let Some(host) = args.host {
+        fig = fig.merge(Serialized::default("api.host", host));
+    }
+    if let Some(port) = args.port {
+        fig = fig.merge(Serialized::default("api.port", port));
+    }
+    if let Some(socket) = &args.socket {
+        fig = fig.merge(Serialized::default("api.socket", socket));
+    }
+    if let Some(runtime) = args.runtime {
+        fig = fig.merge(Serialized::default("runtime", runtime));
+    }
+    if let Some(dir) = &args.state_dir {
+        fig = fig.merge(Serialized::default("state_dir", dir));
+    }
+    if let Some(format) = args.log_format {
+        fig = fig.merge(Serialized::default("log_format", format));
+    }
+    if args.insecure_allow_remote {
+        fig = fig.merge(Serialized::default("api.insecure_allow_remote", true));
+    }
+    fig
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("Shutting down: no new requests, finishing the ones in flight.");
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    let config = config::load(
+        args.config.as_deref(),
+        default_config_file().as_deref(),
+        overrides(&args),
+    )?;
+    init_tracing(config.log_format);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.api.socket.is_none()
+        && !config.api.host.is_loopback()
+        && !config.api.insecure_allow_remote
+    {
+        bail!(
+            "refusing to listen on {} without authentication; berth has no API authentication yet, \
+             so bind a loopback address or pass --insecure-allow-remote",
+            config.api.host
+        );
+    }
+    let state_dir = match &config.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir()?,
+    };
+    let store = Store::open(&state_dir)
+        .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+    let groups = Arc::new(Groups::open(store.clone())?);
+    let backend = berth::backends::build(&config, &state_dir, base_env())
+        .await
+        .context("starting the runtime backend")?;
+    let settings = Settings {
+        port_range: (config.ports.start, config.ports.end),
+    };
+    let workloads = Workloads::open(backend.clone(), store, groups, settings).await?;
+    let nonce: String = (0..16)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    let app = api::router(AppState {
+        workloads: workloads.clone(),
+        nonce: nonce.into(),
+    });
+
+    match &config.api.socket {
+        Some(path) => {
+            let listener = bind_socket(path)?;
+            info!(socket = %path.display(), runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            let _ = std::fs::remove_file(path);
+        }
+        None => {
+            let addr = SocketAddr::new(config.api.host, config.api.port);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            info!(address = %listener.local_addr()?, runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
+    workloads.shutdown(Duration::from_secs(30)).await;
+    info!("berth stopped.");
+    Ok(())
+}
+
+fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{} is in use by another server", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

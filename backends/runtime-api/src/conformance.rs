@@ -54,7 +54,10 @@ async fn eventually_running(
 async fn round_trip(b: &dyn Backend, name: &WorkloadName, fx: &Fixture, id: u32) {
     let mut io = b.attach(name).await.expect("attach to a running workload");
     let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
-    io.stdin.write_all(line.as_bytes()).await.expect("write stdin");
+    io.stdin
+        .write_all(line.as_bytes())
+        .await
+        .expect("write stdin");
     io.stdin.flush().await.expect("flush stdin");
     let mut lines = BufReader::new(io.stdout).lines();
     let want = format!("\"id\":{id}");
@@ -90,11 +93,20 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
     let info = b.deploy(spec.clone()).await.expect("deploy");
     assert_eq!(info.name, name);
     let info = eventually_running(b, &name, fx).await;
-    assert!(info.started_at.is_some(), "a running instance has a start time");
-    assert_eq!(info.labels.get("berth.test").map(String::as_str), Some("life"));
+    assert!(
+        info.started_at.is_some(),
+        "a running instance has a start time"
+    );
+    assert_eq!(
+        info.labels.get("berth.test").map(String::as_str),
+        Some("life")
+    );
 
     let listed = b.list().await.expect("list");
-    assert!(listed.iter().any(|i| i.name == name), "deployed workload is listed");
+    assert!(
+        listed.iter().any(|i| i.name == name),
+        "deployed workload is listed"
+    );
     let names: Vec<_> = listed.iter().map(|i| i.name.clone()).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -112,12 +124,17 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
         .await
         .expect("wait returns after stop")
         .expect("wait");
-    assert!(exit.stopped_by_request, "a stop is reported as requested: {exit:?}");
+    assert!(
+        exit.stopped_by_request,
+        "a stop is reported as requested: {exit:?}"
+    );
     match b.inspect(&name).await.expect("inspect stopped").state {
         RuntimeState::Exited(e) => assert!(e.stopped_by_request),
         other => panic!("stopped workload reported as {other:?}"),
     }
-    b.stop(&name).await.expect("stopping a stopped workload succeeds");
+    b.stop(&name)
+        .await
+        .expect("stopping a stopped workload succeeds");
     assert!(
         matches!(b.attach(&name).await, Err(RuntimeError::NotRunning(_))),
         "attach to a stopped workload is NotRunning"
@@ -126,12 +143,20 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
     b.deploy(spec).await.expect("deploy again after stop");
     eventually_running(b, &name, fx).await;
     round_trip(b, &name, fx, 2).await;
-    b.logs(&name, 100).await.expect("logs of a running workload");
+    b.logs(&name, 100)
+        .await
+        .expect("logs of a running workload");
 
     b.remove(&name).await.expect("remove");
-    assert!(matches!(b.inspect(&name).await, Err(RuntimeError::NotFound(_))));
+    assert!(matches!(
+        b.inspect(&name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
     assert!(!b.list().await.expect("list").iter().any(|i| i.name == name));
-    assert!(matches!(b.remove(&name).await, Err(RuntimeError::NotFound(_))));
+    assert!(matches!(
+        b.remove(&name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
 }
 
 /// A program that exits by itself is reported with its code, not as running.

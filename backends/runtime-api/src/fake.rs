@@ -110,6 +110,15 @@ impl Backend for FakeBackend {
         Ok(BackendHealth::new("fake", "0"))
     }
 
+    fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        match spec.image.as_str() {
+            "fake://echo" | "fake://exit" | "fake://fail" => Ok(()),
+            other => Err(RuntimeError::InvalidSpec(format!(
+                "the fake backend runs fake:// images, not `{other}`"
+            ))),
+        }
+    }
+
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
         let mut map = self.instances.lock().expect("fake backend lock");
         let deploys = match map.get(&spec.name) {
@@ -149,11 +158,7 @@ impl Backend for FakeBackend {
                     "the fake runtime refused",
                 ));
             }
-            other => {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "the fake backend runs fake:// images, not `{other}`"
-                )));
-            }
+            _ => self.check(&inst.spec)?,
         }
         let out = info(&inst);
         map.insert(out.name.clone(), inst);

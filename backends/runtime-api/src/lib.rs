@@ -52,6 +52,19 @@ pub trait Backend: Send + Sync + 'static {
     /// Checks that the runtime answers, and reports its version.
     async fn health(&self) -> Result<BackendHealth, RuntimeError>;
 
+    /// Checks, without running anything, that this backend can run `spec`;
+    /// an unsupported image scheme or a refused command is
+    /// [`RuntimeError::InvalidSpec`]. Called before a workload is accepted.
+    fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        let _ = spec;
+        Ok(())
+    }
+
+    /// Called once when berth shuts down. Backends whose instances cannot
+    /// outlive berth (native processes) stop them here; the others keep them
+    /// running so that berth re-attaches after its restart.
+    async fn shutdown(&self) {}
+
     /// Creates and starts an instance of `spec`.
     ///
     /// An existing instance of the same name that is no longer running is

@@ -33,7 +33,10 @@ impl WorkloadName {
         if name.starts_with("..") || name.contains('/') || name.contains('\\') {
             return fail("workload name contains path traversal");
         }
-        if name.chars().any(|c| matches!(c, '$' | '&' | ';' | '|' | '`')) {
+        if name
+            .chars()
+            .any(|c| matches!(c, '$' | '&' | ';' | '|' | '`'))
+        {
             return fail("workload name contains potentially dangerous characters");
         }
         if !name
@@ -107,12 +110,37 @@ mod tests {
         check("../x", Err("workload name contains path traversal"));
         check("..foo", Err("workload name contains path traversal"));
         check("a/b", Err("workload name contains path traversal"));
-        check("a$b", Err("workload name contains potentially dangerous characters"));
-        check("a b", Err("workload name can only contain alphanumeric characters, dots, hyphens, and underscores"));
-        check("é", Err("workload name can only contain alphanumeric characters, dots, hyphens, and underscores"));
-        check(".x", Err("workload name must start with a letter or a digit"));
-        check("-x", Err("workload name must start with a letter or a digit"));
-        check(&"x".repeat(101), Err("workload name too long (max 100 characters)"));
-        check("upgrade-check", Err("workload name `upgrade-check` is reserved"));
+        check(
+            "a$b",
+            Err("workload name contains potentially dangerous characters"),
+        );
+        check(
+            "a b",
+            Err(
+                "workload name can only contain alphanumeric characters, dots, hyphens, and underscores",
+            ),
+        );
+        check(
+            "é",
+            Err(
+                "workload name can only contain alphanumeric characters, dots, hyphens, and underscores",
+            ),
+        );
+        check(
+            ".x",
+            Err("workload name must start with a letter or a digit"),
+        );
+        check(
+            "-x",
+            Err("workload name must start with a letter or a digit"),
+        );
+        check(
+            &"x".repeat(101),
+            Err("workload name too long (max 100 characters)"),
+        );
+        check(
+            "upgrade-check",
+            Err("workload name `upgrade-check` is reserved"),
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use crate::WorkloadName;
 
 /// How the workload's MCP server talks: over its stdio, or over HTTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// JSON-RPC lines on stdin/stdout.

@@ -1,0 +1,64 @@
+//! The process backend's configuration (`[process]` in berth's config file).
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of the native process backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessConfig {
+    /// Commands workloads may run; empty allows every command.
+    ///
+    /// Entries are command names (`npx`, `uvx`), which allow the `npx://` and
+    /// `uvx://` schemes, or absolute paths (`/bin/cat`), which allow that
+    /// `exec://` program. Paths are compared as written, without resolving
+    /// symbolic links or `..`.
+    pub allowed_commands: Vec<String>,
+    /// Seconds between the SIGTERM sent to a workload's process group on stop
+    /// and the SIGKILL that follows if anything in the group still runs.
+    pub stop_grace_secs: u64,
+    /// Size in bytes at which a workload's log file `<name>.log` is rotated to
+    /// `<name>.log.1`; `0` never rotates.
+    pub log_max_bytes: u64,
+    /// How many rotated log files (`<name>.log.1` … `<name>.log.N`) are kept
+    /// next to the current one.
+    pub log_keep: u32,
+    /// The program that runs `npx://` packages, as a name looked up in the
+    /// children's `PATH` or an absolute path.
+    pub npx_command: String,
+    /// The program that runs `uvx://` packages, as a name looked up in the
+    /// children's `PATH` or an absolute path.
+    pub uvx_command: String,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        Self {
+            allowed_commands: Vec::new(),
+            stop_grace_secs: 5,
+            log_max_bytes: 10 * 1024 * 1024,
+            log_keep: 3,
+            npx_command: "npx".to_owned(),
+            uvx_command: "uvx".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let config: ProcessConfig = serde_json::from_str("{}").expect("parse");
+        assert_eq!(config, ProcessConfig::default());
+        assert_eq!(config.stop_grace_secs, 5);
+        assert_eq!(config.log_max_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.log_keep, 3);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<ProcessConfig>(r#"{"stop_grace":1}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,80 @@
+//! `/health`, `/api/v1beta/version`, `/api/openapi.json` and `/api/doc`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::AppState;
+use super::error::ApiError;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1beta/version", get(version))
+        .route("/api/openapi.json", get(openapi_json))
+        .route("/api/doc", get(doc))
+}
+
+/// `GET /api/v1beta/version` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::versionResponse)]
+pub(super) struct VersionResponse {
+    /// berth's version.
+    pub(super) version: String,
+    /// The active runtime (berth extension).
+    pub(super) runtime: String,
+    /// The active runtime's version (berth extension).
+    pub(super) runtime_version: String,
+}
+
+/// Health check: 204 when the runtime answers, 503 with the reason otherwise.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses((status = 204, description = "No Content"), (status = 503, description = "Runtime unavailable", body = String)))]
+pub(super) async fn health(State(state): State<AppState>) -> Response {
+    match state.workloads.backend().health().await {
+        Ok(_) => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&state.nonce) {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-berth-nonce"), v);
+            }
+            resp
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// berth's version and the active runtime.
+#[utoipa::path(get, path = "/api/v1beta/version", tag = "version",
+    responses((status = 200, description = "OK", body = VersionResponse)))]
+pub(super) async fn version(State(state): State<AppState>) -> Json<VersionResponse> {
+    let backend = state.workloads.backend();
+    let runtime_version = match backend.health().await {
+        Ok(h) => h.version,
+        Err(_) => "unavailable".to_owned(),
+    };
+    Json(VersionResponse {
+        version: format!("v{}", env!("CARGO_PKG_VERSION")),
+        runtime: backend.kind().to_owned(),
+        runtime_version,
+    })
+}
+
+/// berth's OpenAPI 3.1 document, generated from its code.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "system",
+    responses((status = 200, description = "OpenAPI specification", body = Object)))]
+pub(super) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::ApiDoc::openapi())
+}
+
+/// A self-contained HTML reference of the API (works offline).
+#[utoipa::path(get, path = "/api/doc", tag = "system",
+    responses((status = 200, description = "HTML API reference", content_type = "text/html")))]
+pub(super) async fn doc() -> Html<String> {
+    Html(super::openapi::render_html(&super::ApiDoc::openapi()))
+}

@@ -1,0 +1,185 @@
+//! berth's configuration: built-in defaults < TOML file < `BERTH_*` environment < flags.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use berth_backend_process::ProcessConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything berth reads from its configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The REST API's listener.
+    pub api: ApiConfig,
+    /// Which runtime runs workloads.
+    pub runtime: RuntimeKind,
+    /// Where berth keeps its state; `$XDG_STATE_HOME/berth` when unset.
+    pub state_dir: Option<PathBuf>,
+    /// The range automatic proxy ports are taken from.
+    pub ports: PortRange,
+    /// Settings of the native process backend.
+    pub process: ProcessConfig,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            api: ApiConfig::default(),
+            runtime: RuntimeKind::Auto,
+            state_dir: None,
+            ports: PortRange::default(),
+            process: ProcessConfig::default(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The REST API's listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address to bind; loopback by default.
+    pub host: IpAddr,
+    /// TCP port to bind.
+    pub port: u16,
+    /// A Unix socket to listen on instead of TCP (created with mode 0600).
+    pub socket: Option<PathBuf>,
+    /// Allow binding a non-loopback address without authentication.
+    pub insecure_allow_remote: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            socket: None,
+            insecure_allow_remote: false,
+        }
+    }
+}
+
+/// Which runtime runs workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// The first runtime found on this machine (today: the process backend).
+    Auto,
+    /// Native processes.
+    Process,
+}
+
+/// A half-open range of TCP ports, `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortRange {
+    /// First port of the range.
+    pub start: u16,
+    /// One past the last port of the range.
+    pub end: u16,
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        Self {
+            start: 20000,
+            end: 30000,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `--config` names a file that does not exist.
+    #[error("configuration file `{0}` does not exist")]
+    Missing(PathBuf),
+    /// A value is malformed or unknown.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    /// The values are well-formed but do not fit together.
+    #[error("invalid configuration: {0}")]
+    Inconsistent(String),
+}
+
+/// Loads the configuration: defaults < `file` (if given, it must exist;
+/// else `default_file` if it exists) < `BERTH_*` environment variables
+/// (`__` separates levels: `BERTH_API__PORT=9000`) < `overrides`.
+pub fn load(
+    file: Option<&Path>,
+    default_file: Option<&Path>,
+    overrides: Figment,
+) -> Result<Config, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(Config::default()));
+    match (file, default_file) {
+        (Some(file), _) if !file.is_file() => return Err(ConfigError::Missing(file.to_owned())),
+        (Some(file), _) => fig = fig.merge(Toml::file(file)),
+        (None, Some(file)) if file.is_file() => fig = fig.merge(Toml::file(file)),
+        (None, _) => {}
+    }
+    let config: Config = fig
+        .merge(Env::prefixed("BERTH_").split("__"))
+        .merge(overrides)
+        .extract()
+        .map_err(Box::new)?;
+    if config.ports.start == 0 || config.ports.start >= config.ports.end {
+        return Err(ConfigError::Inconsistent(format!(
+            "ports.start ({}) must be non-zero and below ports.end ({})",
+            config.ports.start, config.ports.end
+        )));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file("berth.toml", "[api]\nport = 9001\nhost = \"127.0.0.2\"\n")?;
+            jail.set_env("BERTH_API__PORT", "9002");
+            let overrides = Figment::new().merge(Serialized::default("api.host", "127.0.0.3"));
+            let c = load(Some(Path::new("berth.toml")), None, overrides).expect("load");
+            assert_eq!(c.api.port, 9002, "env beats the file");
+            assert_eq!(c.api.host.to_string(), "127.0.0.3", "flags beat the file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        Jail::expect_with(|jail| {
+            let c = load(None, Some(Path::new("absent.toml")), Figment::new()).expect("defaults");
+            assert_eq!(c.api.port, 8080);
+            assert_eq!(c.runtime, RuntimeKind::Auto);
+            let err = load(Some(Path::new("absent.toml")), None, Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("does not exist"), "{err}");
+            jail.create_file("bad.toml", "[api]\nprot = 1\n")?;
+            let err = load(Some(Path::new("bad.toml")), None, Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("prot"), "{err}");
+            jail.create_file("range.toml", "[ports]\nstart = 5000\nend = 4000\n")?;
+            let err = load(Some(Path::new("range.toml")), None, Figment::new()).unwrap_err();
+            assert!(err.to_string().contains("ports.start"), "{err}");
+            Ok(())
+        });
+    }
+}

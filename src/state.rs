@@ -1,0 +1,255 @@
+//! Durable state: JSON documents written atomically under berth's state directory.
+//!
+//! Every write goes to a temporary file in the target's directory, is
+//! fsynced, renamed over the target, and the directory is fsynced, so a
+//! `kill -9` at any moment leaves either the old or the new document.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why the state store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// Reading or writing a file failed.
+    #[error("state file `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file exists but does not parse.
+    #[error("state file `{path}` is corrupt: {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The kinds of documents berth keeps, one directory each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Workload run configurations (`runconfigs/<name>.json`).
+    RunConfig,
+    /// Workload statuses (`statuses/<name>.json`).
+    Status,
+    /// Groups (`groups/<name>.json`).
+    Group,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::RunConfig => "runconfigs",
+            Self::Status => "statuses",
+            Self::Group => "groups",
+        }
+    }
+}
+
+/// The state directory and its documents.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating, mode 0700) the state directory `root`.
+    pub fn open(root: &Path) -> Result<Self, StateError> {
+        let io = |source| StateError::Io {
+            path: root.to_owned(),
+            source,
+        };
+        for dir in [
+            Kind::RunConfig.dir(),
+            Kind::Status.dir(),
+            Kind::Group.dir(),
+            "logs",
+        ] {
+            fs::create_dir_all(root.join(dir)).map_err(io)?;
+        }
+        set_mode(root, 0o700).map_err(io)?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The file of document `name` of `kind`. Names are validated by their
+    /// services before they reach the store; a name with a path separator
+    /// is a bug, caught here.
+    fn path(&self, kind: Kind, name: &str) -> PathBuf {
+        assert!(
+            !name.is_empty() && !name.contains('/') && !name.starts_with('.'),
+            "unvalidated state name {name:?}"
+        );
+        self.root.join(kind.dir()).join(format!("{name}.json"))
+    }
+
+    /// Where berth's own log of workload `name` lives.
+    pub fn workload_log(&self, name: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{name}.log"))
+    }
+
+    /// Reads a document; `None` if it does not exist.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<T>, StateError> {
+        let path = self.path(kind, name);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Writes a document atomically (2-space JSON, trailing newline, mode 0600).
+    pub fn write<T: Serialize>(&self, kind: Kind, name: &str, value: &T) -> Result<(), StateError> {
+        let path = self.path(kind, name);
+        let mut bytes = serde_json::to_vec_pretty(value).expect("state documents serialize");
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// Removes a document; removing an absent one succeeds.
+    pub fn remove(&self, kind: Kind, name: &str) -> Result<(), StateError> {
+        let path = self.path(kind, name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().expect("state files have a parent"))
+                .map_err(|source| StateError::Io { path, source }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Names of all documents of `kind`, sorted. Leftover temporary files of
+    /// an interrupted write are removed.
+    pub fn list(&self, kind: Kind) -> Result<Vec<String>, StateError> {
+        let dir = self.root.join(kind.dir());
+        let io = |source| StateError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            if file.starts_with('.') && file.contains(".tmp") {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            if let Some(name) = file.strip_suffix(".json") {
+                if !name.is_empty() && !name.starts_with('.') {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .expect("atomic writes target a file in a directory");
+    let file_name = path.file_name().expect("a file name").to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", rand::random::<u64>()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_remove() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(
+            store
+                .read::<serde_json::Value>(Kind::Group, "a")
+                .expect("read"),
+            None
+        );
+        store
+            .write(Kind::Group, "b", &serde_json::json!({"n": 2}))
+            .expect("write");
+        store
+            .write(Kind::Group, "a", &serde_json::json!({"n": 1}))
+            .expect("write");
+        store
+            .write(Kind::Group, "a", &serde_json::json!({"n": 3}))
+            .expect("overwrite");
+        fs::write(dir.path().join("groups/.c.json.tmp-1"), b"{").expect("fake leftover");
+        assert_eq!(store.list(Kind::Group).expect("list"), ["a", "b"]);
+        assert!(
+            !dir.path().join("groups/.c.json.tmp-1").exists(),
+            "leftover temp removed"
+        );
+        let a: serde_json::Value = store.read(Kind::Group, "a").expect("read").expect("some");
+        assert_eq!(a["n"], 3);
+        let text = fs::read_to_string(dir.path().join("groups/a.json")).expect("raw");
+        assert!(
+            text.ends_with("}\n") && text.contains("\n  \"n\""),
+            "{text:?}"
+        );
+        store.remove(Kind::Group, "a").expect("remove");
+        store.remove(Kind::Group, "a").expect("remove absent");
+        assert_eq!(store.list(Kind::Group).expect("list"), ["b"]);
+    }
+
+    #[test]
+    fn corrupt_files_are_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        fs::write(dir.path().join("groups/x.json"), b"{\"na").expect("write");
+        let err = store
+            .read::<serde_json::Value>(Kind::Group, "x")
+            .unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+}

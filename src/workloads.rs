@@ -1,0 +1,1130 @@
+//! The workload service: validates requests, reserves names and ports,
+//! keeps the durable state, and drives the backend.
+//!
+//! One table in memory mirrors the state directory. Table changes happen
+//! under one short, synchronous lock (never held across `.await`), which is
+//! what makes name and port reservation atomic. Lifecycle operations on a
+//! workload (start, stop, restart, edit, delete) run one at a time under
+//! that workload's own async lock, in tasks that outlive the request.
+
+pub mod ports;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_runtime_api::{
+    Backend, ExitStatus, InvalidName, RuntimeError, RuntimeState, Transport, WorkloadName,
+    WorkloadSpec,
+};
+use time::OffsetDateTime;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::groups::{DEFAULT_GROUP, GroupError, Groups};
+use crate::state::{Kind, StateError, Store};
+use types::{
+    BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, OidcOptions,
+    PermissionProfile, RunConfig, SCHEMA_VERSION, StatusRecord, Workload, WorkloadStatus, rfc3339,
+    unsupported_fields,
+};
+
+/// Lines of log served by the logs endpoints.
+pub const LOG_TAIL_LINES: usize = 1000;
+/// Size at which berth's own per-workload log is rotated.
+const WORKLOAD_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024;
+/// Label keys berth puts on every instance.
+pub const LABEL_WORKLOAD: &str = "berth.workload";
+/// Label with the workload's group.
+pub const LABEL_GROUP: &str = "berth.group";
+
+/// What went wrong in a workload operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// The workload name breaks the naming rules.
+    #[error("invalid workload name: {0}")]
+    InvalidName(#[from] InvalidName),
+    /// One of several names breaks the naming rules.
+    #[error("invalid workload name '{name}': {source}")]
+    InvalidNameIn {
+        /// The offending name.
+        name: String,
+        /// Why.
+        #[source]
+        source: InvalidName,
+    },
+    /// No such workload.
+    #[error("workload not found: {0}")]
+    NotFound(String),
+    /// A workload with the name exists.
+    #[error("workload with name {0} already exists")]
+    AlreadyExists(String),
+    /// The request is malformed or inconsistent.
+    #[error("invalid run configuration provided: {0}")]
+    Invalid(String),
+    /// The request asks for settings berth cannot enforce yet.
+    #[error("not supported by berth yet: {}", .0.join(", "))]
+    Unsupported(Vec<&'static str>),
+    /// A requested port is taken.
+    #[error("invalid run configuration provided: requested port {0} is not available")]
+    PortUnavailable(u16),
+    /// No port is free in the configured range.
+    #[error("no free port in the range {0}..{1}")]
+    NoFreePort(u16, u16),
+    /// A group problem.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// The backend failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Settings of the workload service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Automatic proxy ports come from `start..end`.
+    pub port_range: (u16, u16),
+}
+
+/// A lifecycle operation, run in the background under the workload's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkOp {
+    /// Stop.
+    Stop,
+    /// Restart.
+    Restart,
+    /// Delete.
+    Delete,
+}
+
+enum Op {
+    Start,
+    Stop,
+    Restart,
+    Delete,
+    Edit { old: Box<RunConfig> },
+    Recover { running: bool },
+}
+
+struct Entry {
+    config: RunConfig,
+    status: StatusRecord,
+    /// Serializes lifecycle operations on this workload.
+    op: Arc<tokio::sync::Mutex<()>>,
+    /// Bumped on every deploy; an exit watcher only reports for its own.
+    generation: u64,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    store: Store,
+    groups: Arc<Groups>,
+    settings: Settings,
+    table: Mutex<BTreeMap<WorkloadName, Entry>>,
+    tasks: TaskTracker,
+}
+
+/// The workload service; cheap to clone.
+#[derive(Clone)]
+pub struct Workloads {
+    inner: Arc<Inner>,
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+// === impl Workloads: construction and recovery ===
+
+impl Workloads {
+    /// Loads the persisted workloads and starts reconciling them with the
+    /// backend in the background: workloads that should run are re-attached
+    /// or started again, interrupted deletes are finished.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        store: Store,
+        groups: Arc<Groups>,
+        settings: Settings,
+    ) -> Result<Self, WorkloadError> {
+        let mut table = BTreeMap::new();
+        for file in store.list(Kind::RunConfig)? {
+            let Ok(name) = WorkloadName::parse(&file) else {
+                warn!(file = %file, "Ignoring a run configuration with an invalid name.");
+                continue;
+            };
+            let config: RunConfig = match store.read(Kind::RunConfig, &file) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(err) => {
+                    tracing::error!(workload = %name, error = %error_chain(&err), "Cannot load a workload; it is skipped.");
+                    continue;
+                }
+            };
+            let status = match store.read::<StatusRecord>(Kind::Status, &file) {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(_) => StatusRecord {
+                    status: WorkloadStatus::Starting,
+                    status_context: String::new(),
+                    created_at: now(),
+                    updated_at: now(),
+                    started_at: None,
+                    desired: Desired::Running,
+                },
+            };
+            table.insert(
+                name,
+                Entry {
+                    config,
+                    status,
+                    op: Arc::default(),
+                    generation: 0,
+                },
+            );
+        }
+        let this = Self {
+            inner: Arc::new(Inner {
+                backend,
+                store,
+                groups,
+                settings,
+                table: Mutex::new(table),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        this.reconcile().await?;
+        Ok(this)
+    }
+
+    async fn reconcile(&self) -> Result<(), WorkloadError> {
+        let live = self.inner.backend.list().await?;
+        let known: BTreeSet<WorkloadName> = self.table().keys().cloned().collect();
+        let mut running = BTreeSet::new();
+        for info in live {
+            if known.contains(&info.name) {
+                if info.state.is_running() {
+                    running.insert(info.name.clone());
+                }
+            } else if info.labels.contains_key(LABEL_WORKLOAD) {
+                warn!(workload = %info.name, "Removing an instance berth has no state for.");
+                if let Err(err) = self.inner.backend.remove(&info.name).await {
+                    warn!(workload = %info.name, error = %error_chain(&err), "Could not remove an orphaned instance.");
+                }
+            }
+        }
+        for name in known {
+            let running = running.contains(&name);
+            self.spawn_op(name, Op::Recover { running });
+        }
+        Ok(())
+    }
+
+    /// Lets running operations finish (up to `grace`), then lets the backend
+    /// shut down its instances.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "Workload operations still running at shutdown; their workloads are reconciled on the next start."
+            );
+        }
+        self.inner.backend.shutdown().await;
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The group store.
+    pub fn groups(&self) -> &Groups {
+        &self.inner.groups
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Entry>> {
+        self.inner.table.lock().expect("workload table lock")
+    }
+}
+
+// === impl Workloads: reads ===
+
+impl Workloads {
+    /// Workloads by name: all of them with `all`, else only running ones;
+    /// only those of `group` if given.
+    pub fn list(&self, all: bool, group: Option<&str>) -> Result<Vec<Workload>, WorkloadError> {
+        if let Some(group) = group {
+            self.inner.groups.get(group)?;
+        }
+        let table = self.table();
+        Ok(table
+            .iter()
+            .filter(|(_, e)| all || e.status.status == WorkloadStatus::Running)
+            .filter(|(_, e)| group.is_none_or(|g| e.config.group == g))
+            .map(|(name, e)| view(name, e))
+            .collect())
+    }
+
+    /// One workload as listed.
+    pub fn workload(&self, name: &str) -> Result<Workload, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        let table = self.table();
+        let e = table
+            .get(&name)
+            .ok_or_else(|| WorkloadError::NotFound(name.to_string()))?;
+        Ok(view(&name, e))
+    }
+
+    /// A workload's configuration, in the create request's shape.
+    pub fn get(&self, name: &str) -> Result<CreateRequest, WorkloadError> {
+        let c = self.export(name)?;
+        Ok(CreateRequest {
+            name: c.name,
+            image: c.image,
+            transport: c.transport,
+            proxy_mode: c.proxy_mode,
+            host: c.host,
+            proxy_port: c.port,
+            target_port: c.target_port.unwrap_or(0),
+            cmd_arguments: c.cmd_args,
+            env_vars: c.env_vars,
+            permission_profile: c.permission_profile,
+            network_isolation: Some(c.isolate_network),
+            trust_proxy_headers: c.trust_proxy_headers,
+            oidc: Some(OidcOptions::default()),
+            group: c.group,
+            ..CreateRequest::default()
+        })
+    }
+
+    /// A workload's run configuration.
+    pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.table()
+            .get(&name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| WorkloadError::NotFound(name.to_string()))
+    }
+
+    /// The last lines the workload's server wrote to its log.
+    pub async fn logs(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.workload(name.as_str())?;
+        match self.inner.backend.logs(&name, LOG_TAIL_LINES).await {
+            Ok(text) => Ok(text),
+            Err(RuntimeError::NotFound(_)) => Ok(String::new()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The last lines of berth's own log of the workload: lifecycle events
+    /// and, with the proxy, its messages.
+    pub fn proxy_logs(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.workload(name.as_str())?;
+        let path = self.inner.store.workload_log(name.as_str());
+        let mut text = String::new();
+        for p in [path.with_extension("log.1"), path] {
+            match fs::read_to_string(&p) {
+                Ok(t) => text.push_str(&t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StateError::Io { path: p, source }.into()),
+            }
+        }
+        Ok(tail_lines(&text, LOG_TAIL_LINES).to_owned())
+    }
+}
+
+fn tail_lines(text: &str, n: usize) -> &str {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    match body.rmatch_indices('\n').nth(n.saturating_sub(1)) {
+        Some((i, _)) if n > 0 => &text[i + 1..],
+        _ if n == 0 => "",
+        _ => text,
+    }
+}
+
+fn url(config: &RunConfig, name: &WorkloadName) -> String {
+    let host = match config.host.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => config.host.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    if config.proxy_mode == "sse" {
+        format!("http://{host}:{}/sse#{name}", config.port)
+    } else {
+        format!("http://{host}:{}/mcp", config.port)
+    }
+}
+
+fn view(name: &WorkloadName, e: &Entry) -> Workload {
+    let running = e.status.status == WorkloadStatus::Running;
+    Workload {
+        name: name.to_string(),
+        package: e.config.image.clone(),
+        url: url(&e.config, name),
+        port: e.config.port,
+        transport_type: e.config.transport.clone(),
+        proxy_mode: e.config.proxy_mode.clone(),
+        status: e.status.status,
+        status_context: e.status.status_context.clone(),
+        created_at: rfc3339(Some(e.status.created_at)),
+        labels: e
+            .config
+            .container_labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("berth."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        group: e.config.group.clone(),
+        tools: Vec::new(),
+        remote: false,
+        started_at: rfc3339(e.status.started_at.filter(|_| running)),
+    }
+}
+
+// === impl Workloads: changes ===
+
+impl Workloads {
+    /// Validates and stores a new workload, then starts it in the background.
+    pub async fn create(
+        &self,
+        req: CreateRequest,
+    ) -> Result<CreateWorkloadResponse, WorkloadError> {
+        if req.image.is_empty() && req.url.is_empty() && req.registry.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "either 'image', 'url', or 'registry'+'server' fields are required".into(),
+            ));
+        }
+        let name = WorkloadName::parse(&req.name)?;
+        let draft = self.draft(&name, &req)?;
+        let config = {
+            let mut table = self.table();
+            if table.contains_key(&name) {
+                return Err(WorkloadError::AlreadyExists(name.to_string()));
+            }
+            let config = self.assign_ports(&table, draft, &req, None)?;
+            let status = StatusRecord {
+                status: WorkloadStatus::Starting,
+                status_context: String::new(),
+                created_at: now(),
+                updated_at: now(),
+                started_at: None,
+                desired: Desired::Running,
+            };
+            self.inner
+                .store
+                .write(Kind::RunConfig, name.as_str(), &config)?;
+            self.inner
+                .store
+                .write(Kind::Status, name.as_str(), &status)?;
+            table.insert(
+                name.clone(),
+                Entry {
+                    config: config.clone(),
+                    status,
+                    op: Arc::default(),
+                    generation: 0,
+                },
+            );
+            config
+        };
+        self.wlog(&name, &format!("created (image {})", config.image));
+        info!(workload = %name, image = %config.image, port = config.port, "Workload created.");
+        self.spawn_op(name.clone(), Op::Start);
+        Ok(CreateWorkloadResponse {
+            name: name.to_string(),
+            port: config.port,
+        })
+    }
+
+    /// Replaces a workload's configuration (full replacement: omitted fields
+    /// take their defaults; a zero `proxy_port` keeps the current port).
+    /// The new configuration is validated and stored first; the workload
+    /// is then restarted with it in the background, and if it does not
+    /// start, the previous configuration is restored and started again.
+    pub async fn edit(
+        &self,
+        name: &str,
+        mut req: CreateRequest,
+    ) -> Result<CreateWorkloadResponse, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        req.name = name.to_string();
+        if req.image.is_empty() && req.url.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "either 'image' or 'url' is required".into(),
+            ));
+        }
+        let draft = self.draft(&name, &req)?;
+        let (old, config) = {
+            let mut table = self.table();
+            let entry = table
+                .get(&name)
+                .ok_or_else(|| WorkloadError::NotFound(name.to_string()))?;
+            let old = entry.config.clone();
+            let current = (old.port, old.target_port);
+            let config = self.assign_ports(&table, draft, &req, Some(current))?;
+            self.inner
+                .store
+                .write(Kind::RunConfig, name.as_str(), &config)?;
+            table.get_mut(&name).expect("checked above").config = config.clone();
+            (old, config)
+        };
+        self.wlog(&name, "configuration replaced; restarting with it");
+        self.spawn_op(name.clone(), Op::Edit { old: Box::new(old) });
+        Ok(CreateWorkloadResponse {
+            name: name.to_string(),
+            port: config.port,
+        })
+    }
+
+    /// Stops a workload in the background.
+    pub fn stop(&self, name: &str) -> Result<(), WorkloadError> {
+        self.schedule(name, Op::Stop)
+    }
+
+    /// Restarts a workload in the background (stops it first if it runs).
+    pub fn restart(&self, name: &str) -> Result<(), WorkloadError> {
+        self.schedule(name, Op::Restart)
+    }
+
+    /// Deletes a workload in the background.
+    pub fn delete(&self, name: &str) -> Result<(), WorkloadError> {
+        self.schedule(name, Op::Delete)
+    }
+
+    fn schedule(&self, name: &str, op: Op) -> Result<(), WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        if !self.table().contains_key(&name) {
+            return Err(WorkloadError::NotFound(name.to_string()));
+        }
+        self.spawn_op(name, op);
+        Ok(())
+    }
+
+    /// Applies `op` to the workloads named in `req` (all of them checked
+    /// first: nothing starts if one is invalid or unknown).
+    pub fn bulk(&self, op: BulkOp, req: BulkOperationRequest) -> Result<(), WorkloadError> {
+        let names = self.bulk_targets(req)?;
+        for name in names {
+            self.spawn_op(
+                name,
+                match op {
+                    BulkOp::Stop => Op::Stop,
+                    BulkOp::Restart => Op::Restart,
+                    BulkOp::Delete => Op::Delete,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn bulk_targets(&self, req: BulkOperationRequest) -> Result<Vec<WorkloadName>, WorkloadError> {
+        match (req.names.is_empty(), req.group.is_empty()) {
+            (false, false) => Err(WorkloadError::Invalid(
+                "cannot specify both names and group".into(),
+            )),
+            (true, true) => Err(WorkloadError::Invalid(
+                "must specify either names or group".into(),
+            )),
+            (true, false) => {
+                self.inner.groups.get(&req.group)?;
+                Ok(self
+                    .table()
+                    .iter()
+                    .filter(|(_, e)| e.config.group == req.group)
+                    .map(|(n, _)| n.clone())
+                    .collect())
+            }
+            (false, true) => {
+                let mut names = BTreeSet::new();
+                for n in &req.names {
+                    let name =
+                        WorkloadName::parse(n).map_err(|source| WorkloadError::InvalidNameIn {
+                            name: n.clone(),
+                            source,
+                        })?;
+                    names.insert(name);
+                }
+                let table = self.table();
+                let missing: Vec<_> = names
+                    .iter()
+                    .filter(|n| !table.contains_key(*n))
+                    .map(WorkloadName::to_string)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(WorkloadError::NotFound(missing.join(", ")));
+                }
+                Ok(names.into_iter().collect())
+            }
+        }
+    }
+
+    /// Deletes group `name`: its workloads are deleted with
+    /// `with_workloads` (waiting for that), else moved to `default`.
+    pub async fn delete_group(
+        &self,
+        name: &str,
+        with_workloads: bool,
+    ) -> Result<(), WorkloadError> {
+        crate::groups::validate_name(name)?;
+        if name == DEFAULT_GROUP {
+            return Err(GroupError::DeleteDefault.into());
+        }
+        self.inner.groups.get(name)?;
+        let members: Vec<WorkloadName> = self
+            .table()
+            .iter()
+            .filter(|(_, e)| e.config.group == name)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if with_workloads {
+            let deletes = members.into_iter().map(|n| self.run_op(n, Op::Delete));
+            futures::future::join_all(deletes).await;
+            let left: Vec<_> = self
+                .table()
+                .iter()
+                .filter(|(_, e)| e.config.group == name)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            if !left.is_empty() {
+                return Err(WorkloadError::Invalid(format!(
+                    "could not delete workloads {} of group {name}; see their status",
+                    left.join(", ")
+                )));
+            }
+        } else {
+            let mut table = self.table();
+            for n in members {
+                if let Some(e) = table.get_mut(&n) {
+                    let mut config = e.config.clone();
+                    config.group = DEFAULT_GROUP.to_owned();
+                    config
+                        .container_labels
+                        .insert(LABEL_GROUP.into(), DEFAULT_GROUP.into());
+                    self.inner
+                        .store
+                        .write(Kind::RunConfig, n.as_str(), &config)?;
+                    e.config = config;
+                }
+            }
+        }
+        self.inner.groups.remove(name)?;
+        Ok(())
+    }
+}
+
+// === impl Workloads: validation ===
+
+impl Workloads {
+    /// Checks a request and builds its run configuration, without ports.
+    fn draft(&self, name: &WorkloadName, req: &CreateRequest) -> Result<RunConfig, WorkloadError> {
+        let unsupported = unsupported_fields(req);
+        if !unsupported.is_empty() {
+            return Err(WorkloadError::Unsupported(unsupported));
+        }
+        let transport: Transport = if req.transport.is_empty() {
+            Transport::Stdio
+        } else {
+            req.transport
+                .parse()
+                .map_err(|e: berth_runtime_api::UnknownTransport| {
+                    WorkloadError::Invalid(e.to_string())
+                })?
+        };
+        let proxy_mode = match (transport, req.proxy_mode.as_str()) {
+            (Transport::Stdio, "" | "streamable-http") => "streamable-http",
+            (Transport::Stdio, "sse") => "sse",
+            (Transport::Stdio, other) => {
+                return Err(WorkloadError::Invalid(format!(
+                    "invalid proxy_mode `{other}`: use `sse` or `streamable-http`"
+                )));
+            }
+            (t, _) => t.as_str(),
+        };
+        let host = if req.host.is_empty() {
+            "127.0.0.1".to_owned()
+        } else {
+            req.host
+                .parse::<IpAddr>()
+                .map_err(|_| {
+                    WorkloadError::Invalid(format!(
+                        "invalid host `{}`: not an IP address",
+                        req.host
+                    ))
+                })?
+                .to_string()
+        };
+        let group = if req.group.is_empty() {
+            DEFAULT_GROUP
+        } else {
+            &req.group
+        };
+        match self.inner.groups.exists(group) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(WorkloadError::Invalid(format!(
+                    "group `{group}` does not exist"
+                )));
+            }
+            Err(GroupError::InvalidName(why)) => {
+                return Err(WorkloadError::Invalid(format!("invalid group name: {why}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for key in req.env_vars.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(WorkloadError::Invalid(format!(
+                    "invalid environment variable name {key:?}"
+                )));
+            }
+        }
+        if req.env_vars.values().any(|v| v.contains('\0'))
+            || req.cmd_arguments.iter().any(|a| a.contains('\0'))
+        {
+            return Err(WorkloadError::Invalid(
+                "environment values and arguments cannot contain null bytes".into(),
+            ));
+        }
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_WORKLOAD.to_owned(), name.to_string());
+        labels.insert(LABEL_GROUP.to_owned(), group.to_owned());
+        let config = RunConfig {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            image: req.image.clone(),
+            cmd_args: req.cmd_arguments.clone(),
+            name: name.to_string(),
+            container_name: name.to_string(),
+            base_name: name.to_string(),
+            transport: transport.as_str().to_owned(),
+            host,
+            port: 0,
+            target_port: None,
+            target_host: if transport == Transport::Stdio {
+                String::new()
+            } else {
+                "127.0.0.1".to_owned()
+            },
+            permission_profile: Some(
+                req.permission_profile
+                    .clone()
+                    .unwrap_or_else(PermissionProfile::network),
+            ),
+            env_vars: req.env_vars.clone(),
+            container_labels: labels,
+            isolate_network: false,
+            trust_proxy_headers: req.trust_proxy_headers,
+            proxy_mode: proxy_mode.to_owned(),
+            group: group.to_owned(),
+            middleware_configs: Vec::new(),
+        };
+        self.inner.backend.check(&spec_for(&config))?;
+        Ok(config)
+    }
+
+    /// Chooses the proxy port (and the target port of HTTP transports);
+    /// called under the table lock so that no two workloads get one port.
+    fn assign_ports(
+        &self,
+        table: &BTreeMap<WorkloadName, Entry>,
+        mut config: RunConfig,
+        req: &CreateRequest,
+        current: Option<(u16, Option<u16>)>,
+    ) -> Result<RunConfig, WorkloadError> {
+        let mut taken: BTreeSet<u16> = BTreeSet::new();
+        for (n, e) in table {
+            if n.as_str() != config.name {
+                taken.insert(e.config.port);
+                taken.extend(e.config.target_port);
+            }
+        }
+        let host: IpAddr = config.host.parse().expect("validated in draft");
+        let (start, end) = self.inner.settings.port_range;
+        let choose = |requested: u16, current: Option<u16>, taken: &BTreeSet<u16>| match (
+            requested, current,
+        ) {
+            (0, Some(cur)) => Ok(cur),
+            (p, Some(cur)) if p == cur => Ok(cur),
+            (0, None) => {
+                ports::pick(host, start, end, taken).ok_or(WorkloadError::NoFreePort(start, end))
+            }
+            (p, _) if taken.contains(&p) || !ports::bindable(host, p) => {
+                Err(WorkloadError::PortUnavailable(p))
+            }
+            (p, _) => Ok(p),
+        };
+        config.port = choose(req.proxy_port, current.map(|c| c.0), &taken)?;
+        taken.insert(config.port);
+        if config.transport != Transport::Stdio.as_str() {
+            let target = choose(req.target_port, current.and_then(|c| c.1), &taken)?;
+            if target == config.port {
+                return Err(WorkloadError::Invalid(
+                    "target_port must differ from proxy_port".into(),
+                ));
+            }
+            config.target_port = Some(target);
+        }
+        Ok(config)
+    }
+}
+
+/// The backend spec of a run configuration: its environment plus the
+/// transport variables MCP servers read (not persisted, so an edit that
+/// echoes a GET never pins stale values).
+pub fn spec_for(config: &RunConfig) -> WorkloadSpec {
+    let name = WorkloadName::parse(&config.name).expect("stored names are valid");
+    let mut spec = WorkloadSpec::new(name, config.image.clone());
+    spec.args = config.cmd_args.clone();
+    spec.transport = config.transport.parse().unwrap_or_default();
+    spec.target_port = config.target_port;
+    spec.labels = config.container_labels.clone();
+    spec.env = config.env_vars.clone();
+    spec.env
+        .entry("MCP_TRANSPORT".into())
+        .or_insert_with(|| config.transport.clone());
+    if let Some(port) = config.target_port {
+        spec.env
+            .entry("MCP_PORT".into())
+            .or_insert(port.to_string());
+        spec.env
+            .entry("FASTMCP_PORT".into())
+            .or_insert(port.to_string());
+        spec.env
+            .entry("MCP_HOST".into())
+            .or_insert_with(|| config.target_host.clone());
+    }
+    spec
+}
+
+// === impl Workloads: background operations ===
+
+impl Workloads {
+    fn spawn_op(&self, name: WorkloadName, op: Op) {
+        let this = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { this.run_op(name, op).await });
+    }
+
+    async fn run_op(&self, name: WorkloadName, op: Op) {
+        let Some(lock) = self.table().get(&name).map(|e| e.op.clone()) else {
+            return;
+        };
+        let _guard = lock.lock().await;
+        if !self.table().contains_key(&name) {
+            return; // deleted while this operation waited
+        }
+        match op {
+            Op::Start => self.start_instance(&name).await,
+            Op::Stop => {
+                self.set_desired(&name, Desired::Stopped);
+                self.stop_instance(&name).await;
+            }
+            Op::Restart => {
+                self.set_desired(&name, Desired::Running);
+                self.stop_instance(&name).await;
+                self.start_instance(&name).await;
+            }
+            Op::Delete => self.delete_now(&name).await,
+            Op::Edit { old } => self.apply_edit(&name, *old).await,
+            Op::Recover { running } => self.recover(&name, running).await,
+        }
+    }
+
+    async fn recover(&self, name: &WorkloadName, running: bool) {
+        let (status, desired) = match self.table().get(name) {
+            Some(e) => (e.status.status, e.status.desired),
+            None => return,
+        };
+        if status == WorkloadStatus::Removing {
+            self.delete_now(name).await;
+        } else if desired == Desired::Running {
+            if running {
+                self.adopt(name).await;
+            } else {
+                self.start_instance(name).await;
+            }
+        } else {
+            if running {
+                self.stop_instance(name).await;
+            }
+            if status != WorkloadStatus::Error {
+                self.set_status(name, WorkloadStatus::Stopped, String::new(), None);
+            }
+        }
+    }
+
+    async fn adopt(&self, name: &WorkloadName) {
+        if !self.try_adopt(name).await {
+            self.start_instance(name).await;
+        }
+    }
+
+    /// Takes over an instance the backend still runs (after a berth restart);
+    /// false if there is none.
+    async fn try_adopt(&self, name: &WorkloadName) -> bool {
+        match self.inner.backend.inspect(name).await {
+            Ok(info) if info.state.is_running() => {
+                let generation = self.bump_generation(name);
+                self.set_status(
+                    name,
+                    WorkloadStatus::Running,
+                    String::new(),
+                    info.started_at,
+                );
+                self.wlog(name, "re-attached to the running instance");
+                self.watch(name.clone(), generation);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn start_instance(&self, name: &WorkloadName) {
+        let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
+            return;
+        };
+        self.set_status(name, WorkloadStatus::Starting, String::new(), None);
+        match self.inner.backend.deploy(spec_for(&config)).await {
+            Ok(info) => {
+                let generation = self.bump_generation(name);
+                let started = info.started_at.or(Some(now()));
+                match info.state {
+                    RuntimeState::Exited(exit) => self.on_exit(name, generation, &exit),
+                    _ => {
+                        self.set_status(name, WorkloadStatus::Running, String::new(), started);
+                        self.wlog(name, &format!("started ({})", config.image));
+                        info!(workload = %name, "Workload started.");
+                        self.watch(name.clone(), generation);
+                    }
+                }
+            }
+            Err(RuntimeError::AlreadyExists(_)) if self.try_adopt(name).await => {}
+            Err(err) => {
+                let why = format!("failed to start: {}", error_chain(&err));
+                warn!(workload = %name, error = %why, "Workload did not start.");
+                self.wlog(name, &why);
+                self.set_status(name, WorkloadStatus::Error, why, None);
+            }
+        }
+    }
+
+    async fn stop_instance(&self, name: &WorkloadName) {
+        let status = match self.table().get(name) {
+            Some(e) => e.status.status,
+            None => return,
+        };
+        if status == WorkloadStatus::Stopped {
+            return;
+        }
+        self.set_status(name, WorkloadStatus::Stopping, String::new(), None);
+        match self.inner.backend.stop(name).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {
+                self.wlog(name, "stopped");
+                info!(workload = %name, "Workload stopped.");
+                self.set_status(name, WorkloadStatus::Stopped, String::new(), None);
+            }
+            Err(err) => {
+                let why = format!("failed to stop: {}", error_chain(&err));
+                self.wlog(name, &why);
+                self.set_status(name, WorkloadStatus::Error, why, None);
+            }
+        }
+    }
+
+    async fn delete_now(&self, name: &WorkloadName) {
+        self.set_status(name, WorkloadStatus::Removing, String::new(), None);
+        match self.inner.backend.remove(name).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+            Err(err) => {
+                let why = format!("failed to remove: {}", error_chain(&err));
+                self.wlog(name, &why);
+                self.set_status(name, WorkloadStatus::Error, why, None);
+                return;
+            }
+        }
+        let mut table = self.table();
+        let store = &self.inner.store;
+        let removed = store
+            .remove(Kind::RunConfig, name.as_str())
+            .and_then(|()| store.remove(Kind::Status, name.as_str()));
+        if let Err(err) = removed {
+            drop(table);
+            let why = format!("failed to remove state: {}", error_chain(&err));
+            self.set_status(name, WorkloadStatus::Error, why, None);
+            return;
+        }
+        table.remove(name);
+        let log = store.workload_log(name.as_str());
+        let _ = fs::remove_file(log.with_extension("log.1"));
+        let _ = fs::remove_file(log);
+        info!(workload = %name, "Workload deleted.");
+    }
+
+    async fn apply_edit(&self, name: &WorkloadName, old: RunConfig) {
+        let desired = match self.table().get(name) {
+            Some(e) => e.status.desired,
+            None => return,
+        };
+        if desired == Desired::Stopped {
+            return; // a stopped workload keeps its new configuration for its next start
+        }
+        self.stop_instance(name).await;
+        self.start_instance(name).await;
+        let failed = self
+            .table()
+            .get(name)
+            .filter(|e| e.status.status == WorkloadStatus::Error)
+            .map(|e| e.status.status_context.clone());
+        if let Some(why) = failed {
+            warn!(workload = %name, error = %why, "Edited workload did not start; restoring its previous configuration.");
+            {
+                let mut table = self.table();
+                if self
+                    .inner
+                    .store
+                    .write(Kind::RunConfig, name.as_str(), &old)
+                    .is_ok()
+                {
+                    if let Some(e) = table.get_mut(name) {
+                        e.config = old;
+                    }
+                }
+            }
+            self.start_instance(name).await;
+            let restored = format!("edit failed ({why}); previous configuration restored");
+            self.wlog(name, &restored);
+            let status = self.table().get(name).map(|e| e.status.status);
+            if status == Some(WorkloadStatus::Running) {
+                self.set_context(name, restored);
+            }
+        }
+    }
+
+    fn watch(&self, name: WorkloadName, generation: u64) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Ok(exit) = this.inner.backend.wait(&name).await {
+                this.on_exit(&name, generation, &exit);
+            }
+        });
+    }
+
+    fn on_exit(&self, name: &WorkloadName, generation: u64, exit: &ExitStatus) {
+        if exit.stopped_by_request {
+            return;
+        }
+        let current = self
+            .table()
+            .get(name)
+            .map(|e| (e.generation, e.status.status));
+        if current != Some((generation, WorkloadStatus::Running))
+            && current != Some((generation, WorkloadStatus::Starting))
+        {
+            return;
+        }
+        let why = format!("process {}", exit.describe());
+        warn!(workload = %name, exit = %why, "Workload exited.");
+        self.wlog(name, &why);
+        let status = if exit.is_clean() {
+            WorkloadStatus::Stopped
+        } else {
+            WorkloadStatus::Error
+        };
+        self.set_status(name, status, why, None);
+    }
+}
+
+// === impl Workloads: status bookkeeping ===
+
+impl Workloads {
+    fn bump_generation(&self, name: &WorkloadName) -> u64 {
+        let mut table = self.table();
+        match table.get_mut(name) {
+            Some(e) => {
+                e.generation += 1;
+                e.generation
+            }
+            None => 0,
+        }
+    }
+
+    fn update(&self, name: &WorkloadName, f: impl FnOnce(&mut StatusRecord)) {
+        let mut table = self.table();
+        let Some(e) = table.get_mut(name) else { return };
+        let mut next = e.status.clone();
+        f(&mut next);
+        next.updated_at = now();
+        if let Err(err) = self.inner.store.write(Kind::Status, name.as_str(), &next) {
+            tracing::error!(workload = %name, error = %error_chain(&err), "Cannot persist a workload status.");
+        }
+        e.status = next;
+    }
+
+    fn set_status(
+        &self,
+        name: &WorkloadName,
+        status: WorkloadStatus,
+        context: String,
+        started_at: Option<OffsetDateTime>,
+    ) {
+        self.update(name, |s| {
+            s.status = status;
+            s.status_context = context;
+            if started_at.is_some() || status != WorkloadStatus::Running {
+                s.started_at = started_at;
+            }
+        });
+    }
+
+    fn set_context(&self, name: &WorkloadName, context: String) {
+        self.update(name, |s| s.status_context = context);
+    }
+
+    fn set_desired(&self, name: &WorkloadName, desired: Desired) {
+        self.update(name, |s| s.desired = desired);
+    }
+
+    /// Appends a line to berth's own log of the workload.
+    fn wlog(&self, name: &WorkloadName, line: &str) {
+        let path = self.inner.store.workload_log(name.as_str());
+        if fs::metadata(&path).is_ok_and(|m| m.len() > WORKLOAD_LOG_MAX_BYTES) {
+            let _ = fs::rename(&path, path.with_extension("log.1"));
+        }
+        let written = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{} {line}", rfc3339(Some(now()))));
+        if let Err(err) = written {
+            warn!(workload = %name, error = %err, "Cannot write the workload log.");
+        }
+    }
+}

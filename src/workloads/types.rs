@@ -1,0 +1,547 @@
+//! The workload documents berth reads and writes: API request and response
+//! bodies (ToolHive's field names) and the persisted run configuration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// The `schema_version` of run configurations berth writes.
+pub const SCHEMA_VERSION: &str = "v0.1.0";
+
+/// The status of a workload, as ToolHive spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadStatus {
+    /// Serving.
+    Running,
+    /// Stopped on request, or exited cleanly by itself.
+    Stopped,
+    /// Failed to start, or exited with an error.
+    Error,
+    /// Being started.
+    Starting,
+    /// Being stopped.
+    Stopping,
+    /// Running but not answering.
+    Unhealthy,
+    /// Being deleted.
+    Removing,
+    /// Not known.
+    Unknown,
+    /// A remote workload whose credentials were refused.
+    Unauthenticated,
+    /// A remote workload retrying its authentication.
+    AuthRetrying,
+    /// Refused by policy.
+    PolicyStopped,
+}
+
+impl WorkloadStatus {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Error => "error",
+            Self::Starting => "starting",
+            Self::Stopping => "stopping",
+            Self::Unhealthy => "unhealthy",
+            Self::Removing => "removing",
+            Self::Unknown => "unknown",
+            Self::Unauthenticated => "unauthenticated",
+            Self::AuthRetrying => "auth_retrying",
+            Self::PolicyStopped => "policy_stopped",
+        }
+    }
+}
+
+/// Whether berth should keep a workload running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    /// Run it, also after a berth restart.
+    Running,
+    /// Leave it stopped.
+    Stopped,
+}
+
+/// The persisted status of one workload (`statuses/<name>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    /// Current status.
+    pub status: WorkloadStatus,
+    /// Why, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status_context: String,
+    /// When the workload was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When this record last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// When the current instance started.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub started_at: Option<OffsetDateTime>,
+    /// Whether berth keeps it running.
+    pub desired: Desired,
+}
+
+/// A tool's replacement name and description.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::toolOverride)]
+pub struct ToolOverride {
+    /// New name of the tool.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// New description of the tool.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// A secret exposed to the workload as an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = secrets::SecretParameter)]
+pub struct SecretParameter {
+    /// The secret's name in the secrets provider.
+    #[serde(default)]
+    pub name: String,
+    /// The environment variable it becomes.
+    #[serde(default)]
+    pub target: String,
+}
+
+/// Outbound network permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = permissions::OutboundNetworkPermissions)]
+pub struct OutboundNetworkPermissions {
+    /// Allow every outbound connection.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_allow_all: bool,
+    /// Hosts that may be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_host: Vec<String>,
+    /// Ports that may be reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_port: Vec<u16>,
+}
+
+/// Inbound network permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = permissions::InboundNetworkPermissions)]
+pub struct InboundNetworkPermissions {
+    /// Hosts that may connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_host: Vec<String>,
+}
+
+/// Network permissions of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = permissions::NetworkPermissions)]
+pub struct NetworkPermissions {
+    /// Network mode (`bridge`, `host`, `none`); empty for the default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    /// Outbound rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<OutboundNetworkPermissions>,
+    /// Inbound rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbound: Option<InboundNetworkPermissions>,
+}
+
+/// What a workload may touch: mounts, network, privileges.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = permissions::Profile)]
+pub struct PermissionProfile {
+    /// The profile's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Read-only mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
+    /// Read-write mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub write: Vec<String>,
+    /// Network rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkPermissions>,
+    /// Run privileged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+}
+
+impl PermissionProfile {
+    /// The built-in `network` profile: outbound network allowed, no mounts.
+    pub fn network() -> Self {
+        Self {
+            name: "network".into(),
+            network: Some(NetworkPermissions {
+                outbound: Some(OutboundNetworkPermissions {
+                    insecure_allow_all: true,
+                    ..Default::default()
+                }),
+                inbound: Some(InboundNetworkPermissions::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Whether the profile allows everything the built-in `network` profile
+    /// allows: no mounts, no privileges, unrestricted outbound network.
+    pub fn is_unrestricted_network(&self) -> bool {
+        let outbound_all = self
+            .network
+            .as_ref()
+            .and_then(|n| n.outbound.as_ref())
+            .is_some_and(|o| o.insecure_allow_all);
+        let mode_ok = self
+            .network
+            .as_ref()
+            .is_none_or(|n| matches!(n.mode.as_str(), "" | "bridge" | "default" | "host"));
+        self.read.is_empty() && self.write.is_empty() && !self.privileged && outbound_all && mode_ok
+    }
+}
+
+/// OIDC options for the workload's proxy (not supported by berth yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::oidcOptions)]
+pub struct OidcOptions {
+    /// Expected audience.
+    #[serde(default)]
+    pub audience: String,
+    /// OAuth2 client ID.
+    #[serde(default)]
+    pub client_id: String,
+    /// OAuth2 client secret; never returned.
+    #[serde(default, skip_serializing)]
+    pub client_secret: String,
+    /// Token introspection URL.
+    #[serde(default)]
+    pub introspection_url: String,
+    /// Issuer URL.
+    #[serde(default)]
+    pub issuer: String,
+    /// JWKS URL.
+    #[serde(default)]
+    pub jwks_url: String,
+    /// Scopes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl OidcOptions {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Request body of `POST /workloads`; without `name`, `registry` and `server`
+/// it is also the body of `POST /workloads/{name}/edit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::createRequest)]
+pub struct CreateRequest {
+    /// Name of the workload.
+    #[serde(default)]
+    pub name: String,
+    /// What to run: `npx://<package>`, `uvx://<package>`, `exec://<absolute path>`
+    /// (process runtime) or an OCI image reference (container runtimes).
+    #[serde(default)]
+    pub image: String,
+    /// A remote MCP server URL (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// Registry to resolve `server` from (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry: String,
+    /// Server name in the registry (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server: String,
+    /// `stdio` (default), `sse` or `streamable-http`.
+    #[serde(default)]
+    pub transport: String,
+    /// For stdio: `streamable-http` (default) or `sse`.
+    #[serde(default)]
+    pub proxy_mode: String,
+    /// Address the proxy binds; `127.0.0.1` by default.
+    #[serde(default)]
+    pub host: String,
+    /// Port of the proxy; 0 picks a free one.
+    #[serde(default)]
+    pub proxy_port: u16,
+    /// Port the server listens on (HTTP transports); 0 picks a free one.
+    #[serde(default)]
+    pub target_port: u16,
+    /// Arguments passed to the server.
+    #[serde(default)]
+    pub cmd_arguments: Vec<String>,
+    /// Environment variables of the server.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Secrets exposed as environment variables (not supported by berth yet).
+    #[serde(default)]
+    pub secrets: Vec<SecretParameter>,
+    /// Volume mounts (not supported by berth yet).
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Permission profile; only the built-in `network` profile is supported yet.
+    #[serde(default)]
+    pub permission_profile: Option<PermissionProfile>,
+    /// Network isolation per the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_isolation: Option<bool>,
+    /// Allow the Docker gateway under isolation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_docker_gateway: bool,
+    /// Trust `X-Forwarded-*` headers.
+    #[serde(default)]
+    pub trust_proxy_headers: bool,
+    /// Path of an authorization policy (not supported by berth yet).
+    #[serde(default)]
+    pub authz_config: String,
+    /// OIDC options (not supported by berth yet).
+    #[serde(default)]
+    pub oidc: Option<OidcOptions>,
+    /// Tool allow-list (not supported by berth yet).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// Tool renames (not supported by berth yet).
+    #[serde(default)]
+    pub tools_override: Option<BTreeMap<String, ToolOverride>>,
+    /// Group of the workload; `default` when empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Build settings for package images (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub runtime_config: Option<serde_json::Value>,
+    /// Remote OAuth settings (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub oauth_config: Option<serde_json::Value>,
+    /// Remote headers (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub headers: Option<Vec<serde_json::Value>>,
+    /// Headers injected upstream (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub header_forward: Option<serde_json::Value>,
+}
+
+/// Which fields of a request berth cannot honour yet, by wire name.
+///
+/// berth refuses such a request instead of storing settings it would not
+/// enforce.
+pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
+    let nonempty_json = |v: &Option<serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Object(m)) => !m.is_empty(),
+        Some(_) => true,
+    };
+    let mut out = Vec::new();
+    let mut flag = |cond: bool, name| {
+        if cond {
+            out.push(name);
+        }
+    };
+    flag(!req.url.is_empty(), "url");
+    flag(
+        !req.registry.is_empty() || !req.server.is_empty(),
+        "registry/server",
+    );
+    flag(!req.secrets.is_empty(), "secrets");
+    flag(!req.volumes.is_empty(), "volumes");
+    flag(!req.authz_config.is_empty(), "authz_config");
+    flag(req.oidc.as_ref().is_some_and(|o| !o.is_empty()), "oidc");
+    flag(req.tools.as_ref().is_some_and(|t| !t.is_empty()), "tools");
+    flag(
+        req.tools_override.as_ref().is_some_and(|t| !t.is_empty()),
+        "tools_override",
+    );
+    flag(nonempty_json(&req.runtime_config), "runtime_config");
+    flag(nonempty_json(&req.oauth_config), "oauth_config");
+    flag(
+        req.headers.as_ref().is_some_and(|h| !h.is_empty()),
+        "headers",
+    );
+    flag(nonempty_json(&req.header_forward), "header_forward");
+    flag(
+        req.permission_profile
+            .as_ref()
+            .is_some_and(|p| !p.is_unrestricted_network()),
+        "permission_profile (only the built-in `network` profile)",
+    );
+    out
+}
+
+/// Response of create and edit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::createWorkloadResponse)]
+pub struct CreateWorkloadResponse {
+    /// Name of the workload.
+    pub name: String,
+    /// Port of its proxy.
+    pub port: u16,
+}
+
+/// One workload in a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = core::Workload)]
+pub struct Workload {
+    /// Name of the workload.
+    pub name: String,
+    /// The image or package it runs.
+    pub package: String,
+    /// The URL MCP clients connect to.
+    pub url: String,
+    /// Port of its proxy.
+    pub port: u16,
+    /// How the server itself talks.
+    #[schema(value_type = String)]
+    pub transport_type: String,
+    /// How clients talk to the proxy.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub proxy_mode: String,
+    /// Current status.
+    pub status: WorkloadStatus,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_context: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// User labels.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Its group.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Tool filter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Whether it is a remote workload.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+    /// When the current instance started (RFC 3339); the zero time when it
+    /// does not run.
+    pub started_at: String,
+}
+
+/// `GET /workloads` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::workloadListResponse)]
+pub struct WorkloadListResponse {
+    /// The workloads, by name.
+    pub workloads: Vec<Workload>,
+}
+
+/// `GET /workloads/{name}/status` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::workloadStatusResponse)]
+pub struct WorkloadStatusResponse {
+    /// Current status.
+    pub status: WorkloadStatus,
+}
+
+/// Body of the bulk stop, restart and delete calls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::bulkOperationRequest)]
+pub struct BulkOperationRequest {
+    /// Workloads to act on (exclusive with `group`).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Group whose workloads to act on (exclusive with `names`).
+    #[serde(default)]
+    pub group: String,
+}
+
+/// A middleware entry of the proxy chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = types::MiddlewareConfig)]
+pub struct MiddlewareConfig {
+    /// Middleware type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its parameters.
+    #[schema(value_type = Object)]
+    pub parameters: serde_json::Value,
+}
+
+/// A workload's configuration, persisted and exported in ToolHive's
+/// RunConfig shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = runner::RunConfig)]
+pub struct RunConfig {
+    /// Version of this document's schema.
+    #[serde(default = "schema_version")]
+    pub schema_version: String,
+    /// What runs.
+    pub image: String,
+    /// Arguments passed to the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd_args: Vec<String>,
+    /// Workload name.
+    pub name: String,
+    /// Same as `name`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_name: String,
+    /// Same as `name`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_name: String,
+    /// How the server talks.
+    pub transport: String,
+    /// Proxy bind address.
+    pub host: String,
+    /// Proxy port.
+    pub port: u16,
+    /// Port the server listens on (HTTP transports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<u16>,
+    /// Host the server listens on (HTTP transports).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_host: String,
+    /// Permission profile.
+    #[serde(default)]
+    pub permission_profile: Option<PermissionProfile>,
+    /// Environment variables of the server, as given.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_vars: BTreeMap<String, String>,
+    /// Labels berth puts on the instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_labels: BTreeMap<String, String>,
+    /// Network isolation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub isolate_network: bool,
+    /// Trust `X-Forwarded-*`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trust_proxy_headers: bool,
+    /// Effective proxy mode.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub proxy_mode: String,
+    /// Group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Proxy middleware chain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware_configs: Vec<MiddlewareConfig>,
+}
+
+fn schema_version() -> String {
+    SCHEMA_VERSION.to_owned()
+}
+
+/// Formats a time as RFC 3339, the zero time for `None`.
+pub fn rfc3339(t: Option<OffsetDateTime>) -> String {
+    match t {
+        Some(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("times format"),
+        None => "0001-01-01T00:00:00Z".to_owned(),
+    }
+}

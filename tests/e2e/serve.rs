@@ -1,0 +1,397 @@
+//! `berth serve` as a user runs it: real processes, real signals, kill -9.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::eventually;
+
+const T: Duration = Duration::from_secs(20);
+
+struct Berth {
+    child: Child,
+    base: String,
+    root: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn berth_cmd(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
+    cmd.env("XDG_STATE_HOME", root.join("state"))
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(root.join("berth.log"))
+                .expect("log file"),
+        ));
+    cmd
+}
+
+impl Berth {
+    async fn start(root: &Path, port: u16) -> Self {
+        let child = berth_cmd(root)
+            .args(["serve", "--port", &port.to_string()])
+            .spawn()
+            .expect("spawn berth");
+        let b = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            root: root.to_owned(),
+        };
+        eventually(T, "berth to be healthy", || async {
+            let r = reqwest::get(format!("{}/health", b.base)).await.ok()?;
+            (r.status() == 204).then_some(())
+        })
+        .await;
+        b
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root.join("state/berth")
+    }
+
+    async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+        let c = reqwest::Client::new();
+        let mut r = c.request(method, format!("{}/api/v1beta{path}", self.base));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("request");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, String) {
+        self.req(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn status(&self, name: &str) -> Option<String> {
+        let (code, body) = self
+            .req(
+                reqwest::Method::GET,
+                &format!("/workloads/{name}/status"),
+                None,
+            )
+            .await;
+        (code == 200).then(|| {
+            serde_json::from_str::<Value>(&body).expect("json")["status"]
+                .as_str()
+                .expect("s")
+                .to_owned()
+        })
+    }
+
+    async fn wait_status(&self, name: &str, want: &str) {
+        eventually(T, &format!("{name} to be {want}"), || async {
+            (self.status(name).await.as_deref() == Some(want)).then_some(())
+        })
+        .await;
+    }
+
+    /// Processes whose working directory lies in this berth's state: its
+    /// workloads.
+    fn workload_pids(&self) -> Vec<u32> {
+        let work = self.state().join("process/work");
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc") {
+            let entry = entry.expect("entry");
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+                if cwd.starts_with(&work) && !is_zombie(pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn cat_workload_lifecycle_and_no_orphans() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+
+    let resp = reqwest::get(format!("{}/api/v1beta/version", b.base))
+        .await
+        .expect("version");
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["runtime"], "process");
+
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "t1", "image": "exec:///bin/cat", "transport": "stdio"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).expect("json");
+    let port = created["port"].as_u64().expect("port");
+    b.wait_status("t1", "running").await;
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(
+        list["workloads"][0]["url"],
+        format!("http://127.0.0.1:{port}/mcp")
+    );
+    assert_eq!(b.workload_pids().len(), 1, "one cat runs");
+
+    assert_eq!(b.post("/workloads/t1/stop", json!({})).await.0, 202);
+    b.wait_status("t1", "stopped").await;
+    assert!(b.workload_pids().is_empty(), "stop leaves no process");
+    assert_eq!(b.post("/workloads/t1/restart", json!({})).await.0, 202);
+    b.wait_status("t1", "running").await;
+
+    let (code, _) = b
+        .req(reqwest::Method::GET, "/workloads/t1/logs", None)
+        .await;
+    assert_eq!(code, 200);
+    let (code, export) = b
+        .req(reqwest::Method::GET, "/workloads/t1/export", None)
+        .await;
+    assert_eq!(code, 200);
+    let export: Value = serde_json::from_str(&export).expect("json");
+    assert_eq!(export["image"], "exec:///bin/cat");
+
+    let (code, _) = b.req(reqwest::Method::DELETE, "/workloads/t1", None).await;
+    assert_eq!(code, 202);
+    eventually(T, "t1 to be gone", || async {
+        (b.req(reqwest::Method::GET, "/workloads/t1", None).await.0 == 404).then_some(())
+    })
+    .await;
+    assert!(
+        b.workload_pids().is_empty(),
+        "delete leaves no orphan process"
+    );
+
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "oci", "image": "ghcr.io/example/x:1"}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("npx://"), "{body}");
+}
+
+#[tokio::test]
+async fn process_exit_is_reported() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let (code, _) = b
+        .post("/workloads", json!({"name": "x", "image": "exec:///bin/sh", "cmd_arguments": ["-c", "echo bye >&2; exit 7"]}))
+        .await;
+    assert_eq!(code, 201);
+    b.wait_status("x", "error").await;
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(
+        list["workloads"][0]["status_context"],
+        "process exited with code 7"
+    );
+    let (_, logs) = b.req(reqwest::Method::GET, "/workloads/x/logs", None).await;
+    assert!(logs.contains("bye"), "stderr is in the logs: {logs:?}");
+}
+
+#[tokio::test]
+async fn kill_9_then_restart_brings_everything_back() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut b = Berth::start(root.path(), port).await;
+    for n in ["k1", "k2", "k3"] {
+        let (code, body) = b
+            .post(
+                "/workloads",
+                json!({"name": n, "image": "exec:///bin/cat", "env_vars": {"WHO": n}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    for n in ["k1", "k2", "k3"] {
+        b.wait_status(n, "running").await;
+    }
+    let (_, before) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    drop(b);
+
+    let b = Berth::start(root.path(), port).await;
+    for n in ["k1", "k2", "k3"] {
+        b.wait_status(n, "running").await;
+    }
+    let (_, after) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let strip = |s: &str| -> Vec<(Value, Value, Value)> {
+        let v: Value = serde_json::from_str(s).expect("json");
+        v["workloads"]
+            .as_array()
+            .expect("a")
+            .iter()
+            .map(|w| (w["name"].clone(), w["port"].clone(), w["url"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        strip(&before),
+        strip(&after),
+        "same workloads, ports and URLs"
+    );
+    let (_, export) = b
+        .req(reqwest::Method::GET, "/workloads/k2/export", None)
+        .await;
+    assert!(
+        export.contains("\"WHO\":\"k2\""),
+        "configuration kept: {export}"
+    );
+    eventually(T, "exactly three workload processes", || async {
+        (b.workload_pids().len() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_children_and_exits_cleanly() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut b = Berth::start(root.path(), free_port()).await;
+    b.post("/workloads", json!({"name": "g1", "image": "exec:///bin/sh", "cmd_arguments": ["-c", "trap '' TERM; sleep 300 & cat"]}))
+        .await;
+    b.post(
+        "/workloads",
+        json!({"name": "g2", "image": "exec:///bin/cat"}),
+    )
+    .await;
+    b.wait_status("g1", "running").await;
+    b.wait_status("g2", "running").await;
+    eventually(T, "children up", || async {
+        (b.workload_pids().len() >= 3).then_some(())
+    })
+    .await;
+    b.signal("-TERM");
+    let status = tokio::task::block_in_place(|| b.child.wait()).expect("wait");
+    assert!(status.success(), "berth exits 0 on SIGTERM: {status:?}");
+    assert!(
+        b.workload_pids().is_empty(),
+        "no child left: {:?}",
+        b.workload_pids()
+    );
+}
+
+#[tokio::test]
+async fn unix_socket_and_remote_bind_refusal() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let sock = root.path().join("berth.sock");
+    let mut child = berth_cmd(root.path())
+        .args(["serve", "--socket"])
+        .arg(&sock)
+        .spawn()
+        .expect("spawn");
+    let resp = eventually(T, "socket answers", || async {
+        let mut s = tokio::net::UnixStream::connect(&sock).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: berth\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    })
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+    let mode = std::fs::metadata(&sock)
+        .expect("socket")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let out = berth_cmd(root.path())
+        .args([
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-allow-remote"));
+}
+
+#[tokio::test]
+async fn npx_server_everything_runs() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "everything", "image": "npx://@modelcontextprotocol/server-everything"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("everything", "running").await;
+    // The server announces itself on stderr once node has loaded it; npx may
+    // first have to fetch the package.
+    let logs = eventually(
+        Duration::from_secs(120),
+        "server-everything to log its start",
+        || async {
+            let (_, logs) = b
+                .req(reqwest::Method::GET, "/workloads/everything/logs", None)
+                .await;
+            (!logs.trim().is_empty()).then_some(logs)
+        },
+    )
+    .await;
+    assert_eq!(
+        b.status("everything").await.as_deref(),
+        Some("running"),
+        "logs: {logs}"
+    );
+    assert!(!b.workload_pids().is_empty());
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the API router over the fake backend, without sockets.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod openapi;

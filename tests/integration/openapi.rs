@@ -1,0 +1,118 @@
+//! berth's OpenAPI document: valid OpenAPI 3.1, and a superset of ToolHive's
+//! for every path berth serves.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::api::harness;
+
+fn reference() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/toolhive-openapi.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("the reference spec must sit at {path}: {e}"));
+    serde_json::from_str(&text).expect("reference parses")
+}
+
+async fn ours() -> Value {
+    let h = harness().await;
+    let r = h.get("/api/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json()
+}
+
+#[tokio::test]
+async fn is_valid_openapi_3_1() {
+    let doc = ours().await;
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .expect("openapi")
+            .starts_with("3.1.")
+    );
+    let file = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(file.path(), doc.to_string()).expect("write");
+    let out = Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(file.path())
+        .output()
+        .expect("python3 runs (install: pip install openapi-spec-validator)");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document (install it with `pip install openapi-spec-validator`):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn operations(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            out.insert((method.clone(), path.clone()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn covers_the_reference_for_the_paths_it_serves() {
+    let (doc, reference) = (ours().await, reference());
+    let ours = operations(&doc);
+    let theirs = operations(&reference);
+    let in_scope = |p: &str| {
+        p == "/health"
+            || p == "/api/v1beta/version"
+            || p == "/api/openapi.json"
+            || p.starts_with("/api/v1beta/groups")
+            || (p.starts_with("/api/v1beta/workloads") && !p.contains("upgrade"))
+    };
+    for (method, path) in theirs.iter().filter(|(_, p)| in_scope(p)) {
+        assert!(
+            ours.contains(&(method.clone(), path.clone())),
+            "berth lacks {method} {path}"
+        );
+    }
+    assert!(ours.contains(&("get".into(), "/api/doc".into())));
+
+    // Every field of the reference's bodies is in berth's.
+    let schema = |doc: &Value, name: &str| -> BTreeSet<String> {
+        doc["components"]["schemas"][name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("schema {name}"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for name in [
+        "core.Workload",
+        "pkg_api_v1.createRequest",
+        "pkg_api_v1.createWorkloadResponse",
+        "pkg_api_v1.bulkOperationRequest",
+        "pkg_api_v1.workloadListResponse",
+        "pkg_api_v1.workloadStatusResponse",
+        "pkg_api_v1.versionResponse",
+        "pkg_api_v1.groupListResponse",
+        "pkg_api_v1.createGroupRequest",
+        "pkg_api_v1.createGroupResponse",
+        "permissions.Profile",
+    ] {
+        let missing: Vec<_> = schema(&reference, name)
+            .difference(&schema(&doc, name))
+            .cloned()
+            .collect();
+        assert!(missing.is_empty(), "{name} lacks {missing:?}");
+    }
+    let group = schema(&doc, "groups.Group");
+    let theirs = schema(&reference, "github_com_stacklok_toolhive_pkg_groups.Group");
+    assert!(
+        theirs.is_subset(&group),
+        "Group lacks {:?}",
+        theirs.difference(&group)
+    );
+}

@@ -1,36 +1,60 @@
-//! berth's native process backend: each workload is a local process.
+//! berth's native process backend: runs MCP servers as local processes.
 //!
-//! Images are `npx://<package>`, `uvx://<package>` or `exec://<absolute
-//! path>`; arguments are argv, never a shell. A child gets a cleared
-//! environment plus the base environment berth hands over and the spec's
-//! variables, its own process group, a working directory under the
-//! backend's root, stdin/stdout as pipes (for the stdio transport) and
-//! stderr into a size-rotated log file.
+//! Images name what to run:
+//! - `npx://<package>` runs `npx -y <package> <args…>`;
+//! - `uvx://<package>` runs `uvx <package> <args…>`;
+//! - `exec:///abs/path` runs that executable with the arguments.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), berth_runtime_api::RuntimeError> {
+//! Arguments are passed as argv, never through a shell. Each child runs in a
+//! process group of its own with a cleared environment (the backend's base
+//! environment plus the spec's), so that a stop reaches every process it
+//! started. Its stderr goes to a log file rotated by size.
+//!
+//! The backend's root directory holds `logs/<name>.log*`, `work/<name>/` (each
+//! workload's working directory) and `pids/<name>.json` (a record of each
+//! running child, used to kill the children of a berth that died without
+//! stopping them).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
 //! use berth_backend_process::{ProcessBackend, ProcessConfig};
 //! use berth_runtime_api::{Backend, WorkloadName, WorkloadSpec};
 //!
-//! let env = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())].into();
-//! let backend = ProcessBackend::new(ProcessConfig::default(), "/tmp/berth-process".into(), env).await?;
-//! let spec = WorkloadSpec::new(WorkloadName::parse("cat").unwrap(), "exec:///bin/cat");
-//! backend.deploy(spec).await?;
-//! let _io = backend.attach(&WorkloadName::parse("cat").unwrap()).await?;
-//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let root = tempfile::tempdir().unwrap();
+//! let base_env = BTreeMap::from([("PATH".to_owned(), "/usr/bin:/bin".to_owned())]);
+//! let backend = ProcessBackend::new(ProcessConfig::default(), root.path().join("process"), base_env)
+//!     .await
+//!     .unwrap();
+//!
+//! let name = WorkloadName::parse("hello").unwrap();
+//! let mut spec = WorkloadSpec::new(name.clone(), "exec:///bin/sh");
+//! spec.args = vec!["-c".into(), "echo hello >&2; exit 3".into()];
+//! backend.deploy(spec).await.unwrap();
+//!
+//! let exit = backend.wait(&name).await.unwrap();
+//! assert_eq!(exit.code, Some(3));
+//! backend.remove(&name).await.unwrap();
+//! # });
 //! ```
+
+#![deny(missing_docs)]
 
 mod command;
 mod config;
 mod logs;
 mod pids;
 
+pub use config::ProcessConfig;
+
 use std::collections::BTreeMap;
+use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,170 +66,246 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use time::OffsetDateTime;
-use tokio::io::AsyncReadExt;
-use tokio::process::{ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
-pub use config::ProcessConfig;
+use crate::logs::RotatingLog;
+use crate::pids::PidRecord;
 
-struct Instance {
-    spec: WorkloadSpec,
-    pid: u32,
-    started_at: OffsetDateTime,
-    state: RuntimeState,
-    stdio: Option<(ChildStdin, ChildStdout)>,
-    exit: watch::Sender<Option<ExitStatus>>,
-    stop_requested: Arc<AtomicBool>,
-}
+const KIND: &str = "process";
 
-type Table = Arc<Mutex<BTreeMap<WorkloadName, Instance>>>;
+/// How often a stop looks whether the rest of a process group is gone.
+const GROUP_POLL: Duration = Duration::from_millis(50);
+
+/// How long `remove` lets the log writer drain what the workload wrote last.
+const LOG_DRAIN: Duration = Duration::from_secs(1);
 
 /// Runs workloads as native processes; see the crate docs.
 pub struct ProcessBackend {
     config: ProcessConfig,
-    root: PathBuf,
     base_env: BTreeMap<String, String>,
-    table: Table,
+    root: PathBuf,
+    logs_dir: PathBuf,
+    work_dir: PathBuf,
+    pids_dir: PathBuf,
+    instances: Mutex<BTreeMap<WorkloadName, Instance>>,
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
-    let context = context.into();
-    move |e| RuntimeError::backend(context, e)
+/// One spawned process and what berth knows of it.
+struct Instance {
+    spec: WorkloadSpec,
+    pid: u32,
+    pgid: i32,
+    started_at: OffsetDateTime,
+    /// The child's stdin and stdout until [`Backend::attach`] takes them.
+    stdio: Option<(ChildStdin, ChildStdout)>,
+    /// `None` while the process runs; set once by its reaper task.
+    exit: watch::Sender<Option<ExitStatus>>,
+    /// Set by a stop before it signals, read by the reaper.
+    stop_requested: Arc<AtomicBool>,
+    /// The task copying stderr into the log.
+    log_pump: Option<JoinHandle<()>>,
 }
 
-fn pgid_of(pid: u32) -> Pid {
-    Pid::from_raw(i32::try_from(pid).expect("pids fit in i32"))
+impl Instance {
+    fn is_running(&self) -> bool {
+        self.exit.borrow().is_none()
+    }
+
+    fn state(&self) -> RuntimeState {
+        match &*self.exit.borrow() {
+            Some(exit) => RuntimeState::Exited(exit.clone()),
+            None => RuntimeState::Running,
+        }
+    }
+
+    fn info(&self) -> WorkloadInfo {
+        let mut info = WorkloadInfo::new(
+            self.spec.name.clone(),
+            self.spec.image.clone(),
+            self.state(),
+        );
+        info.started_at = Some(self.started_at);
+        info.labels = self.spec.labels.clone();
+        info.pid = Some(self.pid);
+        info
+    }
 }
 
-/// Whether any process of group `pgid` still exists.
-fn group_alive(pgid: Pid) -> bool {
-    !matches!(killpg(pgid, None), Err(Errno::ESRCH))
+/// A stop in progress: the stop flag is set, the group not yet signalled.
+struct Stopping {
+    name: WorkloadName,
+    pgid: i32,
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+impl Stopping {
+    /// Marks `inst` as stopped by request; `None` when it is not running.
+    fn begin(name: &WorkloadName, inst: &Instance) -> Option<Self> {
+        if !inst.is_running() {
+            return None;
+        }
+        inst.stop_requested.store(true, Ordering::SeqCst);
+        Some(Self {
+            name: name.clone(),
+            pgid: inst.pgid,
+            exit: inst.exit.subscribe(),
+        })
+    }
 }
 
 impl ProcessBackend {
-    /// A backend that keeps its files under `root` (`logs/`, `work/`,
-    /// `pids/`) and gives children `base_env`. Processes left by a previous
-    /// berth that was killed are found through their pid records and ended.
+    /// A backend that owns the directory `root` (berth passes
+    /// `<state dir>/process`).
+    ///
+    /// `root` holds `logs/<name>.log*` (each workload's stderr, rotated by
+    /// size), `work/<name>/` (each workload's working directory, created on
+    /// deploy) and `pids/<name>.json` (pid, start time and process group of
+    /// each running child, removed when the child is reaped).
+    ///
+    /// `base_env` is the whole environment children inherit before their
+    /// spec's variables; the backend never reads berth's own environment.
+    ///
+    /// Processes recorded in `pids/` that still run are what a berth killed
+    /// without a chance to stop them left behind: their process groups are
+    /// killed here.
     pub async fn new(
         config: ProcessConfig,
         root: PathBuf,
         base_env: BTreeMap<String, String>,
     ) -> Result<Self, RuntimeError> {
-        for dir in ["logs", "work", "pids"] {
-            tokio::fs::create_dir_all(root.join(dir))
-                .await
-                .map_err(io_err(format!("creating {}", root.join(dir).display())))?;
-        }
-        for name in pids::reap_leftovers(&root.join("pids")) {
-            warn!(workload = %name, "Killed a process left by a previous berth.");
-        }
-        Ok(Self {
+        let backend = Self {
             config,
-            root,
             base_env,
-            table: Arc::default(),
-        })
+            logs_dir: root.join("logs"),
+            work_dir: root.join("work"),
+            pids_dir: root.join("pids"),
+            root,
+            instances: Mutex::new(BTreeMap::new()),
+        };
+        for dir in [&backend.logs_dir, &backend.work_dir, &backend.pids_dir] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| RuntimeError::backend(format!("creating `{}`", dir.display()), e))?;
+        }
+        pids::reap_leftovers(&backend.pids_dir)
+            .map_err(|e| RuntimeError::backend("killing leftover workload processes", e))?;
+        Ok(backend)
     }
 
-    fn log_path(&self, name: &WorkloadName) -> PathBuf {
-        self.root.join("logs").join(format!("{name}.log"))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Instance>> {
-        self.table.lock().expect("process table lock")
-    }
-
-    /// Stops every running workload, concurrently.
+    /// Stops every running instance at once, with one shared grace period,
+    /// and returns when all of them have exited. Used when berth shuts down.
     pub async fn stop_all(&self) {
-        let names: Vec<WorkloadName> = self
+        let targets: Vec<Stopping> = self
             .lock()
             .iter()
-            .filter(|(_, i)| i.state.is_running())
-            .map(|(n, _)| n.clone())
+            .filter_map(|(name, inst)| Stopping::begin(name, inst))
             .collect();
-        let mut set = tokio::task::JoinSet::new();
-        for name in names {
-            let this = self.handle();
-            set.spawn(async move { this.stop_one(&name).await });
+        if !targets.is_empty() {
+            info!(count = targets.len(), "Stopping every workload process.");
         }
-        while set.join_next().await.is_some() {}
+        self.finish_stops(targets).await;
     }
 
-    fn handle(&self) -> StopHandle {
-        StopHandle {
-            table: self.table.clone(),
-            grace: Duration::from_secs(self.config.stop_grace_secs),
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<WorkloadName, Instance>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// SIGTERMs the groups of `targets`, SIGKILLs what still runs after the
+    /// grace period, and returns once every group leader has been reaped.
+    async fn finish_stops(&self, mut targets: Vec<Stopping>) {
+        if targets.is_empty() {
+            return;
         }
-    }
-
-    fn info(inst: &Instance) -> WorkloadInfo {
-        let mut info = WorkloadInfo::new(
-            inst.spec.name.clone(),
-            inst.spec.image.clone(),
-            inst.state.clone(),
-        );
-        info.started_at = Some(inst.started_at);
-        info.labels = inst.spec.labels.clone();
-        info.pid = Some(inst.pid);
-        info
-    }
-}
-
-/// What stopping needs, detached from the backend so it can run in tasks.
-struct StopHandle {
-    table: Table,
-    grace: Duration,
-}
-
-impl StopHandle {
-    async fn stop_one(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        let (pid, mut exit) = {
-            let table = self.table.lock().expect("process table lock");
-            let inst = table
-                .get(name)
-                .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
-            if !inst.state.is_running() {
-                return Ok(());
+        let grace = Duration::from_secs(self.config.stop_grace_secs);
+        for t in &targets {
+            signal_group(t.pgid, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        for t in &mut targets {
+            if tokio::time::timeout_at(deadline, exited(&mut t.exit))
+                .await
+                .is_err()
+            {
+                warn!(
+                    workload = %t.name,
+                    grace_secs = grace.as_secs(),
+                    "Workload process outlived SIGTERM; sending SIGKILL."
+                );
+                signal_group(t.pgid, Signal::SIGKILL);
             }
-            inst.stop_requested.store(true, Ordering::SeqCst);
-            (inst.pid, inst.exit.subscribe())
-        };
-        let pgid = pgid_of(pid);
-        let _ = killpg(pgid, Signal::SIGTERM);
-        let deadline = tokio::time::Instant::now() + self.grace;
-        while group_alive(pgid) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if group_alive(pgid) {
-            warn!(workload = %name, "Workload ignored SIGTERM; sending SIGKILL.");
-            let _ = killpg(pgid, Signal::SIGKILL);
+        for t in &mut targets {
+            exited(&mut t.exit).await;
         }
-        exit.wait_for(Option::is_some)
-            .await
-            .map_err(|e| RuntimeError::backend("waiting for the process to exit", e))?;
-        Ok(())
-    }
-}
-
-async fn pump_stderr(mut stderr: tokio::process::ChildStderr, mut log: logs::RotatingLog) {
-    let mut buf = vec![0u8; 8192];
-    loop {
-        match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if let Err(err) = log.write(&buf[..n]) {
-                    warn!(error = %err, "Cannot write a workload log.");
+        // The leaders are gone; children they started (npx's node) may not be.
+        for t in &targets {
+            while pids::group_alive(t.pgid) {
+                if Instant::now() >= deadline {
+                    warn!(
+                        workload = %t.name,
+                        pgid = t.pgid,
+                        "Processes of the stopped workload outlived SIGTERM; sending SIGKILL."
+                    );
+                    signal_group(t.pgid, Signal::SIGKILL);
+                    break;
                 }
+                tokio::time::sleep(GROUP_POLL).await;
             }
         }
+    }
+
+    /// Forgets `name` once it has stopped; `None` when it was deployed again
+    /// meanwhile and must be stopped first.
+    fn forget_stopped(&self, name: &WorkloadName) -> Result<Option<Instance>, RuntimeError> {
+        let mut map = self.lock();
+        match map.get(name) {
+            None => Err(RuntimeError::NotFound(name.clone())),
+            Some(inst) if inst.is_running() => Ok(None),
+            Some(_) => Ok(map.remove(name)),
+        }
+    }
+
+    /// Builds the command for `spec`, without spawning it.
+    fn command(
+        &self,
+        spec: &WorkloadSpec,
+        invocation: &command::Invocation,
+        work: &std::path::Path,
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&invocation.program);
+        cmd.args(&invocation.args)
+            .env_clear()
+            .envs(&self.base_env)
+            .envs(&spec.env)
+            .current_dir(work)
+            .process_group(0)
+            .kill_on_drop(false)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+impl fmt::Debug for ProcessBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessBackend")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 #[async_trait]
 impl Backend for ProcessBackend {
     fn kind(&self) -> &'static str {
-        "process"
+        KIND
     }
 
     async fn health(&self) -> Result<BackendHealth, RuntimeError> {
@@ -213,151 +313,172 @@ impl Backend for ProcessBackend {
             .await
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".to_owned());
-        Ok(BackendHealth::new("process", release))
+        Ok(BackendHealth::new(KIND, release))
     }
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
         command::resolve(&self.config, &spec.image, &spec.args).map(drop)
     }
 
-    async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
-        if self
-            .lock()
-            .get(&spec.name)
-            .is_some_and(|i| i.state.is_running())
-        {
-            return Err(RuntimeError::AlreadyExists(spec.name.clone()));
-        }
-        let argv = command::resolve(&self.config, &spec.image, &spec.args)?;
-        let name = spec.name.clone();
-        let workdir = self.root.join("work").join(name.as_str());
-        tokio::fs::create_dir_all(&workdir)
-            .await
-            .map_err(io_err(format!("creating {}", workdir.display())))?;
-        let log = logs::RotatingLog::open(
-            self.log_path(&name),
-            self.config.log_max_bytes,
-            self.config.log_keep,
-        )
-        .map_err(io_err("opening the workload log"))?;
+    async fn shutdown(&self) {
+        self.stop_all().await;
+    }
 
-        let mut cmd = tokio::process::Command::new(&argv.program);
-        cmd.args(&argv.args)
-            .env_clear()
-            .envs(&self.base_env)
-            .envs(&spec.env)
-            .current_dir(&workdir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
+    async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
+        let invocation = command::resolve(&self.config, &spec.image, &spec.args)?;
+        let name = spec.name.clone();
+        if self.lock().get(&name).is_some_and(Instance::is_running) {
+            return Err(RuntimeError::AlreadyExists(name));
+        }
+        let work = self.work_dir.join(name.as_str());
+        tokio::fs::create_dir_all(&work).await.map_err(|e| {
+            RuntimeError::backend(format!("creating the working directory of `{name}`"), e)
+        })?;
+        let mut cmd = self.command(&spec, &invocation, &work);
+
+        // Checking, spawning and recording happen under one lock, so that two
+        // deploys of one name cannot both start a process.
+        let mut map = self.lock();
+        if map.get(&name).is_some_and(Instance::is_running) {
+            return Err(RuntimeError::AlreadyExists(name));
+        }
         let mut child = cmd
             .spawn()
-            .map_err(io_err(format!("starting `{}`", argv.program)))?;
-        let pid = child.id().expect("a just-spawned child has a pid");
-        let record = pids::PidRecord {
-            pid,
-            pgid: pid,
-            start_time: pids::start_time(pid).unwrap_or(0),
+            .map_err(|e| RuntimeError::backend(format!("starting `{}`", invocation.program), e))?;
+        let (Some(pid), Some(stdin), Some(stdout), Some(stderr)) = (
+            child.id(),
+            child.stdin.take(),
+            child.stdout.take(),
+            child.stderr.take(),
+        ) else {
+            unreachable!("a freshly spawned child has a pid and the pipes asked for");
         };
-        let pid_dir = self.root.join("pids");
-        if let Err(err) = pids::write(&pid_dir, name.as_str(), &record) {
-            warn!(workload = %name, error = %err, "Cannot write the pid record.");
+        let pgid = i32::try_from(pid).expect("pids fit in pid_t");
+        let record = PidRecord {
+            pid: pgid,
+            start_time: pids::start_time(pgid),
+            pgid,
+        };
+        if let Err(err) = pids::write(&self.pids_dir, name.as_str(), &record) {
+            warn!(
+                workload = %name,
+                error = %err,
+                "Could not write the pid record; a crash of berth would leave this process running."
+            );
         }
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        tokio::spawn(pump_stderr(stderr, log));
 
+        let log = RotatingLog::new(
+            self.logs_dir.clone(),
+            name.as_str().to_owned(),
+            self.config.log_max_bytes,
+            self.config.log_keep,
+        );
+        let log_pump = tokio::spawn(logs::pump(stderr, log));
         let (exit, _) = watch::channel(None);
         let stop_requested = Arc::new(AtomicBool::new(false));
+        tokio::spawn(reap(
+            child,
+            Reaper {
+                name: name.clone(),
+                pgid,
+                pids_dir: self.pids_dir.clone(),
+                stop_requested: stop_requested.clone(),
+                exit: exit.clone(),
+            },
+        ));
+
         let inst = Instance {
             spec,
             pid,
+            pgid,
             started_at: OffsetDateTime::now_utc(),
-            state: RuntimeState::Running,
             stdio: Some((stdin, stdout)),
             exit,
-            stop_requested: stop_requested.clone(),
+            stop_requested,
+            log_pump: Some(log_pump),
         };
-        let info = Self::info(&inst);
-        self.lock().insert(name.clone(), inst);
-
-        // The reaper: records how the process ended and clears its group.
-        let table = self.table.clone();
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            let requested = stop_requested.load(Ordering::SeqCst);
-            let (code, signal) = match &status {
-                Ok(s) => (s.code(), s.signal()),
-                Err(_) => (None, None),
-            };
-            // Children the leader left behind (npx → node) end with it.
-            let _ = killpg(pgid_of(pid), Signal::SIGKILL);
-            pids::remove(&pid_dir, name.as_str());
-            let exit = ExitStatus {
-                code,
-                signal,
-                stopped_by_request: requested,
-                at: OffsetDateTime::now_utc(),
-            };
-            info!(workload = %name, pid, code = ?code, signal = ?signal, requested, "Workload process exited.");
-            let mut table = table.lock().expect("process table lock");
-            if let Some(inst) = table.get_mut(&name).filter(|i| i.pid == pid) {
-                inst.state = RuntimeState::Exited(exit.clone());
-                inst.stdio = None;
-                inst.exit.send_replace(Some(exit));
-            }
-        });
+        let info = inst.info();
+        // A replaced instance has exited; its log writer ends on its own.
+        map.insert(name.clone(), inst);
+        drop(map);
+        info!(workload = %name, pid, image = %info.image, "Workload process started.");
         Ok(info)
     }
 
     async fn stop(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        self.handle().stop_one(name).await
+        let target = {
+            let map = self.lock();
+            let inst = map
+                .get(name)
+                .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+            Stopping::begin(name, inst)
+        };
+        if let Some(target) = target {
+            info!(workload = %name, "Stopping workload process.");
+            self.finish_stops(vec![target]).await;
+        }
+        Ok(())
     }
 
     async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        self.stop(name).await?;
-        self.lock().remove(name);
-        logs::remove(&self.log_path(name), self.config.log_keep);
-        let workdir = self.root.join("work").join(name.as_str());
-        match tokio::fs::remove_dir_all(&workdir).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("removing {}", workdir.display()))(e)),
+        let mut inst = loop {
+            self.stop(name).await?;
+            if let Some(inst) = self.forget_stopped(name)? {
+                break inst;
+            }
+        };
+        if let Some(mut pump) = inst.log_pump.take()
+            && tokio::time::timeout(LOG_DRAIN, &mut pump).await.is_err()
+        {
+            pump.abort();
         }
+        drop(inst);
+        logs::remove_all(&self.logs_dir, name.as_str())
+            .await
+            .map_err(|e| RuntimeError::backend(format!("deleting the logs of `{name}`"), e))?;
+        match tokio::fs::remove_dir_all(self.work_dir.join(name.as_str())).await {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(RuntimeError::backend(
+                    format!("deleting the working directory of `{name}`"),
+                    err,
+                ));
+            }
+            _ => {}
+        }
+        info!(workload = %name, "Workload removed.");
+        Ok(())
     }
 
     async fn inspect(&self, name: &WorkloadName) -> Result<WorkloadInfo, RuntimeError> {
         self.lock()
             .get(name)
-            .map(Self::info)
+            .map(Instance::info)
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))
     }
 
     async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
-        Ok(self.lock().values().map(Self::info).collect())
+        Ok(self.lock().values().map(Instance::info).collect())
     }
 
     async fn logs(&self, name: &WorkloadName, tail: usize) -> Result<String, RuntimeError> {
         if !self.lock().contains_key(name) {
             return Err(RuntimeError::NotFound(name.clone()));
         }
-        let path = self.log_path(name);
+        let dir = self.logs_dir.clone();
+        let file = name.as_str().to_owned();
         let keep = self.config.log_keep;
-        tokio::task::spawn_blocking(move || logs::tail(&path, keep, tail))
+        tokio::task::spawn_blocking(move || logs::tail(&dir, &file, keep, tail))
             .await
-            .map_err(|e| RuntimeError::backend("reading the workload log", e))?
-            .map_err(io_err("reading the workload log"))
+            .map_err(|e| RuntimeError::backend(format!("reading the logs of `{name}`"), e))?
+            .map_err(|e| RuntimeError::backend(format!("reading the logs of `{name}`"), e))
     }
 
     async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError> {
-        let mut table = self.lock();
-        let inst = table
+        let mut map = self.lock();
+        let inst = map
             .get_mut(name)
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
-        if !inst.state.is_running() {
+        if !inst.is_running() {
             return Err(RuntimeError::NotRunning(name.clone()));
         }
         let (stdin, stdout) = inst
@@ -371,16 +492,71 @@ impl Backend for ProcessBackend {
         let mut rx = self
             .lock()
             .get(name)
-            .map(|i| i.exit.subscribe())
+            .map(|inst| inst.exit.subscribe())
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|e| RuntimeError::backend("waiting for the process to exit", e))?;
-        Ok(exit.clone().expect("waited for Some"))
+        match rx.wait_for(Option::is_some).await {
+            Ok(exit) => Ok(exit.clone().expect("waited for an exit")),
+            // The instance was forgotten before its process was reaped.
+            Err(_) => Err(RuntimeError::NotFound(name.clone())),
+        }
     }
+}
 
-    async fn shutdown(&self) {
-        self.stop_all().await;
+/// What the reaper task of one child needs.
+struct Reaper {
+    name: WorkloadName,
+    pgid: i32,
+    pids_dir: PathBuf,
+    stop_requested: Arc<AtomicBool>,
+    exit: watch::Sender<Option<ExitStatus>>,
+}
+
+/// Waits for `child` to exit, then records how it ended.
+async fn reap(mut child: Child, r: Reaper) {
+    let (code, signal) = match child.wait().await {
+        Ok(status) => (status.code(), status.signal()),
+        Err(err) => {
+            error!(workload = %r.name, error = %err, "Waiting for the workload process failed.");
+            (None, None)
+        }
+    };
+    // The record goes before the exit is published: a deploy that follows
+    // writes a new one.
+    if let Err(err) = pids::remove(&r.pids_dir, r.name.as_str()) {
+        warn!(workload = %r.name, error = %err, "Could not delete the pid record.");
+    }
+    let stopped_by_request = r.stop_requested.load(Ordering::SeqCst);
+    // A stop deals with the rest of the group itself, with a grace period.
+    if !stopped_by_request && pids::group_alive(r.pgid) {
+        warn!(
+            workload = %r.name,
+            pgid = r.pgid,
+            "Workload process exited and left processes behind; killing them."
+        );
+        signal_group(r.pgid, Signal::SIGKILL);
+    }
+    info!(workload = %r.name, code, signal, stopped_by_request, "Workload process exited.");
+    r.exit.send_replace(Some(ExitStatus {
+        code,
+        signal,
+        stopped_by_request,
+        at: OffsetDateTime::now_utc(),
+    }));
+}
+
+/// Resolves once the exit of the watched instance is known.
+async fn exited(rx: &mut watch::Receiver<Option<ExitStatus>>) {
+    // An error means the reaper is gone, which it only is after publishing.
+    let _ = rx.wait_for(Option::is_some).await;
+}
+
+/// Sends `signal` to process group `pgid`; a group that is gone already is
+/// fine.
+fn signal_group(pgid: i32, signal: Signal) {
+    match killpg(Pid::from_raw(pgid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => {
+            error!(pgid, signal = signal.as_str(), error = %err, "Could not signal a workload process group.");
+        }
     }
 }

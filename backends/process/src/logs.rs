@@ -51,7 +51,8 @@ impl RotatingLog {
     pub(crate) async fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             self.open().await?;
-            let space = usize::try_from(self.max_bytes.saturating_sub(self.size)).unwrap_or(usize::MAX);
+            let space =
+                usize::try_from(self.max_bytes.saturating_sub(self.size)).unwrap_or(usize::MAX);
             if self.max_bytes == 0 || buf.len() <= space {
                 return self.append(buf).await;
             }
@@ -242,19 +243,43 @@ mod tests {
             .iter()
             .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
             .collect();
-        assert_eq!(files(dir.path()), want, "writes {writes:?}, max {max_bytes}");
+        assert_eq!(
+            files(dir.path()),
+            want,
+            "writes {writes:?}, max {max_bytes}"
+        );
     }
 
     #[tokio::test]
     async fn rotation() {
         check(10, &["a\n"], &[("w.log", "a\n")]).await;
-        check(0, &["aaaa\n", "bbbb\n", "cccc\n"], &[("w.log", "aaaa\nbbbb\ncccc\n")]).await;
+        check(
+            0,
+            &["aaaa\n", "bbbb\n", "cccc\n"],
+            &[("w.log", "aaaa\nbbbb\ncccc\n")],
+        )
+        .await;
         check(10, &["aaaa\n", "bbbb\n"], &[("w.log", "aaaa\nbbbb\n")]).await;
-        check(10, &["aaaa\n", "bbbb\n", "c\n"], &[("w.log", "c\n"), ("w.log.1", "aaaa\nbbbb\n")]).await;
+        check(
+            10,
+            &["aaaa\n", "bbbb\n", "c\n"],
+            &[("w.log", "c\n"), ("w.log.1", "aaaa\nbbbb\n")],
+        )
+        .await;
         // One write is split at the last line break that fits.
-        check(10, &["aaaa\nbbbb\ncc\n"], &[("w.log", "cc\n"), ("w.log.1", "aaaa\nbbbb\n")]).await;
+        check(
+            10,
+            &["aaaa\nbbbb\ncc\n"],
+            &[("w.log", "cc\n"), ("w.log.1", "aaaa\nbbbb\n")],
+        )
+        .await;
         // A line longer than the limit is cut.
-        check(4, &["abcdefghij"], &[("w.log", "ij"), ("w.log.1", "efgh"), ("w.log.2", "abcd")]).await;
+        check(
+            4,
+            &["abcdefghij"],
+            &[("w.log", "ij"), ("w.log.1", "efgh"), ("w.log.2", "abcd")],
+        )
+        .await;
         // Only `keep` rotated files survive.
         check(
             3,
@@ -273,7 +298,10 @@ mod tests {
         log.write(b"more\n").await.expect("write");
         assert_eq!(
             files(dir.path()),
-            vec![("w.log".into(), "more\n".into()), ("w.log.1".into(), "old\nnew\n".into())]
+            vec![
+                ("w.log".into(), "more\n".into()),
+                ("w.log.1".into(), "old\nnew\n".into())
+            ]
         );
     }
 
@@ -290,7 +318,11 @@ mod tests {
         assert_eq!(tail(0), "");
         assert_eq!(tail(1), "five");
         assert_eq!(tail(2), "four\nfive");
-        assert_eq!(tail(4), "two\nthree\nfour\nfive", "a line split across files");
+        assert_eq!(
+            tail(4),
+            "two\nthree\nfour\nfive",
+            "a line split across files"
+        );
         assert_eq!(tail(100), "one\ntwo\nthree\nfour\nfive");
 
         std::fs::write(log_path(d, "w", 0), "four\nfive\n").expect("write");
@@ -303,13 +335,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(log_path(dir.path(), "w", 0), text).expect("write");
-        assert_eq!(tail(dir.path(), "w", 3, 2).expect("tail"), "line 49998\nline 49999\n");
+        assert_eq!(
+            tail(dir.path(), "w", 3, 2).expect("tail"),
+            "line 49998\nline 49999\n"
+        );
     }
 
     #[tokio::test]
     async fn remove_all_deletes_only_this_workload() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for f in ["w.log", "w.log.1", "w.log.7", "w.log.x", "w2.log", "w2.log.1"] {
+        for f in [
+            "w.log", "w.log.1", "w.log.7", "w.log.x", "w2.log", "w2.log.1",
+        ] {
             std::fs::write(dir.path().join(f), "x").expect("write");
         }
         remove_all(dir.path(), "w").await.expect("remove");

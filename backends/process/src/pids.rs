@@ -1,118 +1,242 @@
-//! Pid records: which processes berth started, so that the children of a
-//! berth that was killed can be found and ended when it starts again.
+//! Pid records (`pids/<name>.json`) and the clean-up of processes that a
+//! previous berth left behind, plus the `/proc` reading both need.
 //!
-//! A record holds the pid, its process group and its start time (field 22
-//! of `/proc/<pid>/stat`); a process is ours only if all three still match,
-//! so a recycled pid is never signalled.
+//! A record is written when a workload is spawned and removed when its
+//! process is reaped, so a record found at start-up belongs to a berth that
+//! died without stopping its children (`kill -9`). The process start time in
+//! the record tells a leftover from an unrelated process that reuses its pid.
 
-use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
 
-/// One started process.
+/// What berth remembers of a spawned workload process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PidRecord {
-    pub(crate) pid: u32,
-    pub(crate) pgid: u32,
+    /// The process id.
+    pub(crate) pid: i32,
+    /// Its start time in clock ticks after boot (`/proc/<pid>/stat` field
+    /// 22), when it could be read.
+    pub(crate) start_time: Option<u64>,
+    /// The process group it leads.
+    pub(crate) pgid: i32,
+}
+
+/// The path of workload `name`'s pid record.
+pub(crate) fn record_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.json"))
+}
+
+/// Writes the record of workload `name`.
+pub(crate) fn write(dir: &Path, name: &str, record: &PidRecord) -> io::Result<()> {
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    std::fs::write(record_path(dir, name), json)
+}
+
+/// Deletes the record of workload `name`, if any.
+pub(crate) fn remove(dir: &Path, name: &str) -> io::Result<()> {
+    match std::fs::remove_file(record_path(dir, name)) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Kills the process group of every record in `dir` whose process still runs
+/// (same pid, same start time), then deletes every record.
+pub(crate) fn reap_leftovers(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match read_record(&path) {
+            Ok(record) => reap_one(&name, &record),
+            Err(err) => {
+                warn!(path = %path.display(), error = %err, "Unreadable pid record; deleting it.");
+            }
+        }
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn read_record(path: &Path) -> io::Result<PidRecord> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(io::Error::other)
+}
+
+fn reap_one(name: &str, record: &PidRecord) {
+    let Some(stat) = ProcStat::read(record.pid) else {
+        debug!(workload = %name, pid = record.pid, "Leftover process is gone.");
+        return;
+    };
+    let same = record.start_time == Some(stat.start_time) && stat.pgrp == record.pgid;
+    if !same {
+        debug!(workload = %name, pid = record.pid, "Pid now belongs to another process; leaving it.");
+        return;
+    }
+    match killpg(Pid::from_raw(record.pgid), Signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => {
+            warn!(
+                workload = %name,
+                pid = record.pid,
+                pgid = record.pgid,
+                "Killed the process group a previous berth left running."
+            );
+        }
+        Err(err) => {
+            warn!(workload = %name, pgid = record.pgid, error = %err, "Could not kill a leftover process group.");
+        }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` berth uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcStat {
+    /// The state letter (field 3), e.g. `R`, `S`, `Z`.
+    pub(crate) state: char,
+    /// The process group (field 5).
+    pub(crate) pgrp: i32,
+    /// The start time in clock ticks after boot (field 22).
     pub(crate) start_time: u64,
 }
 
-/// The start time of `pid` in clock ticks since boot, if it runs.
-pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: split after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Writes the record of a started process.
-pub(crate) fn write(dir: &Path, name: &str, rec: &PidRecord) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.json.tmp"));
-    fs::write(&tmp, serde_json::to_vec(rec).expect("records serialize"))?;
-    fs::rename(tmp, dir.join(format!("{name}.json")))
-}
-
-/// Removes the record of `name`.
-pub(crate) fn remove(dir: &Path, name: &str) {
-    let _ = fs::remove_file(dir.join(format!("{name}.json")));
-}
-
-/// Kills the process group of every recorded process that still runs, and
-/// removes all records. Returns the names whose processes were killed.
-pub(crate) fn reap_leftovers(dir: &Path) -> Vec<String> {
-    let mut killed = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return killed;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".json").filter(|n| !n.starts_with('.')) else {
-            if file.starts_with('.') {
-                let _ = fs::remove_file(&path); // an interrupted write
-            }
-            continue;
-        };
-        let record = fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<PidRecord>(&b).ok());
-        if let Some(rec) = record {
-            if start_time(rec.pid) == Some(rec.start_time) {
-                if let Ok(pgid) = i32::try_from(rec.pgid) {
-                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                    killed.push(name.to_owned());
-                }
-            }
-        }
-        let _ = fs::remove_file(&path);
+impl ProcStat {
+    /// Reads `/proc/<pid>/stat`; `None` when the process does not exist or
+    /// there is no `/proc`.
+    pub(crate) fn read(pid: i32) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Self::parse(&text)
     }
-    killed
+
+    fn parse(text: &str) -> Option<Self> {
+        // The command name (field 2) is in parentheses and may hold spaces or
+        // parentheses itself, so the fields after it start at the last `)`.
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        Some(Self {
+            state: fields.first()?.chars().next()?,
+            pgrp: fields.get(2)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+}
+
+/// The start time of process `pid`, if it can be read.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    ProcStat::read(pid).map(|s| s.start_time)
+}
+
+/// Whether process group `pgid` still has a member that is not a zombie.
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
+        return false;
+    }
+    // Zombies count for kill(2) until someone reaps them, which for orphans is
+    // up to init; look for a live member instead.
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .and_then(ProcStat::read)
+            .is_some_and(|stat| stat.pgrp == pgid && !matches!(stat.state, 'Z' | 'X'))
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Command;
+
     use super::*;
-    use std::os::unix::process::CommandExt;
 
     #[test]
-    fn leftovers_are_killed_and_strangers_spared() {
+    fn parses_proc_stat() {
+        let line = "4242 (my (odd) cmd) S 1 4240 4240 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200 18446744073709551615";
+        assert_eq!(
+            ProcStat::parse(line),
+            Some(ProcStat {
+                state: 'S',
+                pgrp: 4240,
+                start_time: 987_654
+            })
+        );
+        assert_eq!(ProcStat::parse("4242 (x) S 1"), None);
+        assert_eq!(ProcStat::parse(""), None);
+    }
+
+    #[test]
+    fn reaps_a_leftover_process_group() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new("sleep")
+        let mut child = Command::new("/bin/sleep")
             .arg("30")
             .process_group(0)
             .spawn()
             .expect("spawn sleep");
-        let pid = child.id();
-        let rec = PidRecord {
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        let record = PidRecord {
             pid,
+            start_time: start_time(pid),
             pgid: pid,
-            start_time: start_time(pid).expect("running"),
         };
-        write(dir.path(), "w", &rec).expect("write");
-        // A record whose start time does not match: a recycled pid, not ours.
-        let stranger = PidRecord {
-            start_time: rec.start_time + 1,
-            ..rec.clone()
+        assert!(record.start_time.is_some(), "start time of a live process");
+        write(dir.path(), "leftover", &record).expect("write record");
+
+        reap_leftovers(dir.path()).expect("reap");
+
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
+        assert!(
+            !record_path(dir.path(), "leftover").exists(),
+            "record deleted"
+        );
+    }
+
+    #[test]
+    fn spares_a_process_that_reuses_the_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("/bin/sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        let stale = PidRecord {
+            pid,
+            start_time: start_time(pid).map(|t| t + 1),
+            pgid: pid,
         };
-        write(dir.path(), "x", &stranger).expect("write");
-        // Reap only the stranger first: nothing is killed.
-        fs::rename(dir.path().join("w.json"), dir.path().join("w.keep")).expect("hide");
-        assert!(reap_leftovers(dir.path()).is_empty());
+        write(dir.path(), "stale", &stale).expect("write record");
+        std::fs::write(record_path(dir.path(), "garbage"), "not json").expect("write garbage");
+
+        reap_leftovers(dir.path()).expect("reap");
+
         assert!(
             child.try_wait().expect("try_wait").is_none(),
-            "a stranger is spared"
+            "still running"
         );
-        fs::rename(dir.path().join("w.keep"), dir.path().join("w.json")).expect("unhide");
-        assert_eq!(reap_leftovers(dir.path()), ["w"]);
-        let status = child.wait().expect("wait");
-        assert!(!status.success(), "the leftover was killed");
         assert_eq!(
-            fs::read_dir(dir.path()).expect("dir").count(),
+            std::fs::read_dir(dir.path()).expect("read dir").count(),
             0,
-            "records removed"
+            "records deleted"
         );
+        child.kill().expect("kill");
+        child.wait().expect("wait");
     }
 }

@@ -51,7 +51,10 @@ async fn eventually_running(
     }
 }
 
-async fn round_trip(b: &dyn Backend, name: &WorkloadName, fx: &Fixture, id: u32) {
+/// Attaches, sends a ping, expects its answer. The pipes are returned so
+/// that the caller decides when the server's stdin closes (most stdio
+/// servers exit when it does).
+async fn round_trip(b: &dyn Backend, name: &WorkloadName, fx: &Fixture, id: u32) -> impl Drop {
     let mut io = b.attach(name).await.expect("attach to a running workload");
     let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
     io.stdin
@@ -71,6 +74,13 @@ async fn round_trip(b: &dyn Backend, name: &WorkloadName, fx: &Fixture, id: u32)
     })
     .await;
     assert_eq!(found, Ok(true), "no answer to id {id} from {name}");
+    Held(io.stdin, lines)
+}
+
+struct Held<A, B>(A, B);
+
+impl<A, B> Drop for Held<A, B> {
+    fn drop(&mut self) {}
 }
 
 /// Runs every check against `backend`; panics on the first broken rule.
@@ -117,9 +127,10 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
         other => panic!("second deploy of a running workload: {other:?}"),
     }
 
-    round_trip(b, &name, fx, 1).await;
+    let held = round_trip(b, &name, fx, 1).await;
 
     b.stop(&name).await.expect("stop");
+    drop(held);
     let exit = tokio::time::timeout(fx.timeout, b.wait(&name))
         .await
         .expect("wait returns after stop")

@@ -1,0 +1,432 @@
+//! Behaviour of the process backend beyond the conformance suite: the
+//! environment, logs, image checks, process groups and leftover clean-up.
+//!
+//! The tests run on a current-thread runtime, so that a program that exits at
+//! once (`env`, `pwd`) is still attachable right after `deploy`: its reaper
+//! cannot run before the test yields.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_backend_process::{ProcessBackend, ProcessConfig};
+use berth_runtime_api::{Backend, RuntimeError, StdioHandle, WorkloadName, WorkloadSpec};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+fn base_env() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+        ("BASE_ONLY".to_owned(), "base".to_owned()),
+        ("OVERRIDDEN".to_owned(), "base".to_owned()),
+    ])
+}
+
+async fn backend(root: &Path, config: ProcessConfig) -> ProcessBackend {
+    ProcessBackend::new(config, root.to_owned(), base_env())
+        .await
+        .expect("backend")
+}
+
+fn spec(name: &str, image: &str, args: &[&str]) -> WorkloadSpec {
+    let name = WorkloadName::parse(name).expect("valid name");
+    let mut spec = WorkloadSpec::new(name, image);
+    spec.args = args.iter().map(|a| (*a).to_owned()).collect();
+    spec
+}
+
+fn pgid_of(info: &berth_runtime_api::WorkloadInfo) -> i32 {
+    i32::try_from(info.pid.expect("a process has a pid")).expect("pid fits")
+}
+
+/// Reads stdout until end of file.
+async fn read_to_end(io: StdioHandle) -> String {
+    let mut out = String::new();
+    let mut stdout = io.stdout;
+    tokio::time::timeout(DEADLINE, stdout.read_to_string(&mut out))
+        .await
+        .expect("stdout ends")
+        .expect("read stdout");
+    out
+}
+
+/// Reads one line of stdout: a sign that the script got that far.
+async fn read_line(io: &mut StdioHandle) -> String {
+    let mut line = String::new();
+    tokio::time::timeout(
+        DEADLINE,
+        BufReader::new(&mut io.stdout).read_line(&mut line),
+    )
+    .await
+    .expect("a line on stdout")
+    .expect("read stdout");
+    line
+}
+
+/// Polls `cond` every 50 ms until it holds; panics after [`DEADLINE`].
+async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until no process of group `pgid` is left, zombies included.
+async fn group_gone(pgid: i32) {
+    eventually("the process group is gone", async || {
+        killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
+    })
+    .await;
+}
+
+fn invalid_spec(result: Result<impl std::fmt::Debug, RuntimeError>) -> String {
+    match result {
+        Err(RuntimeError::InvalidSpec(msg)) => msg,
+        other => panic!("expected an invalid spec, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn environment_is_base_env_plus_spec_env() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let mut s = spec("env", "exec:///usr/bin/env", &[]);
+    s.env.insert("SPEC_ONLY".into(), "spec".into());
+    s.env.insert("OVERRIDDEN".into(), "spec".into());
+    b.deploy(s.clone()).await.expect("deploy");
+    let io = b.attach(&s.name).await.expect("attach");
+
+    let printed: BTreeMap<String, String> = read_to_end(io)
+        .await
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=value");
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    let want = BTreeMap::from([
+        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+        ("BASE_ONLY".to_owned(), "base".to_owned()),
+        ("OVERRIDDEN".to_owned(), "spec".to_owned()),
+        ("SPEC_ONLY".to_owned(), "spec".to_owned()),
+    ]);
+    assert_eq!(printed, want);
+    assert_eq!(b.wait(&s.name).await.expect("wait").code, Some(0));
+    b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn runs_in_its_own_working_directory() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let s = spec("cwd", "exec:///bin/pwd", &[]);
+    b.deploy(s.clone()).await.expect("deploy");
+    let io = b.attach(&s.name).await.expect("attach");
+    let work = root
+        .path()
+        .join("work/cwd")
+        .canonicalize()
+        .expect("work dir exists");
+    assert_eq!(
+        read_to_end(io).await.trim_end(),
+        work.to_str().expect("utf-8")
+    );
+
+    b.remove(&s.name).await.expect("remove");
+    assert!(!work.exists(), "remove deletes the working directory");
+}
+
+#[tokio::test]
+async fn stdio_is_handed_out_once() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let s = spec("once", "exec:///bin/cat", &[]);
+    b.deploy(s.clone()).await.expect("deploy");
+    let _io = b.attach(&s.name).await.expect("attach");
+    assert!(matches!(
+        b.attach(&s.name).await,
+        Err(RuntimeError::AlreadyAttached(_))
+    ));
+    assert_eq!(
+        b.logs(&s.name, 10).await.expect("logs"),
+        "",
+        "nothing logged yet"
+    );
+    b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn stderr_goes_to_the_log() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let s = spec(
+        "err",
+        "exec:///bin/sh",
+        &["-c", "echo hello-err >&2; sleep 30"],
+    );
+    b.deploy(s.clone()).await.expect("deploy");
+
+    eventually("the log has the line", async || {
+        b.logs(&s.name, 10).await.expect("logs") == "hello-err\n"
+    })
+    .await;
+    let log = root.path().join("logs/err.log");
+    assert!(log.exists());
+
+    b.remove(&s.name).await.expect("remove");
+    assert!(!log.exists(), "remove deletes the log");
+    assert!(matches!(
+        b.logs(&s.name, 10).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn logs_rotate_past_max_bytes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        log_max_bytes: 64,
+        log_keep: 2,
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    let script = "i=0; while [ $i -lt 40 ]; do echo line-$i >&2; i=$((i+1)); done; sleep 30";
+    let s = spec("rot", "exec:///bin/sh", &["-c", script]);
+    b.deploy(s.clone()).await.expect("deploy");
+
+    eventually("the last line is logged", async || {
+        b.logs(&s.name, 1).await.expect("logs") == "line-39\n"
+    })
+    .await;
+    let logs = root.path().join("logs");
+    for f in ["rot.log", "rot.log.1", "rot.log.2"] {
+        let len = std::fs::metadata(logs.join(f)).expect(f).len();
+        assert!(len <= 64, "{f} has {len} bytes");
+    }
+    assert!(
+        !logs.join("rot.log.3").exists(),
+        "only log_keep rotated files"
+    );
+    assert_eq!(
+        b.logs(&s.name, 3).await.expect("logs"),
+        "line-37\nline-38\nline-39\n"
+    );
+    let all = b.logs(&s.name, 1000).await.expect("logs");
+    assert!(
+        !all.starts_with("line-0\n"),
+        "the oldest lines rotated away: {all}"
+    );
+    assert!(all.lines().count() < 40);
+
+    b.remove(&s.name).await.expect("remove");
+    assert_eq!(std::fs::read_dir(&logs).expect("logs dir").count(), 0);
+}
+
+#[tokio::test]
+async fn images_other_than_process_schemes_are_invalid() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let s = spec("oci", "ghcr.io/x/y:1", &[]);
+    let want = "the process backend runs npx://, uvx:// and exec:// images, not `ghcr.io/x/y:1`";
+    assert_eq!(invalid_spec(b.check(&s)), want);
+    assert_eq!(invalid_spec(b.deploy(s.clone()).await), want);
+    assert!(matches!(
+        b.inspect(&s.name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert_eq!(
+        invalid_spec(b.deploy(spec("rel", "exec://bin/cat", &[])).await),
+        "exec:// needs an absolute path, not `bin/cat` (write `exec:///path/to/program`)"
+    );
+}
+
+#[tokio::test]
+async fn allowed_commands_refuse_others() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        allowed_commands: vec!["/bin/cat".into(), "uvx".into()],
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    assert_eq!(
+        invalid_spec(
+            b.deploy(spec("sh", "exec:///bin/sh", &["-c", "true"]))
+                .await
+        ),
+        "command `/bin/sh` is not in process.allowed_commands"
+    );
+    assert_eq!(
+        invalid_spec(b.deploy(spec("npx", "npx://some-server", &[])).await),
+        "command `npx` is not in process.allowed_commands"
+    );
+    assert!(b.check(&spec("uvx", "uvx://some-server", &[])).is_ok());
+
+    let cat = spec("cat", "exec:///bin/cat", &[]);
+    b.deploy(cat.clone())
+        .await
+        .expect("an allowed command runs");
+    b.remove(&cat.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_with_its_name() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        npx_command: "/nonexistent/berth-test/npx".into(),
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    let s = spec("nonpx", "npx://some-server", &[]);
+    match b.deploy(s.clone()).await {
+        Err(err @ RuntimeError::Backend { .. }) => {
+            assert_eq!(err.to_string(), "starting `/nonexistent/berth-test/npx`");
+        }
+        other => panic!("expected a backend error, got {other:?}"),
+    }
+    assert!(matches!(
+        b.inspect(&s.name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn stop_kills_the_whole_process_group() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        stop_grace_secs: 10,
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    let s = spec(
+        "group",
+        "exec:///bin/sh",
+        &["-c", "sleep 300 & echo ready; sleep 300"],
+    );
+    let info = b.deploy(s.clone()).await.expect("deploy");
+    let pgid = pgid_of(&info);
+    let mut io = b.attach(&s.name).await.expect("attach");
+    assert_eq!(read_line(&mut io).await, "ready\n");
+
+    let start = Instant::now();
+    b.stop(&s.name).await.expect("stop");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "SIGTERM was enough"
+    );
+    let exit = b.wait(&s.name).await.expect("wait");
+    assert!(exit.stopped_by_request);
+    assert_eq!(exit.signal, Some(Signal::SIGTERM as i32));
+    group_gone(pgid).await;
+    assert!(
+        !root.path().join("pids/group.json").exists(),
+        "pid record removed"
+    );
+    b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_process_ignoring_sigterm_is_killed_after_the_grace() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        stop_grace_secs: 1,
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    let s = spec(
+        "stubborn",
+        "exec:///bin/sh",
+        &["-c", "trap '' TERM; echo ready; sleep 300"],
+    );
+    let info = b.deploy(s.clone()).await.expect("deploy");
+    let mut io = b.attach(&s.name).await.expect("attach");
+    assert_eq!(read_line(&mut io).await, "ready\n");
+
+    let start = Instant::now();
+    b.stop(&s.name).await.expect("stop");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "the grace was given: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "then SIGKILL: {took:?}");
+    let exit = b.wait(&s.name).await.expect("wait");
+    assert_eq!(exit.signal, Some(Signal::SIGKILL as i32), "{exit:?}");
+    assert!(exit.stopped_by_request);
+    group_gone(pgid_of(&info)).await;
+    b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn processes_left_by_an_exited_workload_are_killed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let s = spec("orphans", "exec:///bin/sh", &["-c", "sleep 300 & exit 0"]);
+    let info = b.deploy(s.clone()).await.expect("deploy");
+    let exit = tokio::time::timeout(DEADLINE, b.wait(&s.name))
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(exit.code, Some(0));
+    assert!(!exit.stopped_by_request);
+    group_gone(pgid_of(&info)).await;
+    b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn shutdown_stops_every_workload() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    let names = ["all-a", "all-b", "all-c"];
+    for n in names {
+        b.deploy(spec(n, "exec:///bin/sleep", &["300"]))
+            .await
+            .expect("deploy");
+    }
+    let start = Instant::now();
+    b.shutdown().await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    for info in b.list().await.expect("list") {
+        match info.state {
+            berth_runtime_api::RuntimeState::Exited(exit) => assert!(exit.stopped_by_request),
+            other => panic!("{} is {other:?} after shutdown", info.name),
+        }
+    }
+    b.stop_all().await;
+    for n in names {
+        b.remove(&WorkloadName::parse(n).expect("name"))
+            .await
+            .expect("remove");
+    }
+}
+
+#[tokio::test]
+async fn leftovers_of_a_killed_berth_are_reaped_on_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let first = backend(root.path(), ProcessConfig::default()).await;
+    let info = first
+        .deploy(spec("left", "exec:///bin/sleep", &["300"]))
+        .await
+        .expect("deploy");
+    let pgid = pgid_of(&info);
+    assert!(
+        root.path().join("pids/left.json").exists(),
+        "pid record written"
+    );
+    // The first backend goes away without stopping anything, as a berth killed
+    // with SIGKILL would.
+    drop(first);
+    assert_eq!(killpg(Pid::from_raw(pgid), None), Ok(()), "still running");
+
+    let second = backend(root.path(), ProcessConfig::default()).await;
+    group_gone(pgid).await;
+    assert!(
+        !root.path().join("pids/left.json").exists(),
+        "record deleted"
+    );
+    assert!(second.list().await.expect("list").is_empty());
+}

@@ -157,10 +157,11 @@ impl Store {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            if let Some(name) = file.strip_suffix(".json") {
-                if !name.is_empty() && !name.starts_with('.') {
-                    names.push(name.to_owned());
-                }
+            if let Some(name) = file.strip_suffix(".json")
+                && !name.is_empty()
+                && !name.starts_with('.')
+            {
+                names.push(name.to_owned());
             }
         }
         names.sort();

@@ -1012,10 +1012,9 @@ impl Workloads {
                     .store
                     .write(Kind::RunConfig, name.as_str(), &old)
                     .is_ok()
+                    && let Some(e) = table.get_mut(name)
                 {
-                    if let Some(e) = table.get_mut(name) {
-                        e.config = old;
-                    }
+                    e.config = old;
                 }
             }
             self.start_instance(name).await;

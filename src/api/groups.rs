@@ -15,8 +15,8 @@ use crate::groups::Group;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(list).post(create))
-        .route("/{name}", get(get_one).delete(delete))
+        .route("/", get(list_groups).post(create_group))
+        .route("/{name}", get(get_group).delete(delete_group))
 }
 
 /// `GET /groups` response.
@@ -58,7 +58,9 @@ pub(super) struct DeleteQuery {
 #[utoipa::path(get, path = "/api/v1beta/groups", tag = "groups",
     responses((status = 200, description = "OK", body = GroupListResponse),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn list(State(s): State<AppState>) -> Result<Json<GroupListResponse>, ApiError> {
+pub(super) async fn list_groups(
+    State(s): State<AppState>,
+) -> Result<Json<GroupListResponse>, ApiError> {
     Ok(Json(GroupListResponse {
         groups: s.workloads.groups().list()?,
     }))
@@ -70,7 +72,7 @@ pub(super) async fn list(State(s): State<AppState>) -> Result<Json<GroupListResp
         (status = 400, description = "Bad Request", body = String),
         (status = 409, description = "Conflict", body = String),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn create(
+pub(super) async fn create_group(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<CreateGroupRequest>,
 ) -> Result<(StatusCode, Json<CreateGroupResponse>), ApiError> {
@@ -88,7 +90,7 @@ pub(super) async fn create(
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn get_one(
+pub(super) async fn get_group(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
@@ -103,7 +105,7 @@ pub(super) async fn get_one(
         (status = 400, description = "Invalid name, or the default group", body = String),
         (status = 404, description = "Not Found", body = String),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn delete(
+pub(super) async fn delete_group(
     State(s): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,

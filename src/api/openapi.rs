@@ -14,11 +14,12 @@ use super::{groups, system, workloads};
     info(title = "berth API", description = "Runs MCP servers and manages them through a ToolHive-compatible REST API."),
     paths(
         system::health, system::version, system::openapi_json, system::doc,
-        workloads::list, workloads::create, workloads::get_one, workloads::edit,
-        workloads::stop, workloads::restart, workloads::delete, workloads::status,
-        workloads::logs, workloads::proxy_logs, workloads::export,
+        workloads::list_workloads, workloads::create_workload, workloads::get_workload,
+        workloads::edit_workload, workloads::stop_workload, workloads::restart_workload,
+        workloads::delete_workload, workloads::workload_status, workloads::workload_logs,
+        workloads::workload_proxy_logs, workloads::export_workload,
         workloads::bulk_stop, workloads::bulk_restart, workloads::bulk_delete,
-        groups::list, groups::create, groups::get_one, groups::delete,
+        groups::list_groups, groups::create_group, groups::get_group, groups::delete_group,
     ),
     tags(
         (name = "system", description = "Health and API description"),

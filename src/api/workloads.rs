@@ -20,18 +20,18 @@ use crate::workloads::types::{
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(list).post(create))
+        .route("/", get(list_workloads).post(create_workload))
         .route("/stop", post(bulk_stop))
         .route("/restart", post(bulk_restart))
         .route("/delete", post(bulk_delete))
-        .route("/{name}", get(get_one).delete(delete))
-        .route("/{name}/edit", post(edit))
-        .route("/{name}/stop", post(stop))
-        .route("/{name}/restart", post(restart))
-        .route("/{name}/status", get(status))
-        .route("/{name}/logs", get(logs))
-        .route("/{name}/proxy-logs", get(proxy_logs))
-        .route("/{name}/export", get(export))
+        .route("/{name}", get(get_workload).delete(delete_workload))
+        .route("/{name}/edit", post(edit_workload))
+        .route("/{name}/stop", post(stop_workload))
+        .route("/{name}/restart", post(restart_workload))
+        .route("/{name}/status", get(workload_status))
+        .route("/{name}/logs", get(workload_logs))
+        .route("/{name}/proxy-logs", get(workload_proxy_logs))
+        .route("/{name}/export", get(export_workload))
 }
 
 /// Query of the list call.
@@ -55,7 +55,7 @@ fn text(body: String) -> impl IntoResponse {
     responses((status = 200, description = "OK", body = WorkloadListResponse),
         (status = 400, description = "Invalid group name", body = String),
         (status = 404, description = "Group not found", body = String)))]
-pub(super) async fn list(
+pub(super) async fn list_workloads(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<WorkloadListResponse>> {
@@ -72,7 +72,7 @@ pub(super) async fn list(
         (status = 400, description = "Bad Request", body = String),
         (status = 409, description = "Conflict", body = String),
         (status = 413, description = "Request body too large", body = String)))]
-pub(super) async fn create(
+pub(super) async fn create_workload(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateWorkloadResponse>)> {
@@ -85,7 +85,7 @@ pub(super) async fn create(
     responses((status = 200, description = "OK", body = CreateRequest),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn get_one(
+pub(super) async fn get_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<CreateRequest>> {
@@ -98,7 +98,7 @@ pub(super) async fn get_one(
     responses((status = 200, description = "OK", body = CreateWorkloadResponse),
         (status = 400, description = "Bad Request", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn edit(
+pub(super) async fn edit_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<CreateRequest>,
@@ -112,7 +112,7 @@ pub(super) async fn edit(
     responses((status = 202, description = "Accepted"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn stop(
+pub(super) async fn stop_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -126,7 +126,7 @@ pub(super) async fn stop(
     responses((status = 202, description = "Accepted"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn restart(
+pub(super) async fn restart_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -140,7 +140,7 @@ pub(super) async fn restart(
     responses((status = 202, description = "Accepted"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn delete(
+pub(super) async fn delete_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -154,7 +154,7 @@ pub(super) async fn delete(
     responses((status = 200, description = "OK", body = WorkloadStatusResponse),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn status(
+pub(super) async fn workload_status(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<WorkloadStatusResponse>> {
@@ -169,7 +169,7 @@ pub(super) async fn status(
     responses((status = 200, description = "Logs", body = String, content_type = "text/plain"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn logs(
+pub(super) async fn workload_logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -182,7 +182,7 @@ pub(super) async fn logs(
     responses((status = 200, description = "Proxy logs", body = String, content_type = "text/plain"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn proxy_logs(
+pub(super) async fn workload_proxy_logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
@@ -195,7 +195,7 @@ pub(super) async fn proxy_logs(
     responses((status = 200, description = "OK", body = RunConfig),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
-pub(super) async fn export(
+pub(super) async fn export_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<RunConfig>> {

@@ -111,10 +111,11 @@ impl Berth {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                 continue;
             };
-            if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
-                if cwd.starts_with(&work) && !is_zombie(pid) {
-                    pids.push(pid);
-                }
+            if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd"))
+                && cwd.starts_with(&work)
+                && !is_zombie(pid)
+            {
+                pids.push(pid);
             }
         }
         pids

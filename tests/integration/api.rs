@@ -528,7 +528,7 @@ async fn edit_replaces_and_rolls_back() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     eventually(Duration::from_secs(5), "rollback", || async {
-        (h.fake.deploy_count(&name) == 4).then_some(())
+        (h.fake.deploy_count(&name) == 3).then_some(())
     })
     .await;
     h.wait_status("e1", "running").await;

@@ -4,6 +4,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use berth_backend_process::ProcessConfig;
+
+use crate::proxy::ProxyConfig;
+use crate::workloads::RestartPolicy;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,10 @@ pub struct Config {
     pub ports: PortRange,
     /// Settings of the native process backend.
     pub process: ProcessConfig,
+    /// Settings of the per-workload MCP proxies.
+    pub proxy: ProxyConfig,
+    /// How servers that exit or hang are restarted.
+    pub restart: RestartPolicy,
     /// Log output format.
     pub log_format: LogFormat,
 }
@@ -34,6 +41,8 @@ impl Default for Config {
             state_dir: None,
             ports: PortRange::default(),
             process: ProcessConfig::default(),
+            proxy: ProxyConfig::default(),
+            restart: RestartPolicy::default(),
             log_format: LogFormat::Text,
         }
     }

@@ -9,5 +9,6 @@ pub mod api;
 pub mod backends;
 pub mod config;
 pub mod groups;
+pub mod proxy;
 pub mod state;
 pub mod workloads;

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use berth::api::{self, AppState};
 use berth::config::{self, Config, LogFormat, RuntimeKind};
 use berth::groups::Groups;
+use berth::proxy::Proxies;
 use berth::state::Store;
 use berth::workloads::{Settings, Workloads};
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,28 @@ struct Cli {
 enum Command {
     /// Serve the REST API and run the workloads.
     Serve(ServeArgs),
+    /// Serve one stdio MCP server over streamable HTTP and SSE, with no API
+    /// and no state: `berth bridge --port 8000 -- npx -y some-mcp-server`.
+    Bridge(BridgeArgs),
+}
+
+#[derive(Debug, Args)]
+struct BridgeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to listen on.
+    #[arg(long)]
+    port: u16,
+    /// Configuration file (its `[proxy]` section applies).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// The server's command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -149,7 +172,22 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Bridge(args) => {
+            let config = config::load(
+                args.config.as_deref(),
+                default_config_file().as_deref(),
+                Figment::new(),
+            )?;
+            init_tracing(args.log_format);
+            return tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(bridge(config, args));
+        }
+    };
     let config = config::load(
         args.config.as_deref(),
         default_config_file().as_deref(),
@@ -186,8 +224,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .context("starting the runtime backend")?;
     let settings = Settings {
         port_range: (config.ports.start, config.ports.end),
+        restart: config.restart,
     };
-    let workloads = Workloads::open(backend.clone(), store, groups, settings).await?;
+    let proxies = Arc::new(Proxies::new(config.proxy.clone()));
+    let workloads = Workloads::open(backend.clone(), proxies, store, groups, settings).await?;
     let nonce: String = (0..16)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
@@ -218,6 +258,46 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     workloads.shutdown(Duration::from_secs(30)).await;
     info!("berth stopped.");
+    Ok(())
+}
+
+/// `berth bridge`: one stdio server behind the proxy, until a signal or
+/// until the server exits (then with its exit code).
+async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
+    let (program, argv) = args
+        .command
+        .split_first()
+        .context("a command is required")?;
+    let proxies = Proxies::new(config.proxy);
+    let addr = SocketAddr::new(args.host, args.port);
+    proxies.start("bridge", addr, None).await?;
+    let mut child = tokio::process::Command::new(program)
+        .args(argv)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting `{program}`"))?;
+    let stdin = child.stdin.take().context("child stdin")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    proxies.attach("bridge", berth_runtime_api::StdioHandle::new(stdin, stdout));
+    info!(address = %addr, command = %program, "berth bridge is listening.");
+    let code = tokio::select! {
+        () = shutdown_signal() => {
+            let _ = child.start_kill();
+            0
+        }
+        status = child.wait() => {
+            let status = status?;
+            tracing::warn!(status = %status, "The server exited; the bridge stops.");
+            status.code().unwrap_or(1)
+        }
+    };
+    proxies.stop_all().await;
+    if code != 0 {
+        std::process::exit(code);
+    }
     Ok(())
 }
 

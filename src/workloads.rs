@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::groups::{DEFAULT_GROUP, GroupError, Groups};
+use crate::proxy::Proxies;
 use crate::state::{Kind, StateError, Store};
 use types::{
     BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, OidcOptions,
@@ -95,6 +96,45 @@ pub enum WorkloadError {
 pub struct Settings {
     /// Automatic proxy ports come from `start..end`.
     pub port_range: (u16, u16),
+    /// When a workload's server exits or stops answering, how it is restarted.
+    pub restart: RestartPolicy,
+}
+
+/// How berth restarts a server that exited by itself or stopped answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    /// Delay before the first restart, in milliseconds; doubles each time.
+    pub base_delay_ms: u64,
+    /// Longest delay between restarts, in milliseconds.
+    pub max_delay_ms: u64,
+    /// Restarts in a row (each run shorter than `stable_secs`) before berth
+    /// gives up and reports `error`; 0 never restarts.
+    pub max_attempts: u32,
+    /// A run at least this long resets the count.
+    pub stable_secs: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            base_delay_ms: 1000,
+            max_delay_ms: 60_000,
+            max_attempts: 10,
+            stable_secs: 30,
+        }
+    }
+}
+
+impl RestartPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u64 << attempt.saturating_sub(1).min(20);
+        Duration::from_millis(
+            self.base_delay_ms
+                .saturating_mul(factor)
+                .min(self.max_delay_ms),
+        )
+    }
 }
 
 /// A lifecycle operation, run in the background under the workload's lock.
@@ -115,6 +155,7 @@ enum Op {
     Delete,
     Edit { old: Box<RunConfig> },
     Recover { running: bool },
+    Revive { generation: u64 },
 }
 
 struct Entry {
@@ -124,10 +165,15 @@ struct Entry {
     op: Arc<tokio::sync::Mutex<()>>,
     /// Bumped on every deploy; an exit watcher only reports for its own.
     generation: u64,
+    /// Restarts in a row without a stable run.
+    streak: u32,
+    /// When the current instance started (monotonic).
+    since: Option<std::time::Instant>,
 }
 
 struct Inner {
     backend: Arc<dyn Backend>,
+    proxies: Arc<Proxies>,
     store: Store,
     groups: Arc<Groups>,
     settings: Settings,
@@ -164,6 +210,7 @@ impl Workloads {
     /// or started again, interrupted deletes are finished.
     pub async fn open(
         backend: Arc<dyn Backend>,
+        proxies: Arc<Proxies>,
         store: Store,
         groups: Arc<Groups>,
         settings: Settings,
@@ -191,6 +238,7 @@ impl Workloads {
                     updated_at: now(),
                     started_at: None,
                     desired: Desired::Running,
+                    restart_count: 0,
                 },
             };
             table.insert(
@@ -200,12 +248,15 @@ impl Workloads {
                     status,
                     op: Arc::default(),
                     generation: 0,
+                    streak: 0,
+                    since: None,
                 },
             );
         }
         let this = Self {
             inner: Arc::new(Inner {
                 backend,
+                proxies,
                 store,
                 groups,
                 settings,
@@ -407,6 +458,7 @@ fn view(name: &WorkloadName, e: &Entry) -> Workload {
         tools: Vec::new(),
         remote: false,
         started_at: rfc3339(e.status.started_at.filter(|_| running)),
+        restart_count: e.status.restart_count,
     }
 }
 
@@ -438,6 +490,7 @@ impl Workloads {
                 updated_at: now(),
                 started_at: None,
                 desired: Desired::Running,
+                restart_count: 0,
             };
             self.inner
                 .store
@@ -452,6 +505,8 @@ impl Workloads {
                     status,
                     op: Arc::default(),
                     generation: 0,
+                    streak: 0,
+                    since: None,
                 },
             );
             config
@@ -855,6 +910,19 @@ impl Workloads {
             Op::Delete => self.delete_now(&name).await,
             Op::Edit { old } => self.apply_edit(&name, *old).await,
             Op::Recover { running } => self.recover(&name, running).await,
+            Op::Revive { generation } => {
+                let due = self.table().get(&name).is_some_and(|e| {
+                    e.generation == generation
+                        && e.status.desired == Desired::Running
+                        && matches!(
+                            e.status.status,
+                            WorkloadStatus::Starting | WorkloadStatus::Unhealthy
+                        )
+                });
+                if due {
+                    self.start_instance(&name).await;
+                }
+            }
         }
     }
 
@@ -892,6 +960,14 @@ impl Workloads {
     async fn try_adopt(&self, name: &WorkloadName) -> bool {
         match self.inner.backend.inspect(name).await {
             Ok(info) if info.state.is_running() => {
+                let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
+                    return true;
+                };
+                if let Err(why) = self.connect_proxy(name, &config).await {
+                    self.wlog(name, &why);
+                    self.set_status(name, WorkloadStatus::Error, why, None);
+                    return true;
+                }
                 let generation = self.bump_generation(name);
                 self.set_status(
                     name,
@@ -901,6 +977,7 @@ impl Workloads {
                 );
                 self.wlog(name, "re-attached to the running instance");
                 self.watch(name.clone(), generation);
+                self.health_loop(name.clone(), generation);
                 true
             }
             _ => false,
@@ -911,9 +988,30 @@ impl Workloads {
         let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
             return;
         };
-        self.set_status(name, WorkloadStatus::Starting, String::new(), None);
+        let context = self
+            .table()
+            .get(name)
+            .filter(|e| e.status.status == WorkloadStatus::Starting)
+            .map(|e| e.status.status_context.clone())
+            .unwrap_or_default();
+        self.set_status(name, WorkloadStatus::Starting, context, None);
+        if let Err(why) = self.start_proxy(name, &config).await {
+            self.wlog(name, &why);
+            self.set_status(name, WorkloadStatus::Error, why, None);
+            return;
+        }
         match self.inner.backend.deploy(spec_for(&config)).await {
             Ok(info) => {
+                if config.transport == Transport::Stdio.as_str() {
+                    match self.inner.backend.attach(name).await {
+                        Ok(io) => {
+                            self.inner.proxies.attach(name.as_str(), io);
+                        }
+                        Err(err) => {
+                            warn!(workload = %name, error = %error_chain(&err), "Cannot attach to the server's stdio.");
+                        }
+                    }
+                }
                 let generation = self.bump_generation(name);
                 let started = info.started_at.or(Some(now()));
                 match info.state {
@@ -923,6 +1021,7 @@ impl Workloads {
                         self.wlog(name, &format!("started ({})", config.image));
                         info!(workload = %name, "Workload started.");
                         self.watch(name.clone(), generation);
+                        self.health_loop(name.clone(), generation);
                     }
                 }
             }
@@ -945,7 +1044,9 @@ impl Workloads {
             return;
         }
         self.set_status(name, WorkloadStatus::Stopping, String::new(), None);
-        match self.inner.backend.stop(name).await {
+        let stopped = self.inner.backend.stop(name).await;
+        self.inner.proxies.stop(name.as_str()).await;
+        match stopped {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {
                 self.wlog(name, "stopped");
                 info!(workload = %name, "Workload stopped.");
@@ -961,6 +1062,7 @@ impl Workloads {
 
     async fn delete_now(&self, name: &WorkloadName) {
         self.set_status(name, WorkloadStatus::Removing, String::new(), None);
+        self.inner.proxies.stop(name.as_str()).await;
         match self.inner.backend.remove(name).await {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {}
             Err(err) => {
@@ -1052,12 +1154,134 @@ impl Workloads {
         let why = format!("process {}", exit.describe());
         warn!(workload = %name, exit = %why, "Workload exited.");
         self.wlog(name, &why);
-        let status = if exit.is_clean() {
-            WorkloadStatus::Stopped
-        } else {
-            WorkloadStatus::Error
+        self.revive_after(name, generation, why);
+    }
+
+    /// Restarts a server that died or hung, with exponential backoff; after
+    /// too many quick failures in a row the workload is left in `error`.
+    fn revive_after(&self, name: &WorkloadName, generation: u64, why: String) {
+        let policy = self.inner.settings.restart;
+        let attempt = {
+            let mut table = self.table();
+            let Some(e) = table.get_mut(name) else { return };
+            if e.generation != generation || e.status.desired != Desired::Running {
+                return;
+            }
+            let stable = e
+                .since
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(policy.stable_secs));
+            e.streak = if stable { 1 } else { e.streak + 1 };
+            e.streak
         };
-        self.set_status(name, status, why, None);
+        if attempt > policy.max_attempts {
+            let msg = if policy.max_attempts == 0 {
+                why
+            } else {
+                format!(
+                    "{why}; gave up after {} restarts in a row",
+                    policy.max_attempts
+                )
+            };
+            self.wlog(name, &msg);
+            self.set_status(name, WorkloadStatus::Error, msg, None);
+            return;
+        }
+        let delay = policy.delay(attempt);
+        let msg = format!("{why}; restarting in {delay:?} (attempt {attempt})");
+        self.wlog(name, &msg);
+        self.update(name, |s| {
+            s.status = WorkloadStatus::Starting;
+            s.status_context = msg;
+            s.started_at = None;
+            s.restart_count += 1;
+        });
+        let this = self.clone();
+        let name = name.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            this.spawn_op(name, Op::Revive { generation });
+        });
+    }
+
+    /// Binds the workload's proxy port (a no-op if it is bound already).
+    async fn start_proxy(&self, name: &WorkloadName, config: &RunConfig) -> Result<(), String> {
+        let host: IpAddr = config.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let addr = std::net::SocketAddr::new(host, config.port);
+        let http = match (config.transport.as_str(), config.target_port) {
+            ("stdio", _) | (_, None) => None,
+            (_, Some(port)) => Some((
+                if config.target_host.is_empty() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    config.target_host.clone()
+                },
+                port,
+            )),
+        };
+        self.inner
+            .proxies
+            .start(name.as_str(), addr, http)
+            .await
+            .map(drop)
+            .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))
+    }
+
+    /// Starts the proxy of an instance that already runs, and attaches its
+    /// stdio (re-attach after a berth restart).
+    async fn connect_proxy(&self, name: &WorkloadName, config: &RunConfig) -> Result<(), String> {
+        self.start_proxy(name, config).await?;
+        if config.transport == Transport::Stdio.as_str() {
+            let io = self
+                .inner
+                .backend
+                .attach(name)
+                .await
+                .map_err(|e| format!("cannot attach to the server: {}", error_chain(&e)))?;
+            self.inner.proxies.attach(name.as_str(), io);
+        }
+        Ok(())
+    }
+
+    /// Pings a stdio server through its proxy; a server that stops
+    /// answering is marked unhealthy and restarted.
+    fn health_loop(&self, name: WorkloadName, generation: u64) {
+        let interval = self.inner.proxies.config().health_interval_secs;
+        let threshold = self.inner.proxies.config().health_failures.max(1);
+        let Some(mux) = self.inner.proxies.mux(name.as_str()) else {
+            return;
+        };
+        if interval == 0 {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(interval)).await;
+                let current = this
+                    .table()
+                    .get(&name)
+                    .map(|e| (e.generation, e.status.status));
+                if current != Some((generation, WorkloadStatus::Running)) {
+                    return;
+                }
+                match mux.ping().await {
+                    Ok(_) => failures = 0,
+                    Err(why) => {
+                        failures += 1;
+                        warn!(workload = %name, error = %why, failures, "Health ping failed.");
+                        if failures >= threshold {
+                            let why = format!("not answering pings ({why})");
+                            this.wlog(&name, &why);
+                            this.set_status(&name, WorkloadStatus::Unhealthy, why.clone(), None);
+                            let _ = this.inner.backend.stop(&name).await;
+                            this.revive_after(&name, generation, why);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -1069,6 +1293,7 @@ impl Workloads {
         match table.get_mut(name) {
             Some(e) => {
                 e.generation += 1;
+                e.since = Some(std::time::Instant::now());
                 e.generation
             }
             None => 0,

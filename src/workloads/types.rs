@@ -90,6 +90,9 @@ pub struct StatusRecord {
     pub started_at: Option<OffsetDateTime>,
     /// Whether berth keeps it running.
     pub desired: Desired,
+    /// How many times berth restarted it after it exited or hung.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// A tool's replacement name and description.
@@ -431,6 +434,9 @@ pub struct Workload {
     /// When the current instance started (RFC 3339); the zero time when it
     /// does not run.
     pub started_at: String,
+    /// How many times berth restarted its server after it exited or hung
+    /// (berth extension).
+    pub restart_count: u32,
 }
 
 /// `GET /workloads` response.

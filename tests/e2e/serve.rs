@@ -8,15 +8,15 @@ use serde_json::{Value, json};
 
 use crate::support::eventually;
 
-const T: Duration = Duration::from_secs(20);
+pub(crate) const T: Duration = Duration::from_secs(20);
 
-struct Berth {
-    child: Child,
-    base: String,
+pub(crate) struct Berth {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     root: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -42,7 +42,15 @@ fn berth_cmd(root: &Path) -> Command {
 }
 
 impl Berth {
-    async fn start(root: &Path, port: u16) -> Self {
+    /// Starts berth with `toml` as its configuration file.
+    pub(crate) async fn start_with(root: &Path, port: u16, toml: &str) -> Self {
+        let dir = root.join("config/berth");
+        std::fs::create_dir_all(&dir).expect("config dir");
+        std::fs::write(dir.join("berth.toml"), toml).expect("config");
+        Self::start(root, port).await
+    }
+
+    pub(crate) async fn start(root: &Path, port: u16) -> Self {
         let child = berth_cmd(root)
             .args(["serve", "--port", &port.to_string()])
             .spawn()
@@ -64,7 +72,12 @@ impl Berth {
         self.root.join("state/berth")
     }
 
-    async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, String) {
+    pub(crate) async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, String) {
         let c = reqwest::Client::new();
         let mut r = c.request(method, format!("{}/api/v1beta{path}", self.base));
         if let Some(b) = body {
@@ -74,7 +87,7 @@ impl Berth {
         (resp.status().as_u16(), resp.text().await.expect("body"))
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, String) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, String) {
         self.req(reqwest::Method::POST, path, Some(body)).await
     }
 
@@ -94,7 +107,7 @@ impl Berth {
         })
     }
 
-    async fn wait_status(&self, name: &str, want: &str) {
+    pub(crate) async fn wait_status(&self, name: &str, want: &str) {
         eventually(T, &format!("{name} to be {want}"), || async {
             (self.status(name).await.as_deref() == Some(want)).then_some(())
         })
@@ -103,7 +116,7 @@ impl Berth {
 
     /// Processes whose working directory lies in this berth's state: its
     /// workloads.
-    fn workload_pids(&self) -> Vec<u32> {
+    pub(crate) fn workload_pids(&self) -> Vec<u32> {
         let work = self.state().join("process/work");
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").expect("/proc") {
@@ -121,7 +134,7 @@ impl Berth {
         pids
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
@@ -218,7 +231,8 @@ async fn cat_workload_lifecycle_and_no_orphans() {
 #[tokio::test]
 async fn process_exit_is_reported() {
     let root = tempfile::tempdir().expect("tempdir");
-    let b = Berth::start(root.path(), free_port()).await;
+    let policy = "[restart]\nbase_delay_ms = 20\nmax_attempts = 1\n";
+    let b = Berth::start_with(root.path(), free_port(), policy).await;
     let (code, _) = b
         .post("/workloads", json!({"name": "x", "image": "exec:///bin/sh", "cmd_arguments": ["-c", "echo bye >&2; exit 7"]}))
         .await;
@@ -230,8 +244,9 @@ async fn process_exit_is_reported() {
     let list: Value = serde_json::from_str(&list).expect("json");
     assert_eq!(
         list["workloads"][0]["status_context"],
-        "process exited with code 7"
+        "process exited with code 7; gave up after 1 restarts in a row"
     );
+    assert_eq!(list["workloads"][0]["restart_count"], 1);
     let (_, logs) = b.req(reqwest::Method::GET, "/workloads/x/logs", None).await;
     assert!(logs.contains("bye"), "stderr is in the logs: {logs:?}");
 }

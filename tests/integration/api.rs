@@ -9,8 +9,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use berth::api::{AppState, router};
 use berth::groups::Groups;
+use berth::proxy::{Proxies, ProxyConfig};
 use berth::state::Store;
-use berth::workloads::{Settings, Workloads};
+use berth::workloads::{RestartPolicy, Settings, Workloads};
 use berth_runtime_api::WorkloadName;
 use berth_runtime_api::fake::FakeBackend;
 use http_body_util::BodyExt;
@@ -36,8 +37,19 @@ async fn harness_in(dir: tempfile::TempDir, fake: Arc<FakeBackend>) -> Harness {
     let groups = Arc::new(Groups::open(store.clone()).expect("groups"));
     let settings = Settings {
         port_range: (30000, 40000),
+        restart: RestartPolicy {
+            base_delay_ms: 10,
+            max_delay_ms: 20,
+            max_attempts: 2,
+            stable_secs: 30,
+        },
     };
-    let workloads = Workloads::open(fake.clone(), store, groups, settings)
+    let proxy = ProxyConfig {
+        health_interval_secs: 0,
+        ..ProxyConfig::default()
+    };
+    let proxies = Arc::new(Proxies::new(proxy));
+    let workloads = Workloads::open(fake.clone(), proxies, store, groups, settings)
         .await
         .expect("workloads");
     let app = router(AppState {
@@ -465,16 +477,24 @@ async fn concurrent_creates_of_one_name_have_one_winner() {
 }
 
 #[tokio::test]
-async fn crashes_are_reported_honestly() {
+async fn crashes_are_restarted_and_reported_honestly() {
     let h = harness().await;
     h.create(echo("c1")).await;
     h.wait_status("c1", "running").await;
-    h.fake
-        .crash(&WorkloadName::parse("c1").expect("name"), 3)
-        .expect("crash");
-    h.wait_status("c1", "error").await;
-    let w = &h.listed("?all=true").await[0];
-    assert_eq!(w["status_context"], "process exited with code 3");
+    let name = WorkloadName::parse("c1").expect("name");
+    h.fake.crash(&name, 3).expect("crash");
+    eventually(Duration::from_secs(5), "c1 restarted", || async {
+        (h.fake.deploy_count(&name) == 2).then_some(())
+    })
+    .await;
+    h.wait_status("c1", "running").await;
+    let w = &h.listed("").await[0];
+    assert_eq!(w["restart_count"], 1);
+    let log = h.get("/api/v1beta/workloads/c1/proxy-logs").await.text;
+    assert!(
+        log.contains("process exited with code 3; restarting"),
+        "{log}"
+    );
 
     let r = h.create(json!({"name": "f", "image": "fake://fail"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
@@ -489,11 +509,19 @@ async fn crashes_are_reported_honestly() {
         "{f}"
     );
 
+    // A server that keeps exiting is given up on, and says why.
     let r = h
-        .create(json!({"name": "x0", "image": "fake://exit", "cmd_arguments": ["0"]}))
+        .create(json!({"name": "x0", "image": "fake://exit", "cmd_arguments": ["5"]}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    h.wait_status("x0", "stopped").await;
+    h.wait_status("x0", "error").await;
+    let all = h.listed("?all=true").await;
+    let x = all.iter().find(|w| w["name"] == "x0").expect("listed");
+    assert_eq!(
+        x["status_context"],
+        "process exited with code 5; gave up after 2 restarts in a row"
+    );
+    assert_eq!(x["restart_count"], 2);
 }
 
 #[tokio::test]

@@ -1,0 +1,376 @@
+//! The MCP proxy in front of every workload, inside the berth process.
+//!
+//! Each running workload gets one listener on its proxy port and a few
+//! tasks. A stdio workload is bridged by a [`mux::Mux`] to streamable HTTP
+//! (`/mcp`, both MCP eras) and to the legacy SSE transport (`/sse`,
+//! `/messages`); an HTTP workload is reached through a transparent reverse
+//! proxy. The listener outlives the workload's process, so a restarted
+//! server is re-attached behind the same URL and client sessions continue.
+
+mod jsonrpc;
+pub(crate) mod mux;
+mod reverse;
+mod sse;
+mod streamable;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use berth_runtime_api::StdioHandle;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+pub use mux::Mux;
+
+/// Settings of the per-workload proxies (`[proxy]` in berth.toml).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Seconds a request may wait for the server's answer before the client
+    /// gets a JSON-RPC timeout error (and the server a cancellation).
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Origins (e.g. `https://app.example.com`) and host names allowed to
+    /// reach a proxy bound to loopback, besides `localhost` and loopback
+    /// addresses. Others are refused, against DNS rebinding.
+    pub allowed_origins: Vec<String>,
+    /// Seconds an idle client session is kept.
+    pub session_ttl_secs: u64,
+    /// Seconds between health pings of a stdio server; 0 turns them off.
+    pub health_interval_secs: u64,
+    /// Consecutive failed health pings after which the server is restarted.
+    pub health_failures: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: 60,
+            max_body_bytes: 10 * 1024 * 1024,
+            allowed_origins: Vec::new(),
+            session_ttl_secs: 2 * 60 * 60,
+            health_interval_secs: 30,
+            health_failures: 3,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+}
+
+/// What a proxy forwards to.
+#[derive(Clone)]
+pub enum Upstream {
+    /// A stdio server, multiplexed.
+    Stdio(Mux),
+    /// An HTTP server at this host and port.
+    Http(String, u16),
+}
+
+/// Why a proxy could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The proxy port cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+struct Running {
+    addr: SocketAddr,
+    upstream: Upstream,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The running proxies, by workload name.
+pub struct Proxies {
+    config: ProxyConfig,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl Proxies {
+    /// No proxies yet.
+    pub fn new(config: ProxyConfig) -> Self {
+        Self {
+            config,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        self.running.lock().expect("proxy table lock")
+    }
+
+    /// Starts the proxy of workload `name` on `addr`, unless it runs there
+    /// already. `http` names the workload's own HTTP endpoint; without it
+    /// the workload is a stdio server.
+    pub async fn start(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        http: Option<(String, u16)>,
+    ) -> Result<Upstream, ProxyError> {
+        if let Some(r) = self.map().get(name)
+            && r.addr == addr
+            && !r.task.is_finished()
+        {
+            return Ok(r.upstream.clone());
+        }
+        self.stop(name).await;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let upstream = match http {
+            Some((host, port)) => Upstream::Http(host, port),
+            None => Upstream::Stdio(Mux::new(name, self.config.request_timeout())),
+        };
+        let stop = CancellationToken::new();
+        let app = router(&upstream, &self.config, addr.ip());
+        let token = stop.clone();
+        let mut tasks = vec![];
+        if let Upstream::Stdio(mux) = &upstream {
+            let (mux, token, ttl) = (
+                mux.clone(),
+                stop.clone(),
+                Duration::from_secs(self.config.session_ttl_secs.max(1)),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(ttl / 2) => { mux.reap_idle(ttl); }
+                    }
+                }
+            }));
+        }
+        let span = info_span!("proxy", workload = %name, %addr);
+        let task = tokio::spawn(
+            async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    warn!(error = %err, "Proxy stopped with an error.");
+                }
+                for t in tasks {
+                    t.abort();
+                }
+            }
+            .instrument(span),
+        );
+        self.map().insert(
+            name.to_owned(),
+            Running {
+                addr,
+                upstream: upstream.clone(),
+                stop,
+                task,
+            },
+        );
+        Ok(upstream)
+    }
+
+    /// Hands a (new) server process to the stdio proxy of `name`.
+    pub fn attach(&self, name: &str, io: StdioHandle) -> bool {
+        match self.map().get(name).map(|r| r.upstream.clone()) {
+            Some(Upstream::Stdio(mux)) => {
+                mux.attach(io);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The multiplexer of a stdio workload's proxy.
+    pub fn mux(&self, name: &str) -> Option<Mux> {
+        match self.map().get(name).map(|r| r.upstream.clone()) {
+            Some(Upstream::Stdio(mux)) => Some(mux),
+            _ => None,
+        }
+    }
+
+    /// Stops the proxy of `name` (its port is free when this returns).
+    pub async fn stop(&self, name: &str) {
+        let Some(r) = self.map().remove(name) else {
+            return;
+        };
+        r.stop.cancel();
+        // In-flight requests get a moment; long-lived streams are cut.
+        if tokio::time::timeout(Duration::from_secs(2), r.task)
+            .await
+            .is_err()
+        {
+            warn!(workload = %name, "Proxy did not stop in time; abandoned.");
+        }
+    }
+
+    /// Stops every proxy.
+    pub async fn stop_all(&self) {
+        let names: Vec<String> = self.map().keys().cloned().collect();
+        for n in names {
+            self.stop(&n).await;
+        }
+    }
+}
+
+/// The HTTP surface of one proxy.
+pub fn router(upstream: &Upstream, config: &ProxyConfig, bind: IpAddr) -> Router {
+    let routes = match upstream {
+        Upstream::Stdio(mux) => {
+            let state = streamable::StdioState { mux: mux.clone() };
+            let health_mux = mux.clone();
+            Router::new()
+                .route(
+                    "/mcp",
+                    post(streamable::post_mcp)
+                        .get(streamable::get_mcp)
+                        .delete(streamable::delete_mcp),
+                )
+                .route("/sse", get(streamable::get_sse))
+                .route("/messages", post(streamable::post_messages))
+                .with_state(state)
+                .route(
+                    "/health",
+                    get(move || {
+                        let mux = health_mux.clone();
+                        async move { health(mux).await }
+                    }),
+                )
+        }
+        Upstream::Http(host, port) => Router::new()
+            .fallback(any(reverse::forward))
+            .with_state(reverse::ReverseState::new(host, *port)),
+    };
+    let guard = OriginGuard {
+        loopback: bind.is_loopback(),
+        allowed: config.allowed_origins.clone(),
+    };
+    routes
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(guard, check_origin))
+}
+
+async fn health(mux: Mux) -> Response {
+    match mux.ping().await {
+        Ok(rtt) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "healthy", "sessions": mux.session_count(),
+                "mcp": {"available": true, "response_time_ms": rtt.as_millis()}})),
+        )
+            .into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unhealthy", "mcp": {"available": false, "error": why}})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Clone)]
+struct OriginGuard {
+    loopback: bool,
+    allowed: Vec<String>,
+}
+
+fn host_of(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+fn local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl OriginGuard {
+    fn origin_ok(&self, origin: &str) -> bool {
+        if origin == "null" {
+            return false;
+        }
+        let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+        local_host(host_of(authority)) || self.allowed.iter().any(|a| a == origin)
+    }
+
+    fn host_ok(&self, host: &str) -> bool {
+        let h = host_of(host);
+        h.parse::<IpAddr>().is_ok() || local_host(h) || self.allowed.iter().any(|a| a == h)
+    }
+}
+
+/// Refuses, on loopback binds, requests from foreign web origins or for
+/// foreign host names: a web page cannot reach the local MCP servers by
+/// DNS rebinding.
+async fn check_origin(State(g): State<OriginGuard>, req: Request, next: Next) -> Response {
+    if g.loopback {
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok());
+        let refused = match (origin, host) {
+            (Some(o), _) if !g.origin_ok(o) => Some(format!("origin `{o}` is not allowed")),
+            (_, Some(h)) if !g.host_ok(h) => Some(format!("host `{h}` is not allowed")),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            let body = jsonrpc::error(serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
+            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_hosts() {
+        let g = OriginGuard {
+            loopback: true,
+            allowed: vec!["https://app.example.com".into(), "berth.internal".into()],
+        };
+        assert!(g.origin_ok("http://localhost:3000"));
+        assert!(g.origin_ok("http://127.0.0.1:8080"));
+        assert!(g.origin_ok("http://[::1]:8080"));
+        assert!(g.origin_ok("https://app.example.com"));
+        assert!(!g.origin_ok("https://evil.example"));
+        assert!(!g.origin_ok("null"));
+        assert!(g.host_ok("127.0.0.1:20000"));
+        assert!(g.host_ok("localhost:20000"));
+        assert!(g.host_ok("berth.internal:20000"));
+        assert!(!g.host_ok("evil.example:20000"));
+    }
+}

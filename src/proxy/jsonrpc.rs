@@ -1,0 +1,139 @@
+//! JSON-RPC 2.0 message shapes as the proxy sees them, and MCP constants.
+
+use serde_json::{Map, Value, json};
+
+/// The stateless MCP revision: no handshake, per-request `_meta`.
+pub(crate) const MODERN_VERSION: &str = "2026-07-28";
+/// Handshake-era revisions the proxy speaks with clients.
+pub(crate) const HANDSHAKE_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// The revision the proxy offers when it initializes a server itself.
+pub(crate) const LATEST_HANDSHAKE_VERSION: &str = "2025-11-25";
+/// `_meta` key carrying the revision of a stateless request.
+pub(crate) const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key carrying the client's capabilities on a stateless request.
+pub(crate) const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key stamped on stateless results with the server's identity.
+pub(crate) const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Invalid request.
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+/// Method not found.
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid params.
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+/// Internal error.
+pub(crate) const INTERNAL_ERROR: i64 = -32603;
+/// Parse error.
+pub(crate) const PARSE_ERROR: i64 = -32700;
+/// Request timed out (MCP's `REQUEST_TIMEOUT`); also "session not found" on HTTP 404.
+pub(crate) const REQUEST_TIMEOUT: i64 = -32001;
+/// The session is unknown.
+pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
+/// Unsupported protocol revision.
+pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// What kind of JSON-RPC message a value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Has `method` and `id`.
+    Request,
+    /// Has `method`, no `id`.
+    Notification,
+    /// Has `id` and `result` or `error`, no `method`.
+    Response,
+    /// None of these.
+    Invalid,
+}
+
+/// Classifies a decoded message.
+pub(crate) fn kind(msg: &Value) -> Kind {
+    let Some(obj) = msg.as_object() else {
+        return Kind::Invalid;
+    };
+    let has_id = obj
+        .get("id")
+        .is_some_and(|id| id.is_string() || id.is_number());
+    match (obj.get("method").and_then(Value::as_str), has_id) {
+        (Some(_), true) => Kind::Request,
+        (Some(_), false) if !obj.contains_key("id") => Kind::Notification,
+        (None, true) if obj.contains_key("result") || obj.contains_key("error") => Kind::Response,
+        _ => Kind::Invalid,
+    }
+}
+
+/// The `method` of a message, or "".
+pub(crate) fn method(msg: &Value) -> &str {
+    msg.get("method").and_then(Value::as_str).unwrap_or("")
+}
+
+/// A JSON-RPC error response.
+pub(crate) fn error(id: Value, code: i64, message: impl Into<String>) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
+}
+
+/// A JSON-RPC success response.
+pub(crate) fn result(id: Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// `params._meta` of a message, if it is an object.
+pub(crate) fn meta(msg: &Value) -> Option<&Map<String, Value>> {
+    msg.get("params")?.get("_meta")?.as_object()
+}
+
+/// Whether a request belongs to the stateless revision: by its header or by
+/// the revision key in its `_meta`.
+pub(crate) fn is_modern(msg: &Value, header_version: Option<&str>) -> bool {
+    if method(msg) == "initialize" {
+        return false;
+    }
+    header_version == Some(MODERN_VERSION)
+        || meta(msg)
+            .and_then(|m| m.get(META_PROTOCOL_VERSION))
+            .is_some_and(|v| v.as_str() == Some(MODERN_VERSION))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let check = |v: Value, k: Kind| assert_eq!(kind(&v), k, "{v}");
+        check(
+            json!({"jsonrpc":"2.0","id":1,"method":"ping"}),
+            Kind::Request,
+        );
+        check(
+            json!({"jsonrpc":"2.0","id":"a","method":"ping"}),
+            Kind::Request,
+        );
+        check(
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            Kind::Notification,
+        );
+        check(json!({"jsonrpc":"2.0","id":1,"result":{}}), Kind::Response);
+        check(
+            json!({"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}),
+            Kind::Response,
+        );
+        check(
+            json!({"jsonrpc":"2.0","id":null,"method":"x"}),
+            Kind::Invalid,
+        );
+        check(json!([1]), Kind::Invalid);
+        check(json!({"jsonrpc":"2.0","id":1}), Kind::Invalid);
+    }
+
+    #[test]
+    fn modern_detection() {
+        let m = json!({"id":1,"method":"tools/list","params":{"_meta":{META_PROTOCOL_VERSION: MODERN_VERSION}}});
+        assert!(is_modern(&m, None));
+        let l = json!({"id":1,"method":"tools/list","params":{}});
+        assert!(!is_modern(&l, None));
+        assert!(is_modern(&l, Some(MODERN_VERSION)));
+        let i = json!({"id":1,"method":"initialize","params":{}});
+        assert!(!is_modern(&i, Some(MODERN_VERSION)));
+    }
+}

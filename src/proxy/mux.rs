@@ -1,0 +1,950 @@
+//! The stdio multiplexer: many MCP client sessions over one server's
+//! stdin/stdout.
+//!
+//! Every client request is re-numbered with an id unique to this proxy, so
+//! the server sees one well-formed JSON-RPC peer and every answer goes back
+//! to the caller that asked, never to another session. The server's
+//! `initialize` result is cached: the first client's handshake is forwarded,
+//! later sessions are answered from the cache, and when the server process
+//! is replaced (crash, restart) the cached handshake is replayed to the new
+//! one before traffic resumes, so client sessions survive it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_runtime_api::StdioHandle;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+
+use super::jsonrpc::{self, Kind};
+
+/// A session id (a UUID string).
+pub(crate) type SessionId = Arc<str>;
+
+/// Where the proxy is with the current server process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No server process attached.
+    Down,
+    /// Attached; the MCP handshake has not been done (or replayed) yet.
+    Up,
+    /// Attached and initialized.
+    Ready,
+}
+
+struct Conn {
+    /// Lines to the server's stdin, with the key of the request they carry
+    /// (0 for anything else).
+    tx: mpsc::Sender<(u64, Bytes)>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Pending {
+    /// The request as sent, kept for a resend when it never reached the
+    /// server (the server died before reading it).
+    line: Bytes,
+    undelivered: bool,
+    original_id: Value,
+    session: Option<SessionId>,
+    client_key: Option<String>,
+    progress_key: Option<String>,
+    reply: oneshot::Sender<Value>,
+    stream: Option<mpsc::Sender<Value>>,
+    generation: u64,
+}
+
+struct ServerRequest {
+    session: SessionId,
+    upstream_id: Value,
+    generation: u64,
+}
+
+struct Progress {
+    original: Value,
+    session: Option<SessionId>,
+    stream: Option<mpsc::Sender<Value>>,
+}
+
+struct Session {
+    stream: Option<mpsc::Sender<Value>>,
+    last_seen: Instant,
+    in_flight: usize,
+}
+
+struct InitCache {
+    params: Value,
+    result: Value,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Conn>,
+    generation: u64,
+    pending: HashMap<u64, Pending>,
+    by_client: HashMap<(SessionId, String), u64>,
+    server_requests: HashMap<String, ServerRequest>,
+    progress: HashMap<String, Progress>,
+    sessions: HashMap<SessionId, Session>,
+    init: Option<InitCache>,
+    init_in_flight: bool,
+    initialized_sent: bool,
+}
+
+struct Inner {
+    name: String,
+    timeout: Duration,
+    state: Mutex<State>,
+    phase: watch::Sender<Phase>,
+    next_id: AtomicU64,
+}
+
+/// Many client sessions over one stdio MCP server; cheap to clone.
+#[derive(Clone)]
+pub struct Mux {
+    inner: Arc<Inner>,
+}
+
+/// The id key of a client request, unique within its session.
+fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("s:{s}"),
+        other => format!("n:{other}"),
+    }
+}
+
+fn encode(msg: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(msg).expect("JSON values encode");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Removes the request of `key`, sends its answer if `reply` is given.
+fn finish(state: &mut State, key: u64) -> Option<Pending> {
+    let p = state.pending.remove(&key)?;
+    if let (Some(s), Some(k)) = (&p.session, &p.client_key) {
+        state.by_client.remove(&(s.clone(), k.clone()));
+        if let Some(sess) = state.sessions.get_mut(s) {
+            sess.in_flight = sess.in_flight.saturating_sub(1);
+        }
+    }
+    if let Some(pk) = &p.progress_key {
+        state.progress.remove(pk);
+    }
+    Some(p)
+}
+
+/// Removes a pending request if its caller gives up (timeout, disconnect),
+/// and tells the server to stop working on it.
+struct PendingGuard<'a> {
+    mux: &'a Mux,
+    key: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut state = self.mux.state();
+        if finish(&mut state, self.key).is_some()
+            && let Some(conn) = &state.conn
+        {
+            {
+                let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": self.key, "reason": "the client went away or timed out"}});
+                let _ = conn.tx.try_send((0, encode(&cancel)));
+            }
+        }
+    }
+}
+
+impl Mux {
+    /// A multiplexer for workload `name`, with no server attached yet.
+    pub(crate) fn new(name: &str, timeout: Duration) -> Self {
+        let (phase, _) = watch::channel(Phase::Down);
+        Self {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                timeout,
+                state: Mutex::new(State::default()),
+                phase,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().expect("mux state lock")
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    // === sessions ===
+
+    /// Registers a new client session.
+    pub(crate) fn open_session(&self) -> SessionId {
+        let id: SessionId = new_session_id().into();
+        self.state().sessions.insert(
+            id.clone(),
+            Session {
+                stream: None,
+                last_seen: Instant::now(),
+                in_flight: 0,
+            },
+        );
+        id
+    }
+
+    /// Registers a session under an id a client already holds (after berth
+    /// restarted, its sessions are adopted rather than refused).
+    pub(crate) fn adopt_session(&self, id: &str) -> SessionId {
+        let id: SessionId = id.into();
+        self.state()
+            .sessions
+            .entry(id.clone())
+            .or_insert_with(|| Session {
+                stream: None,
+                last_seen: Instant::now(),
+                in_flight: 0,
+            });
+        id
+    }
+
+    /// The session `id`, if it is open (and marks it used).
+    pub(crate) fn session(&self, id: &str) -> Option<SessionId> {
+        let mut state = self.state();
+        let key = state.sessions.get_key_value(id)?.0.clone();
+        state.sessions.get_mut(&key)?.last_seen = Instant::now();
+        Some(key)
+    }
+
+    /// The stream of `session`, if it has one open.
+    pub(crate) fn stream_of(&self, session: &SessionId) -> Option<mpsc::Sender<Value>> {
+        self.state()
+            .sessions
+            .get(session)
+            .and_then(|s| s.stream.clone())
+    }
+
+    /// Sets the stream unsolicited messages of `session` go to (GET /mcp, SSE).
+    pub(crate) fn set_stream(&self, session: &SessionId, tx: mpsc::Sender<Value>) -> bool {
+        match self.state().sessions.get_mut(session) {
+            Some(s) => {
+                s.stream = Some(tx);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes a session; its pending requests are abandoned.
+    pub(crate) fn close_session(&self, session: &str) -> bool {
+        let mut state = self.state();
+        let removed = state.sessions.remove(session).is_some();
+        let keys: Vec<u64> = state
+            .pending
+            .iter()
+            .filter(|(_, p)| p.session.as_deref() == Some(session))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            finish(&mut state, k);
+        }
+        state.server_requests.retain(|_, r| &*r.session != session);
+        removed
+    }
+
+    /// Closes sessions idle for longer than `ttl`.
+    pub(crate) fn reap_idle(&self, ttl: Duration) -> usize {
+        let now = Instant::now();
+        let idle: Vec<SessionId> = self
+            .state()
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.in_flight == 0 && now.duration_since(s.last_seen) > ttl)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for s in &idle {
+            self.close_session(s);
+        }
+        idle.len()
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+
+    // === attaching a server process ===
+
+    /// Attaches a (new) server process. If a handshake was cached, it is
+    /// replayed to the new process before any request reaches it.
+    pub fn attach(&self, io: StdioHandle) {
+        let (tx, rx) = mpsc::channel::<(u64, Bytes)>(1024);
+        let generation = {
+            let mut state = self.state();
+            state.generation += 1;
+            state.initialized_sent = false;
+            state.generation
+        };
+        let writer = tokio::spawn(write_loop(self.clone(), io.stdin, rx));
+        self.state().conn = Some(Conn {
+            tx,
+            writer: Some(writer),
+        });
+        let this = self.clone();
+        tokio::spawn(async move { this.read_loop(io.stdout, generation).await });
+        let replay = self.state().init.as_ref().map(|c| c.params.clone());
+        match replay {
+            None => {
+                self.inner.phase.send_replace(Phase::Up);
+            }
+            Some(params) => {
+                self.inner.phase.send_replace(Phase::Up);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    match this.handshake(params).await {
+                        Ok(_) => {
+                            debug!(workload = %this.inner.name, "Replayed the MCP handshake to the new server process.")
+                        }
+                        Err(err) => {
+                            warn!(workload = %this.inner.name, error = %err, "Could not replay the MCP handshake.")
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Marks the server as gone: requests wait for the next one (up to the
+    /// timeout); requests it had read but not answered fail, requests it
+    /// never read are sent again to the next one.
+    async fn detach(&self, generation: u64) {
+        let writer = {
+            let mut state = self.state();
+            if state.generation != generation {
+                return;
+            }
+            state.conn.take().and_then(|c| c.writer)
+        };
+        // With the sender gone, the writer drains what is queued; what it
+        // cannot write is marked undelivered.
+        if let Some(w) = writer {
+            let _ = tokio::time::timeout(Duration::from_secs(1), w).await;
+        }
+        let mut state = self.state();
+        if state.generation != generation {
+            return;
+        }
+        let lost: Vec<u64> = state
+            .pending
+            .iter()
+            .filter(|(_, p)| p.generation == generation && !p.undelivered)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in lost {
+            if let Some(p) = finish(&mut state, key) {
+                let _ = p.reply.send(jsonrpc::error(
+                    p.original_id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "the MCP server exited before answering; berth is restarting it",
+                ));
+            }
+        }
+        state
+            .server_requests
+            .retain(|_, r| r.generation != generation);
+        drop(state);
+        self.inner.phase.send_replace(Phase::Down);
+    }
+
+    /// Requests the server process never read: sent again once a new one is
+    /// ready.
+    fn mark_undelivered(&self, keys: &[u64]) {
+        let mut state = self.state();
+        for k in keys {
+            if let Some(p) = state.pending.get_mut(k) {
+                p.undelivered = true;
+            }
+        }
+    }
+
+    fn resend_undelivered(&self) {
+        let mut state = self.state();
+        let generation = state.generation;
+        let Some(tx) = state.conn.as_ref().map(|c| c.tx.clone()) else {
+            return;
+        };
+        for (key, p) in state.pending.iter_mut().filter(|(_, p)| p.undelivered) {
+            p.undelivered = false;
+            p.generation = generation;
+            let _ = tx.try_send((*key, p.line.clone()));
+        }
+    }
+
+    async fn read_loop(
+        self,
+        stdout: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+        generation: u64,
+    ) {
+        let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+        let mut line = Vec::with_capacity(8 * 1024);
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let text = line.trim_ascii();
+            if text.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(text) {
+                Ok(msg) => self.dispatch(msg, generation),
+                Err(_) => {
+                    debug!(workload = %self.inner.name, "Ignored a non-JSON line on the server's stdout.")
+                }
+            }
+        }
+        self.detach(generation).await;
+    }
+
+    fn send_upstream(&self, state: &State, msg: &Value) -> bool {
+        match &state.conn {
+            Some(conn) => conn.tx.try_send((0, encode(msg))).is_ok(),
+            None => false,
+        }
+    }
+
+    // === server -> clients ===
+
+    fn dispatch(&self, mut msg: Value, generation: u64) {
+        match jsonrpc::kind(&msg) {
+            Kind::Response => {
+                let Some(key) = msg.get("id").and_then(Value::as_u64) else {
+                    return;
+                };
+                let mut state = self.state();
+                let Some(p) = finish(&mut state, key) else {
+                    return; // answered after its caller gave up
+                };
+                drop(state);
+                msg["id"] = p.original_id;
+                let _ = p.reply.send(msg);
+            }
+            Kind::Request => self.server_request(msg, generation),
+            Kind::Notification => self.server_notification(msg),
+            Kind::Invalid => {}
+        }
+    }
+
+    fn server_request(&self, mut msg: Value, generation: u64) {
+        let upstream_id = msg["id"].clone();
+        let state = &mut *self.state();
+        if jsonrpc::method(&msg) == "ping" {
+            let pong = jsonrpc::result(upstream_id, json!({}));
+            self.send_upstream(state, &pong);
+            return;
+        }
+        // A server request carries no link to the client request that caused
+        // it; it can be routed only when one session is waiting for the server.
+        let busy: Vec<&SessionId> = state
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.in_flight > 0)
+            .map(|(k, _)| k)
+            .collect();
+        let target = match busy.as_slice() {
+            [one] => Some((*one).clone()),
+            [] if state.sessions.len() == 1 => state.sessions.keys().next().cloned(),
+            _ => None,
+        };
+        let stream = target.as_ref().and_then(|s| {
+            let per_request = state
+                .pending
+                .values()
+                .filter(|p| p.session.as_ref() == Some(s))
+                .find_map(|p| p.stream.clone());
+            per_request.or_else(|| state.sessions.get(s).and_then(|x| x.stream.clone()))
+        });
+        let (Some(session), Some(stream)) = (target, stream) else {
+            let err = jsonrpc::error(
+                upstream_id,
+                jsonrpc::METHOD_NOT_FOUND,
+                format!(
+                    "berth cannot route `{}` to a client: it is not clear which of the sessions sharing this server it belongs to, or that session has no open stream",
+                    jsonrpc::method(&msg)
+                ),
+            );
+            self.send_upstream(state, &err);
+            return;
+        };
+        let proxy_id = format!("berth-{}", self.next_id());
+        msg["id"] = Value::String(proxy_id.clone());
+        if stream.try_send(msg).is_ok() {
+            state.server_requests.insert(
+                proxy_id,
+                ServerRequest {
+                    session,
+                    upstream_id,
+                    generation,
+                },
+            );
+        } else {
+            let err = jsonrpc::error(
+                upstream_id,
+                jsonrpc::INTERNAL_ERROR,
+                "the client's stream is full or closed",
+            );
+            self.send_upstream(state, &err);
+        }
+    }
+
+    fn server_notification(&self, mut msg: Value) {
+        let state = self.state();
+        match jsonrpc::method(&msg) {
+            "notifications/progress" => {
+                let token = msg["params"]["progressToken"].to_string();
+                let Some(route) = state.progress.get(&token) else {
+                    return;
+                };
+                msg["params"]["progressToken"] = route.original.clone();
+                let stream = route.stream.clone().or_else(|| {
+                    route
+                        .session
+                        .as_ref()
+                        .and_then(|s| state.sessions.get(s))
+                        .and_then(|s| s.stream.clone())
+                });
+                if let Some(tx) = stream {
+                    let _ = tx.try_send(msg);
+                }
+            }
+            "notifications/cancelled" => {
+                // The server withdraws one of its own requests to a client.
+                let withdrawn = msg["params"]["requestId"].clone();
+                let found = state
+                    .server_requests
+                    .iter()
+                    .find(|(_, r)| r.upstream_id == withdrawn);
+                if let Some((proxy_id, r)) = found {
+                    msg["params"]["requestId"] = Value::String(proxy_id.clone());
+                    if let Some(tx) = state
+                        .sessions
+                        .get(&r.session)
+                        .and_then(|s| s.stream.clone())
+                    {
+                        let _ = tx.try_send(msg);
+                    }
+                }
+            }
+            _ => {
+                // Server-wide events (list changes, resource updates, log
+                // messages) concern every client of this server.
+                for s in state.sessions.values() {
+                    if let Some(tx) = &s.stream {
+                        let _ = tx.try_send(msg.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    // === clients -> server ===
+
+    /// Waits until a server is attached and initialized, doing the handshake
+    /// itself if no client has yet.
+    async fn ready(&self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        let mut phase = self.inner.phase.subscribe();
+        loop {
+            let now = *phase.borrow_and_update();
+            match now {
+                Phase::Ready => return Ok(()),
+                Phase::Up => {
+                    let start = {
+                        let mut state = self.state();
+                        if state.init.is_none() && !state.init_in_flight {
+                            state.init_in_flight = true;
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if start {
+                        let params = json!({
+                            "protocolVersion": jsonrpc::LATEST_HANDSHAKE_VERSION,
+                            "capabilities": {},
+                            "clientInfo": {"name": "berth", "version": env!("CARGO_PKG_VERSION")},
+                        });
+                        self.handshake(params).await.map(drop)?;
+                        continue;
+                    }
+                }
+                Phase::Down => {}
+            }
+            if tokio::time::timeout_at(deadline, phase.changed())
+                .await
+                .is_err()
+            {
+                return Err(format!(
+                    "the MCP server of `{}` is not ready after {:?}",
+                    self.inner.name, self.inner.timeout
+                ));
+            }
+        }
+    }
+
+    /// Sends `initialize` with `params` to the attached server, caches the
+    /// result and completes the handshake. The caller must have claimed
+    /// `init_in_flight` or be replaying a cached handshake.
+    async fn handshake(&self, params: Value) -> Result<Value, String> {
+        let request = json!({"jsonrpc": "2.0", "method": "initialize", "params": params.clone()});
+        let answer = self.call(None, request, None, true).await;
+        let mut state = self.state();
+        state.init_in_flight = false;
+        match answer.get("result") {
+            Some(result) => {
+                state.init = Some(InitCache {
+                    params,
+                    result: result.clone(),
+                });
+                if !state.initialized_sent {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+                    state.initialized_sent = self.send_upstream(&state, &note);
+                }
+                drop(state);
+                self.inner.phase.send_replace(Phase::Ready);
+                self.resend_undelivered();
+                Ok(answer)
+            }
+            None => {
+                drop(state);
+                // Wake waiters so that one of them may try again.
+                self.inner.phase.send_modify(|_| {});
+                Err(answer["error"]["message"]
+                    .as_str()
+                    .unwrap_or("initialize failed")
+                    .to_owned())
+            }
+        }
+    }
+
+    /// A client's `initialize`: forwarded for the first client, answered from
+    /// the cache for the others.
+    pub(crate) async fn initialize(&self, msg: Value) -> Value {
+        let id = msg["id"].clone();
+        let requested = msg["params"]["protocolVersion"].as_str().map(str::to_owned);
+        let mut phase = self.inner.phase.subscribe();
+        let deadline = tokio::time::Instant::now() + self.inner.timeout;
+        loop {
+            let claim = {
+                let mut state = self.state();
+                if let Some(cache) = &state.init {
+                    let mut result = cache.result.clone();
+                    if let Some(v) = requested
+                        .as_deref()
+                        .filter(|v| jsonrpc::HANDSHAKE_VERSIONS.contains(v))
+                    {
+                        result["protocolVersion"] = Value::String(v.to_owned());
+                    }
+                    return jsonrpc::result(id, result);
+                }
+                if !state.init_in_flight && *phase.borrow() != Phase::Down {
+                    state.init_in_flight = true;
+                    true
+                } else {
+                    false
+                }
+            };
+            if claim {
+                let params = msg.get("params").cloned().unwrap_or_else(|| json!({}));
+                return match self.handshake(params).await {
+                    Ok(mut answer) => {
+                        answer["id"] = id;
+                        answer
+                    }
+                    Err(why) => jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, why),
+                };
+            }
+            if tokio::time::timeout_at(deadline, phase.changed())
+                .await
+                .is_err()
+            {
+                return jsonrpc::error(
+                    id,
+                    jsonrpc::REQUEST_TIMEOUT,
+                    "the MCP server did not become ready in time",
+                );
+            }
+        }
+    }
+
+    /// The cached `initialize` result, after making sure there is one.
+    pub(crate) async fn init_result(&self) -> Result<Value, String> {
+        self.ready().await?;
+        self.state()
+            .init
+            .as_ref()
+            .map(|c| c.result.clone())
+            .ok_or_else(|| "the MCP server is not initialized".to_owned())
+    }
+
+    /// Forwards a client request and waits for its answer (with the client's
+    /// own id). `stream` receives the progress notifications and server
+    /// requests that belong to this request.
+    pub(crate) async fn request(
+        &self,
+        session: Option<&SessionId>,
+        msg: Value,
+        stream: Option<mpsc::Sender<Value>>,
+    ) -> Value {
+        if let Err(why) = self.ready().await {
+            return jsonrpc::error(msg["id"].clone(), jsonrpc::REQUEST_TIMEOUT, why);
+        }
+        self.call(session.cloned(), msg, stream, false).await
+    }
+
+    /// Rewrites the id (and progress token), sends the request, awaits the
+    /// answer within the timeout.
+    async fn call(
+        &self,
+        session: Option<SessionId>,
+        mut msg: Value,
+        stream: Option<mpsc::Sender<Value>>,
+        handshake: bool,
+    ) -> Value {
+        let original_id = msg.get("id").cloned().unwrap_or(Value::Null);
+        let key = self.next_id();
+        msg["id"] = Value::from(key);
+        let line: Bytes;
+        let (reply, answer) = oneshot::channel();
+        let mut progress_key = None;
+        {
+            let mut state = self.state();
+            if let Some(token) = msg
+                .get_mut("params")
+                .and_then(|p| p.get_mut("_meta"))
+                .and_then(Value::as_object_mut)
+                .and_then(|m| m.get_mut("progressToken"))
+            {
+                let ours = Value::String(format!("berth-p-{key}"));
+                let original = std::mem::replace(token, ours.clone());
+                let pk = ours.to_string();
+                state.progress.insert(
+                    pk.clone(),
+                    Progress {
+                        original,
+                        session: session.clone(),
+                        stream: stream.clone(),
+                    },
+                );
+                progress_key = Some(pk);
+            }
+            let client_key = session.as_ref().map(|_| id_key(&original_id));
+            if let (Some(s), Some(k)) = (&session, &client_key) {
+                state.by_client.insert((s.clone(), k.clone()), key);
+                if let Some(sess) = state.sessions.get_mut(s) {
+                    sess.in_flight += 1;
+                    sess.last_seen = Instant::now();
+                }
+            }
+            let generation = state.generation;
+            line = encode(&msg);
+            state.pending.insert(
+                key,
+                Pending {
+                    line: line.clone(),
+                    undelivered: false,
+                    original_id: original_id.clone(),
+                    session,
+                    client_key,
+                    progress_key: progress_key.clone(),
+                    reply,
+                    stream,
+                    generation,
+                },
+            );
+            if handshake && state.conn.is_none() {
+                finish(&mut state, key);
+                return jsonrpc::error(
+                    original_id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "no MCP server process is attached",
+                );
+            }
+        }
+        let tx = self.state().conn.as_ref().map(|c| c.tx.clone());
+        let mut guard = PendingGuard {
+            mux: self,
+            key,
+            armed: true,
+        };
+        let sent = match tx {
+            Some(tx) => tx.send((key, line)).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            guard.armed = false;
+            let mut state = self.state();
+            finish(&mut state, key);
+            return jsonrpc::error(
+                original_id,
+                jsonrpc::INTERNAL_ERROR,
+                "the MCP server is not running",
+            );
+        }
+        match tokio::time::timeout(self.inner.timeout, answer).await {
+            Ok(Ok(answer)) => {
+                guard.armed = false;
+                answer
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                jsonrpc::error(
+                    original_id,
+                    jsonrpc::INTERNAL_ERROR,
+                    "the request was abandoned",
+                )
+            }
+            Err(_) => jsonrpc::error(
+                original_id,
+                jsonrpc::REQUEST_TIMEOUT,
+                format!(
+                    "the MCP server did not answer within {:?}",
+                    self.inner.timeout
+                ),
+            ),
+        }
+    }
+
+    /// A client notification: `initialized` is berth's to send (once per
+    /// server process), cancellations are re-numbered, the rest forwarded.
+    pub(crate) fn notify(&self, session: Option<&SessionId>, mut msg: Value) {
+        let state = self.state();
+        match jsonrpc::method(&msg) {
+            "notifications/initialized" => {}
+            "notifications/cancelled" => {
+                let Some(session) = session else { return };
+                let key = id_key(&msg["params"]["requestId"]);
+                if let Some(up) = state.by_client.get(&(session.clone(), key)) {
+                    msg["params"]["requestId"] = Value::from(*up);
+                    self.send_upstream(&state, &msg);
+                }
+            }
+            _ => {
+                self.send_upstream(&state, &msg);
+            }
+        }
+    }
+
+    /// A client's answer to a server request: back to the server with the
+    /// server's own id.
+    pub(crate) fn respond(&self, session: Option<&SessionId>, mut msg: Value) {
+        let mut state = self.state();
+        let Some(proxy_id) = msg["id"].as_str().map(str::to_owned) else {
+            return;
+        };
+        let Some(r) = state.server_requests.remove(&proxy_id) else {
+            return;
+        };
+        if session.is_some_and(|s| *s != r.session) || r.generation != state.generation {
+            return;
+        }
+        msg["id"] = r.upstream_id;
+        self.send_upstream(&state, &msg);
+    }
+
+    /// Health probe: an MCP `ping` to the server.
+    pub async fn ping(&self) -> Result<Duration, String> {
+        let start = Instant::now();
+        if self.state().conn.is_none() {
+            return Err("no server process attached".into());
+        }
+        let answer = self
+            .call(
+                None,
+                json!({"jsonrpc": "2.0", "id": 0, "method": "ping"}),
+                None,
+                false,
+            )
+            .await;
+        match answer.get("error") {
+            None => Ok(start.elapsed()),
+            Some(e) => Err(e["message"].as_str().unwrap_or("ping failed").to_owned()),
+        }
+    }
+}
+
+async fn write_loop(
+    mux: Mux,
+    stdin: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    mut rx: mpsc::Receiver<(u64, Bytes)>,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, stdin);
+    let mut batch: Vec<u64> = Vec::new();
+    while let Some((key, line)) = rx.recv().await {
+        batch.clear();
+        batch.push(key);
+        let mut ok = w.write_all(&line).await.is_ok();
+        // Batch whatever else is queued into the same flush.
+        while ok && let Ok((key, line)) = rx.try_recv() {
+            batch.push(key);
+            ok = w.write_all(&line).await.is_ok();
+        }
+        if !ok || w.flush().await.is_err() {
+            // The server is gone: nothing of this batch nor of the queue
+            // reached it.
+            rx.close();
+            while let Some((key, _)) = rx.recv().await {
+                batch.push(key);
+            }
+            batch.retain(|k| *k != 0);
+            mux.mark_undelivered(&batch);
+            return;
+        }
+    }
+}
+
+/// A random UUID v4 string.
+pub(crate) fn new_session_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Adds `resultType` and the server-identity stamp that stateless-revision
+/// clients expect on every result.
+pub(crate) fn modernize(answer: &mut Value, server_info: Option<&Value>) {
+    if let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) {
+        result
+            .entry("resultType")
+            .or_insert_with(|| Value::String("complete".into()));
+        if let Some(info) = server_info {
+            let meta = result
+                .entry("_meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(meta) = meta.as_object_mut() {
+                meta.entry(jsonrpc::META_SERVER_INFO)
+                    .or_insert_with(|| info.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The client-facing MCP endpoints of a stdio workload: streamable HTTP
+//! (`POST/GET/DELETE /mcp`, both MCP eras) and the legacy SSE transport
+//! (`GET /sse` + `POST /messages`).
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::jsonrpc::{self, Kind};
+use super::mux::{Mux, SessionId};
+use super::sse;
+
+/// How long an SSE stream may stay silent before a keep-alive comment.
+const KEEPALIVE: Duration = Duration::from_secs(25);
+
+/// What the stdio endpoints share.
+#[derive(Clone)]
+pub(crate) struct StdioState {
+    pub(crate) mux: Mux,
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).expect("JSON values encode");
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
+    json_response(status, &jsonrpc::error(id, code, message))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(mime) || v.contains("*/*"))
+}
+
+fn parse(body: &Bytes) -> Result<Value, Box<Response>> {
+    if body.trim_ascii_start().first() == Some(&b'[') {
+        return Err(Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "batch requests are not supported",
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            jsonrpc::PARSE_ERROR,
+            &format!("invalid JSON: {e}"),
+        ))
+    })
+}
+
+/// `POST /mcp`.
+pub(crate) async fn post_mcp(
+    State(s): State<StdioState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let msg = match parse(&body) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
+    };
+    let session_header = header_str(&headers, "mcp-session-id");
+    let version = header_str(&headers, "mcp-protocol-version");
+    match jsonrpc::kind(&msg) {
+        Kind::Invalid => rpc_error(
+            StatusCode::BAD_REQUEST,
+            msg.get("id").cloned().unwrap_or(Value::Null),
+            jsonrpc::INVALID_REQUEST,
+            "not a JSON-RPC 2.0 request, notification or response",
+        ),
+        Kind::Notification | Kind::Response => {
+            let session = match session_header {
+                Some(id) => match lookup(&s.mux, id) {
+                    Some(sess) => Some(sess),
+                    None => return session_not_found(Value::Null),
+                },
+                None => None,
+            };
+            if jsonrpc::kind(&msg) == Kind::Notification {
+                s.mux.notify(session.as_ref(), msg);
+            } else {
+                s.mux.respond(session.as_ref(), msg);
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Request if jsonrpc::is_modern(&msg, version) => modern(&s, &headers, msg).await,
+        Kind::Request if jsonrpc::method(&msg) == "initialize" => {
+            let session = match session_header {
+                Some(id) => s.mux.adopt_session(id),
+                None => s.mux.open_session(),
+            };
+            let answer = s.mux.initialize(msg).await;
+            if answer.get("error").is_some() {
+                s.mux.close_session(&session);
+                return json_response(StatusCode::OK, &answer);
+            }
+            let mut resp = json_response(StatusCode::OK, &answer);
+            if let Ok(v) = HeaderValue::from_str(&session) {
+                resp.headers_mut().insert("mcp-session-id", v);
+            }
+            resp
+        }
+        Kind::Request => {
+            let session = match session_header {
+                Some(id) => match lookup(&s.mux, id) {
+                    Some(sess) => Some(sess),
+                    None => return session_not_found(msg["id"].clone()),
+                },
+                None => None,
+            };
+            forward(&s.mux, session, msg, &headers, None).await
+        }
+    }
+}
+
+/// A session a client names: known, or adopted after a berth restart (the
+/// id is then unknown to this process but well-formed).
+fn lookup(mux: &Mux, id: &str) -> Option<SessionId> {
+    mux.session(id).or_else(|| {
+        let adoptable = id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+        adoptable.then(|| mux.adopt_session(id))
+    })
+}
+
+fn session_not_found(id: Value) -> Response {
+    rpc_error(
+        StatusCode::NOT_FOUND,
+        id,
+        jsonrpc::SESSION_NOT_FOUND,
+        "session not found",
+    )
+}
+
+/// Forwards a request; answers with JSON, or with an SSE stream when the
+/// request asks for progress and the client accepts streams.
+async fn forward(
+    mux: &Mux,
+    session: Option<SessionId>,
+    msg: Value,
+    headers: &HeaderMap,
+    server_info: Option<Value>,
+) -> Response {
+    let wants_progress = msg
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get("progressToken"))
+        .is_some();
+    let stream = accepts(headers, "text/event-stream")
+        && (wants_progress || !accepts(headers, "application/json"));
+    if !stream {
+        let mut answer = mux.request(session.as_ref(), msg, None).await;
+        if server_info.is_some() {
+            super::mux::modernize(&mut answer, server_info.as_ref());
+        }
+        return json_response(StatusCode::OK, &answer);
+    }
+    let (tx, rx) = mpsc::channel::<Value>(64);
+    let mux = mux.clone();
+    let events = tx.clone();
+    let task = tokio::spawn(async move {
+        let mut answer = mux.request(session.as_ref(), msg, Some(events)).await;
+        if server_info.is_some() {
+            super::mux::modernize(&mut answer, server_info.as_ref());
+        }
+        let _ = tx.send(answer).await;
+    });
+    // The request is abandoned (and cancelled upstream) if the client goes away.
+    let guard = AbortOnDrop(task);
+    sse::response(final_stream(rx, guard))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Frames from `rx` until the final answer (a response) has been sent.
+fn final_stream(
+    rx: mpsc::Receiver<Value>,
+    guard: AbortOnDrop,
+) -> impl futures::Stream<Item = Bytes> + Send + 'static {
+    futures::stream::unfold(Some((rx, guard)), |state| async move {
+        let (mut rx, guard) = state?;
+        let msg = rx.recv().await?;
+        let done = jsonrpc::kind(&msg) == Kind::Response;
+        let next = if done { None } else { Some((rx, guard)) };
+        Some((sse::frame(&msg), next))
+    })
+}
+
+/// A stateless-revision request: no session; `server/discover` is answered
+/// by berth from the server's handshake.
+async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
+    let id = msg["id"].clone();
+    let meta = jsonrpc::meta(&msg);
+    let version = meta
+        .and_then(|m| m.get(jsonrpc::META_PROTOCOL_VERSION))
+        .and_then(Value::as_str);
+    if let Some(v) = version
+        && v != jsonrpc::MODERN_VERSION
+    {
+        let mut err = jsonrpc::error(
+            id,
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            format!("unsupported protocol version {v}"),
+        );
+        err["error"]["data"] = json!({"supported": [jsonrpc::MODERN_VERSION], "requested": v});
+        return json_response(StatusCode::BAD_REQUEST, &err);
+    }
+    if meta.is_none_or(|m| !m.contains_key(jsonrpc::META_CLIENT_CAPABILITIES)) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_PARAMS,
+            "a 2026-07-28 request needs `io.modelcontextprotocol/clientCapabilities` in params._meta",
+        );
+    }
+    let init = match s.mux.init_result().await {
+        Ok(r) => r,
+        Err(why) => {
+            return json_response(
+                StatusCode::OK,
+                &jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, why),
+            );
+        }
+    };
+    let server_info = init.get("serverInfo").cloned();
+    if jsonrpc::method(&msg) == "server/discover" {
+        let mut result = json!({
+            "resultType": "complete",
+            "supportedVersions": [jsonrpc::MODERN_VERSION],
+            "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        });
+        if let Some(instructions) = init.get("instructions") {
+            result["instructions"] = instructions.clone();
+        }
+        if let Some(info) = &server_info {
+            result["serverInfo"] = info.clone();
+            result["_meta"] = json!({jsonrpc::META_SERVER_INFO: info});
+        }
+        return json_response(StatusCode::OK, &jsonrpc::result(id, result));
+    }
+    forward(
+        &s.mux,
+        None,
+        msg,
+        headers,
+        Some(server_info.unwrap_or(Value::Null)),
+    )
+    .await
+}
+
+/// `GET /mcp`: the session's stream of server-initiated messages.
+pub(crate) async fn get_mcp(State(s): State<StdioState>, headers: HeaderMap) -> Response {
+    if header_str(&headers, "mcp-protocol-version") == Some(jsonrpc::MODERN_VERSION) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "the 2026-07-28 revision has no GET stream",
+        )
+            .into_response();
+    }
+    let Some(id) = header_str(&headers, "mcp-session-id") else {
+        return (StatusCode::BAD_REQUEST, "Mcp-Session-Id header required").into_response();
+    };
+    let Some(session) = lookup(&s.mux, id) else {
+        return session_not_found(Value::Null);
+    };
+    let (tx, rx) = mpsc::channel(256);
+    s.mux.set_stream(&session, tx);
+    sse::response(sse::channel_stream(None, rx, KEEPALIVE, ()))
+}
+
+/// `DELETE /mcp`: ends a session.
+pub(crate) async fn delete_mcp(State(s): State<StdioState>, headers: HeaderMap) -> Response {
+    let Some(id) = header_str(&headers, "mcp-session-id") else {
+        return (StatusCode::BAD_REQUEST, "Mcp-Session-Id header required").into_response();
+    };
+    if s.mux.close_session(id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        session_not_found(Value::Null)
+    }
+}
+
+/// Closes the legacy SSE session when its stream ends.
+struct CloseOnDrop(Mux, SessionId);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close_session(&self.1);
+    }
+}
+
+/// `GET /sse`: opens a legacy SSE session.
+pub(crate) async fn get_sse(State(s): State<StdioState>) -> Response {
+    let session = s.mux.open_session();
+    let (tx, rx) = mpsc::channel(256);
+    s.mux.set_stream(&session, tx);
+    let endpoint = sse::event("endpoint", &format!("/messages?session_id={session}"));
+    let guard = CloseOnDrop(s.mux.clone(), session);
+    sse::response(sse::channel_stream(Some(endpoint), rx, KEEPALIVE, guard))
+}
+
+/// Query of `POST /messages`.
+#[derive(Deserialize)]
+pub(crate) struct MessagesQuery {
+    session_id: Option<String>,
+}
+
+/// `POST /messages?session_id=…`: a message of a legacy SSE session; its
+/// answer goes to that session's stream.
+pub(crate) async fn post_messages(
+    State(s): State<StdioState>,
+    Query(q): Query<MessagesQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(id) = q.session_id else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "session_id query parameter required",
+        )
+            .into_response();
+    };
+    let Some(session) = s.mux.session(&id) else {
+        return session_not_found(Value::Null);
+    };
+    let Some(stream) = s.mux.stream_of(&session) else {
+        return session_not_found(Value::Null);
+    };
+    let msg = match parse(&body) {
+        Ok(m) => m,
+        Err(resp) => return *resp,
+    };
+    match jsonrpc::kind(&msg) {
+        Kind::Invalid => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                "not a JSON-RPC 2.0 message",
+            );
+        }
+        Kind::Notification => s.mux.notify(Some(&session), msg),
+        Kind::Response => s.mux.respond(Some(&session), msg),
+        Kind::Request => {
+            let mux = s.mux.clone();
+            tokio::spawn(async move {
+                let answer = if jsonrpc::method(&msg) == "initialize" {
+                    mux.initialize(msg).await
+                } else {
+                    mux.request(Some(&session), msg, Some(stream.clone())).await
+                };
+                let _ = stream.send(answer).await;
+            });
+        }
+    }
+    (StatusCode::ACCEPTED, "Accepted").into_response()
+}

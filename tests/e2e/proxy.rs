@@ -1,0 +1,362 @@
+//! The MCP proxy end to end: berth runs a real stdio MCP server (the bench
+//! echo server) and clients talk to it over HTTP.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::serve::{Berth, T, free_port};
+use crate::support::eventually;
+
+/// The stdlib-only echo MCP server of the shared benchmark.
+fn echo_server() -> (String, Vec<String>) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/bench/backend/echo_server.py"
+    );
+    assert!(std::path::Path::new(script).is_file(), "missing {script}");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .expect("sh");
+    let python = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    assert!(python.starts_with('/'), "python3 must be on PATH");
+    (format!("exec://{python}"), vec![script.to_owned()])
+}
+
+/// A minimal streamable-HTTP MCP client.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    session: Option<String>,
+}
+
+impl Client {
+    async fn connect(url: &str) -> Self {
+        let mut c = Self {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            session: None,
+        };
+        let init = c
+            .call(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "e2e", "version": "1"}}}),
+            )
+            .await;
+        assert!(init["result"]["serverInfo"].is_object(), "{init}");
+        c.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        c
+    }
+
+    async fn post(&self, body: &Value) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .json(body);
+        if let Some(s) = &self.session {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send().await.expect("post")
+    }
+
+    async fn call(&mut self, body: Value) -> Value {
+        let resp = self.post(&body).await;
+        if let Some(s) = resp.headers().get("mcp-session-id") {
+            self.session = Some(s.to_str().expect("ascii").to_owned());
+        }
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert!(status.is_success(), "{status}: {text}");
+        serde_json::from_str(&text).expect("json answer")
+    }
+
+    async fn notify(&self, body: Value) {
+        assert_eq!(self.post(&body).await.status(), 202);
+    }
+
+    async fn echo(&mut self, id: u64, text: &str) -> Value {
+        self.call(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": text}}}))
+            .await
+    }
+}
+
+fn echoed(answer: &Value) -> &str {
+    answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {answer}"))
+}
+
+async fn echo_workload(b: &Berth, name: &str) -> String {
+    let (image, args) = echo_server();
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": name, "image": image, "cmd_arguments": args}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(name, "running").await;
+    let port = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port");
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_sessions_each_get_their_own_answers() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = echo_workload(&b, "echo").await;
+    let mut tasks = Vec::new();
+    for s in 0..32u64 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            let mut seen = BTreeSet::new();
+            for i in 0..20u64 {
+                let text = format!(
+                    "session {s} call {i} {}",
+                    "x".repeat((s * 7 + i) as usize % 50)
+                );
+                let answer = c.echo(i + 1, &text).await;
+                assert_eq!(answer["id"], i + 1, "own id back");
+                assert_eq!(echoed(&answer), text, "own payload back");
+                seen.insert(i);
+            }
+            seen.len()
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("session task");
+    }
+    assert_eq!(total, 32 * 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_server_crash_and_a_berth_restart() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let policy = "[restart]\nbase_delay_ms = 100\n";
+    let mut b = Berth::start_with(root.path(), port, policy).await;
+    let url = echo_workload(&b, "echo").await;
+    let mut c = Client::connect(&url).await;
+    assert_eq!(echoed(&c.echo(1, "before").await), "before");
+
+    // The server dies under the session: berth restarts it and replays the
+    // handshake; the same session's next call succeeds.
+    let pids = b.workload_pids();
+    assert!(!pids.is_empty());
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    // Once berth has seen the crash (a call racing the kill itself may have
+    // been read by the dying process, so it fails rather than runs twice),
+    // the session's next call waits for the restarted server and succeeds.
+    eventually(T, "berth to notice the crash", || async {
+        let (_, list) = b
+            .req(reqwest::Method::GET, "/workloads?all=true", None)
+            .await;
+        let list: Value = serde_json::from_str(&list).ok()?;
+        (list["workloads"][0]["restart_count"] == 1).then_some(())
+    })
+    .await;
+    let answer = c.echo(2, "after crash").await;
+    assert_eq!(echoed(&answer), "after crash", "{answer}");
+
+    // berth itself is killed and started again: the same URL answers, and
+    // the client's session is adopted rather than refused.
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    drop(b);
+    let b = Berth::start_with(root.path(), port, policy).await;
+    b.wait_status("echo", "running").await;
+    let answer = eventually(T, "the URL to answer again", || async {
+        let resp = c
+            .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "after restart"}}}))
+            .await;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json::<Value>().await.ok()
+    })
+    .await;
+    assert_eq!(echoed(&answer), "after restart", "{answer}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_transport() {
+    use futures::StreamExt;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let (image, args) = echo_server();
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "s", "image": image, "cmd_arguments": args, "proxy_mode": "sse"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("s", "running").await;
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let url = list["workloads"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert!(url.ends_with("/sse#s"), "{url}");
+    let base = url.trim_end_matches("/sse#s").to_owned();
+
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("{base}/sse")).send().await.expect("sse");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut next_event = async || -> (String, String) {
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let frame = buf[..end].to_owned();
+                buf.drain(..end + 2);
+                if frame.starts_with(':') {
+                    continue;
+                }
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_owned();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                return (name, data);
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), events.next())
+                .await
+                .expect("an event in time")
+                .expect("stream open")
+                .expect("chunk");
+            buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }
+    };
+    let (name, endpoint) = next_event().await;
+    assert_eq!(name, "endpoint");
+    assert!(endpoint.starts_with("/messages?session_id="), "{endpoint}");
+    let post = |body: Value| {
+        let http = http.clone();
+        let url = format!("{base}{endpoint}");
+        async move {
+            http.post(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+        }
+    };
+    assert_eq!(
+        post(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "sse", "version": "1"}}}))
+        .await,
+        202
+    );
+    let (_, init) = next_event().await;
+    let init: Value = serde_json::from_str(&init).expect("json");
+    assert_eq!(init["id"], 1);
+    assert_eq!(init["result"]["protocolVersion"], "2024-11-05");
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    post(json!({"jsonrpc": "2.0", "id": "e", "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "over sse"}}}))
+    .await;
+    let (_, answer) = next_event().await;
+    let answer: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(answer["id"], "e");
+    assert_eq!(echoed(&answer), "over sse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_edges() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = echo_workload(&b, "edge").await;
+    let http = reqwest::Client::new();
+    let post = |body: String, headers: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let mut r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body);
+            for (k, v) in headers {
+                r = r.header(k, v);
+            }
+            let resp = r.send().await.expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("body"))
+        }
+    };
+    // Stateless 2026-07-28 requests: discovery answered by berth, calls
+    // forwarded, results tagged.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let (code, body) = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}})
+            .to_string(),
+        vec![("mcp-protocol-version", "2026-07-28".into())],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let d: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(d["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(d["result"]["serverInfo"]["name"], "bench-echo");
+    let (code, body) = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"_meta": meta,
+            "name": "echo", "arguments": {"text": "modern"}}})
+        .to_string(),
+        vec![("mcp-protocol-version", "2026-07-28".into())],
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let r: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(echoed(&r), "modern");
+    assert_eq!(r["result"]["resultType"], "complete");
+
+    // Batches, bad JSON, oversize bodies, foreign origins.
+    let (code, _) = post("[{}]".into(), vec![]).await;
+    assert_eq!(code, 400);
+    let (code, body) = post("{nope".into(), vec![]).await;
+    assert_eq!(code, 400, "{body}");
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{{\"p\":\"{}\"}}}}",
+        "a".repeat(11 << 20)
+    );
+    let (code, _) = post(big, vec![]).await;
+    assert_eq!(code, 413);
+    let (code, body) = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+        vec![("origin", "https://evil.example".into())],
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    let (code, _) = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string(),
+        vec![("origin", "http://localhost:5173".into())],
+    )
+    .await;
+    assert_eq!(code, 200);
+}

@@ -109,16 +109,11 @@ fn default_config_file() -> Option<PathBuf> {
         .map(|d| d.join("berth/berth.toml"))
 }
 
-/// What native workloads inherit from berth's environment: the search path,
-/// home, user, temp dir and locale, nothing else.
-fn base_env() -> BTreeMap<String, String> {
+/// What native workloads inherit from berth's environment: only the
+/// variables `process.inherit_env` names.
+fn base_env(config: &Config) -> BTreeMap<String, String> {
     std::env::vars()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "PATH" | "HOME" | "USER" | "LOGNAME" | "TMPDIR" | "LANG" | "TZ"
-            ) || k.starts_with("LC_")
-        })
+        .filter(|(k, _)| config.process.inherits(k))
         .collect()
 }
 
@@ -219,7 +214,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let groups = Arc::new(Groups::open(store.clone())?);
-    let backend = berth::backends::build(&config, &state_dir, base_env())
+    let backend = berth::backends::build(&config, &state_dir, base_env(&config))
         .await
         .context("starting the runtime backend")?;
     let settings = Settings {

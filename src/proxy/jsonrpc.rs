@@ -94,6 +94,26 @@ pub(crate) fn is_modern(msg: &Value, header_version: Option<&str>) -> bool {
             .is_some_and(|v| v.as_str() == Some(MODERN_VERSION))
 }
 
+/// Turns a stateless-revision request into a handshake-era one for a
+/// server berth initialized: the per-request envelope keys
+/// (`io.modelcontextprotocol/*` in `params._meta`) are removed, since a
+/// handshake-era connection refuses them.
+pub(crate) fn strip_modern_meta(msg: &mut Value) {
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
+        Some(meta) => {
+            meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+            meta.is_empty()
+        }
+        None => false,
+    };
+    if empty {
+        params.remove("_meta");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +144,16 @@ mod tests {
         );
         check(json!([1]), Kind::Invalid);
         check(json!({"jsonrpc":"2.0","id":1}), Kind::Invalid);
+    }
+
+    #[test]
+    fn stripping_the_envelope() {
+        let mut m = json!({"id":1,"method":"tools/list","params":{"_meta":{META_PROTOCOL_VERSION: MODERN_VERSION}}});
+        strip_modern_meta(&mut m);
+        assert_eq!(m, json!({"id":1,"method":"tools/list","params":{}}));
+        let mut m = json!({"id":1,"method":"x","params":{"_meta":{"progressToken":3, META_CLIENT_CAPABILITIES:{}}}});
+        strip_modern_meta(&mut m);
+        assert_eq!(m["params"]["_meta"], json!({"progressToken":3}));
     }
 
     #[test]

@@ -930,13 +930,31 @@ pub(crate) fn new_session_id() -> String {
     )
 }
 
-/// Adds `resultType` and the server-identity stamp that stateless-revision
-/// clients expect on every result.
-pub(crate) fn modernize(answer: &mut Value, server_info: Option<&Value>) {
+/// Methods whose 2026-07-28 results carry caching directives.
+const CACHEABLE: [&str; 6] = [
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// Adds what stateless-revision clients expect on a result a handshake-era
+/// server produced: `resultType`, caching directives on cacheable methods
+/// (immediately stale and private: berth cannot know better), and the
+/// server-identity stamp.
+pub(crate) fn modernize(answer: &mut Value, method: &str, server_info: Option<&Value>) {
     if let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) {
         result
             .entry("resultType")
             .or_insert_with(|| Value::String("complete".into()));
+        if CACHEABLE.contains(&method) {
+            result.entry("ttlMs").or_insert_with(|| Value::from(0));
+            result
+                .entry("cacheScope")
+                .or_insert_with(|| Value::String("private".into()));
+        }
         if let Some(info) = server_info {
             let meta = result
                 .entry("_meta")

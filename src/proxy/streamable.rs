@@ -163,10 +163,11 @@ async fn forward(
         .is_some();
     let stream = accepts(headers, "text/event-stream")
         && (wants_progress || !accepts(headers, "application/json"));
+    let method = jsonrpc::method(&msg).to_owned();
     if !stream {
         let mut answer = mux.request(session.as_ref(), msg, None).await;
         if server_info.is_some() {
-            super::mux::modernize(&mut answer, server_info.as_ref());
+            super::mux::modernize(&mut answer, &method, server_info.as_ref());
         }
         return json_response(StatusCode::OK, &answer);
     }
@@ -176,7 +177,7 @@ async fn forward(
     let task = tokio::spawn(async move {
         let mut answer = mux.request(session.as_ref(), msg, Some(events)).await;
         if server_info.is_some() {
-            super::mux::modernize(&mut answer, server_info.as_ref());
+            super::mux::modernize(&mut answer, &method, server_info.as_ref());
         }
         let _ = tx.send(answer).await;
     });
@@ -247,6 +248,8 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
     if jsonrpc::method(&msg) == "server/discover" {
         let mut result = json!({
             "resultType": "complete",
+            "ttlMs": 0,
+            "cacheScope": "private",
             "supportedVersions": [jsonrpc::MODERN_VERSION],
             "capabilities": init.get("capabilities").cloned().unwrap_or_else(|| json!({})),
         });
@@ -259,6 +262,8 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
         }
         return json_response(StatusCode::OK, &jsonrpc::result(id, result));
     }
+    let mut msg = msg;
+    jsonrpc::strip_modern_meta(&mut msg);
     forward(
         &s.mux,
         None,

@@ -324,11 +324,22 @@ async fn sigterm_stops_children_and_exits_cleanly() {
     .await;
     b.signal("-TERM");
     let status = tokio::task::block_in_place(|| b.child.wait()).expect("wait");
-    assert!(status.success(), "berth exits 0 on SIGTERM: {status:?}");
+    let log = || std::fs::read_to_string(b.root.join("berth.log")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "berth exits 0 on SIGTERM: {status:?}\n{}",
+        log()
+    );
+    // Killed processes may take a moment to leave /proc.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !b.workload_pids().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         b.workload_pids().is_empty(),
-        "no child left: {:?}",
-        b.workload_pids()
+        "no child left: {:?}\n{}",
+        b.workload_pids(),
+        log()
     );
 }
 

@@ -28,6 +28,50 @@ pub struct ProcessConfig {
     /// The program that runs `uvx://` packages, as a name looked up in the
     /// children's `PATH` or an absolute path.
     pub uvx_command: String,
+    /// Variables of berth's own environment that workloads inherit (berth
+    /// reads them at start and hands them over; the backend never reads its
+    /// environment). A trailing `*` matches a prefix. The default keeps
+    /// what package runners need to find programs and reach their
+    /// registries: search path, home, locale, proxies and CA bundles.
+    pub inherit_env: Vec<String>,
+}
+
+/// The default [`ProcessConfig::inherit_env`].
+pub const DEFAULT_INHERIT_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "TMPDIR",
+    "TZ",
+    "LANG",
+    "LC_*",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_*",
+    "UV_*",
+    "NPM_CONFIG_*",
+    "npm_config_*",
+    "PYENV_ROOT",
+];
+
+impl ProcessConfig {
+    /// Whether berth's variable `name` is passed to workloads.
+    pub fn inherits(&self, name: &str) -> bool {
+        self.inherit_env.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == p,
+        })
+    }
 }
 
 impl Default for ProcessConfig {
@@ -39,6 +83,10 @@ impl Default for ProcessConfig {
             log_keep: 3,
             npx_command: "npx".to_owned(),
             uvx_command: "uvx".to_owned(),
+            inherit_env: DEFAULT_INHERIT_ENV
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }

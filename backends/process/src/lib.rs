@@ -46,7 +46,7 @@ mod config;
 mod logs;
 mod pids;
 
-pub use config::ProcessConfig;
+pub use config::{DEFAULT_INHERIT_ENV, ProcessConfig};
 
 use std::collections::BTreeMap;
 use std::fmt;

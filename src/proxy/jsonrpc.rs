@@ -30,6 +30,8 @@ pub(crate) const PARSE_ERROR: i64 = -32700;
 pub(crate) const REQUEST_TIMEOUT: i64 = -32001;
 /// The session is unknown.
 pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
+/// The request was cancelled (LSP's code, used by MCP SDKs).
+pub(crate) const REQUEST_CANCELLED: i64 = -32800;
 /// Unsupported protocol revision.
 pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 

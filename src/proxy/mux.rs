@@ -835,9 +835,21 @@ impl Mux {
             "notifications/cancelled" => {
                 let Some(session) = session else { return };
                 let key = id_key(&msg["params"]["requestId"]);
-                if let Some(up) = state.by_client.get(&(session.clone(), key)) {
-                    msg["params"]["requestId"] = Value::from(*up);
-                    self.send_upstream(&state, &msg);
+                let Some(up) = state.by_client.get(&(session.clone(), key)).copied() else {
+                    return;
+                };
+                msg["params"]["requestId"] = Value::from(up);
+                self.send_upstream(&state, &msg);
+                // The server will not answer a cancelled request; its caller
+                // is released now rather than at the timeout.
+                drop(state);
+                let mut state = self.state();
+                if let Some(p) = finish(&mut state, up) {
+                    let _ = p.reply.send(jsonrpc::error(
+                        p.original_id,
+                        jsonrpc::REQUEST_CANCELLED,
+                        "cancelled by the client",
+                    ));
                 }
             }
             _ => {

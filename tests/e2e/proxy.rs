@@ -360,3 +360,131 @@ async fn protocol_edges() {
     .await;
     assert_eq!(code, 200);
 }
+
+/// berth's own MCP test server (`tests/fixtures/mcp-echo`), built once per
+/// test run next to the berth binary.
+fn mcp_echo() -> String {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "berth-test-echo"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building mcp-echo failed");
+    });
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("mcp-echo");
+    assert!(bin.is_file(), "{} is missing", bin.display());
+    format!("exec://{}", bin.display())
+}
+
+/// Reads an SSE body into its `data:` payloads.
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|frame| {
+            let data: String = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            serde_json::from_str(&data).ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_cancellation_timeouts_and_crashes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let policy = "[restart]\nbase_delay_ms = 50\n[proxy]\nrequest_timeout_secs = 2\n";
+    let b = Berth::start_with(root.path(), free_port(), policy).await;
+    let (code, body) = b
+        .post("/workloads", json!({"name": "fx", "image": mcp_echo()}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("fx", "running").await;
+    let port = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port");
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut c = Client::connect(&url).await;
+    let call = |id: u64, tool: &str, args: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}})
+    };
+
+    // Progress flows on the request's own stream, with the client's token.
+    let mut req = call(1, "progress", json!({"steps": 3}));
+    req["params"]["_meta"] = json!({"progressToken": "mine"});
+    let resp = c.post(&req).await;
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let msgs = sse_messages(&resp.text().await.expect("body"));
+    let progress: Vec<_> = msgs
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{msgs:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "mine")
+    );
+    let last = msgs.last().expect("an answer");
+    assert_eq!(last["id"], 1);
+    assert_eq!(last["result"]["content"][0]["text"], "done 3");
+
+    // A cancelled request releases its caller at once; the session goes on.
+    let slow = {
+        let http = c.http.clone();
+        let url = c.url.clone();
+        let session = c.session.clone().expect("session");
+        let body = call(2, "sleep", json!({"ms": 30000}));
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = http
+                .post(url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            (started.elapsed(), r.json::<Value>().await.expect("json"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.notify(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 2, "reason": "changed my mind"}}),
+    )
+    .await;
+    let (took, answer) = slow.await.expect("task");
+    assert!(took < Duration::from_secs(5), "released early: {took:?}");
+    assert_eq!(answer["error"]["code"], -32800, "{answer}");
+    assert_eq!(
+        echoed(&c.call(call(3, "echo", json!({"message": "on"}))).await),
+        "echo: on"
+    );
+
+    // A request the server does not answer in time gets a JSON-RPC timeout.
+    let answer = c.call(call(4, "sleep", json!({"ms": 10000}))).await;
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert_eq!(
+        echoed(&c.call(call(5, "echo", json!({"message": "still"}))).await),
+        "echo: still"
+    );
+
+    // The server crashes while answering: that call fails honestly, berth
+    // restarts the server, and the session's next call works.
+    let answer = c.call(call(6, "crash", json!({}))).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .expect("error")
+            .contains("exited"),
+        "{answer}"
+    );
+    let answer = c.call(call(7, "echo", json!({"message": "again"}))).await;
+    assert_eq!(echoed(&answer), "echo: again", "{answer}");
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["workloads"][0]["restart_count"], 1);
+}

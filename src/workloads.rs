@@ -963,7 +963,7 @@ impl Workloads {
                 let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
                     return true;
                 };
-                if let Err(why) = self.connect_proxy(name, &config).await {
+                if let Err(why) = self.connect_proxy(name, &config, info.http_endpoint).await {
                     self.wlog(name, &why);
                     self.set_status(name, WorkloadStatus::Error, why, None);
                     return true;
@@ -995,22 +995,24 @@ impl Workloads {
             .map(|e| e.status.status_context.clone())
             .unwrap_or_default();
         self.set_status(name, WorkloadStatus::Starting, context, None);
-        if let Err(why) = self.start_proxy(name, &config).await {
+        // A stdio proxy binds its port before the server starts, so that a
+        // taken port fails early; an HTTP one needs the server's endpoint.
+        let stdio = config.transport == Transport::Stdio.as_str();
+        if stdio && let Err(why) = self.start_proxy(name, &config, None).await {
             self.wlog(name, &why);
             self.set_status(name, WorkloadStatus::Error, why, None);
             return;
         }
         match self.inner.backend.deploy(spec_for(&config)).await {
             Ok(info) => {
-                if config.transport == Transport::Stdio.as_str() {
-                    match self.inner.backend.attach(name).await {
-                        Ok(io) => {
-                            self.inner.proxies.attach(name.as_str(), io);
-                        }
-                        Err(err) => {
-                            warn!(workload = %name, error = %error_chain(&err), "Cannot attach to the server's stdio.");
-                        }
-                    }
+                if info.state.is_running()
+                    && let Err(why) = self.connect_proxy(name, &config, info.http_endpoint).await
+                {
+                    warn!(workload = %name, error = %why, "Workload started but cannot be reached.");
+                    let _ = self.inner.backend.stop(name).await;
+                    self.wlog(name, &why);
+                    self.set_status(name, WorkloadStatus::Error, why, None);
+                    return;
                 }
                 let generation = self.bump_generation(name);
                 let started = info.started_at.or(Some(now()));
@@ -1204,12 +1206,20 @@ impl Workloads {
     }
 
     /// Binds the workload's proxy port (a no-op if it is bound already).
-    async fn start_proxy(&self, name: &WorkloadName, config: &RunConfig) -> Result<(), String> {
+    /// An HTTP workload is reached at `endpoint` (a container's published
+    /// port) or else at its target port on the host.
+    async fn start_proxy(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+        endpoint: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
         let host: IpAddr = config.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let addr = std::net::SocketAddr::new(host, config.port);
-        let http = match (config.transport.as_str(), config.target_port) {
-            ("stdio", _) | (_, None) => None,
-            (_, Some(port)) => Some((
+        let http = match (config.transport.as_str(), endpoint, config.target_port) {
+            ("stdio", ..) => None,
+            (_, Some(ep), _) => Some((ep.ip().to_string(), ep.port())),
+            (_, None, Some(port)) => Some((
                 if config.target_host.is_empty() {
                     "127.0.0.1".to_owned()
                 } else {
@@ -1217,6 +1227,7 @@ impl Workloads {
                 },
                 port,
             )),
+            (_, None, None) => None,
         };
         self.inner
             .proxies
@@ -1226,10 +1237,15 @@ impl Workloads {
             .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))
     }
 
-    /// Starts the proxy of an instance that already runs, and attaches its
-    /// stdio (re-attach after a berth restart).
-    async fn connect_proxy(&self, name: &WorkloadName, config: &RunConfig) -> Result<(), String> {
-        self.start_proxy(name, config).await?;
+    /// Starts the proxy of an instance that runs, and attaches its stdio
+    /// (after a deploy, or to re-attach after a berth restart).
+    async fn connect_proxy(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+        endpoint: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        self.start_proxy(name, config, endpoint).await?;
         if config.transport == Transport::Stdio.as_str() {
             let io = self
                 .inner

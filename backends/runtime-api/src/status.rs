@@ -77,6 +77,10 @@ pub struct WorkloadInfo {
     pub labels: BTreeMap<String, String>,
     /// The host process id, for backends that run processes.
     pub pid: Option<u32>,
+    /// Where the server of an HTTP-transport workload is reachable from the
+    /// host (a container's published port); `None` when it listens directly
+    /// on the host at the spec's `target_port`, or for stdio workloads.
+    pub http_endpoint: Option<std::net::SocketAddr>,
 }
 
 impl WorkloadInfo {
@@ -89,6 +93,7 @@ impl WorkloadInfo {
             started_at: None,
             labels: BTreeMap::new(),
             pid: None,
+            http_endpoint: None,
         }
     }
 }

@@ -30,7 +30,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
-pub use mux::Mux;
+pub use mux::{LogSink, Mux};
 
 /// Settings of the per-workload proxies (`[proxy]` in berth.toml).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,7 @@ struct Running {
 pub struct Proxies {
     config: ProxyConfig,
     running: Mutex<HashMap<String, Running>>,
+    log: std::sync::OnceLock<LogSink>,
 }
 
 impl Proxies {
@@ -116,7 +117,13 @@ impl Proxies {
         Self {
             config,
             running: Mutex::new(HashMap::new()),
+            log: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets where proxies write their workloads' notable events (once).
+    pub fn set_log_sink(&self, sink: LogSink) {
+        let _ = self.log.set(sink);
     }
 
     /// The settings.
@@ -149,7 +156,11 @@ impl Proxies {
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let upstream = match http {
             Some((host, port)) => Upstream::Http(host, port),
-            None => Upstream::Stdio(Mux::new(name, self.config.request_timeout())),
+            None => Upstream::Stdio(Mux::new(
+                name,
+                self.config.request_timeout(),
+                self.log.get().cloned(),
+            )),
         };
         let stop = CancellationToken::new();
         let app = router(&upstream, &self.config, addr.ip());

@@ -264,6 +264,14 @@ impl Workloads {
                 tasks: TaskTracker::new(),
             }),
         };
+        let weak = Arc::downgrade(&this.inner);
+        this.inner
+            .proxies
+            .set_log_sink(Arc::new(move |name: &str, line: &str| {
+                if let (Some(inner), Ok(name)) = (weak.upgrade(), WorkloadName::parse(name)) {
+                    Workloads { inner }.wlog(&name, line);
+                }
+            }));
         this.reconcile().await?;
         Ok(this)
     }

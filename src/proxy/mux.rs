@@ -95,8 +95,13 @@ struct State {
     initialized_sent: bool,
 }
 
+/// Where a proxy writes the notable events of its workload (berth's
+/// per-workload log, served as `proxy-logs`).
+pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 struct Inner {
     name: String,
+    log: Option<LogSink>,
     timeout: Duration,
     state: Mutex<State>,
     phase: watch::Sender<Phase>,
@@ -166,11 +171,12 @@ impl Drop for PendingGuard<'_> {
 
 impl Mux {
     /// A multiplexer for workload `name`, with no server attached yet.
-    pub(crate) fn new(name: &str, timeout: Duration) -> Self {
+    pub(crate) fn new(name: &str, timeout: Duration, log: Option<LogSink>) -> Self {
         let (phase, _) = watch::channel(Phase::Down);
         Self {
             inner: Arc::new(Inner {
                 name: name.to_owned(),
+                log,
                 timeout,
                 state: Mutex::new(State::default()),
                 phase,
@@ -181,6 +187,14 @@ impl Mux {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().expect("mux state lock")
+    }
+
+    /// Records a notable event in the workload's log.
+    fn note(&self, line: &str) {
+        debug!(workload = %self.inner.name, "{line}");
+        if let Some(log) = &self.inner.log {
+            log(&self.inner.name, &format!("proxy: {line}"));
+        }
     }
 
     fn next_id(&self) -> u64 {
@@ -312,11 +326,12 @@ impl Mux {
                 let this = self.clone();
                 tokio::spawn(async move {
                     match this.handshake(params).await {
-                        Ok(_) => {
-                            debug!(workload = %this.inner.name, "Replayed the MCP handshake to the new server process.")
-                        }
+                        Ok(_) => this.note(
+                            "replayed the MCP handshake to the new server process; sessions continue",
+                        ),
                         Err(err) => {
-                            warn!(workload = %this.inner.name, error = %err, "Could not replay the MCP handshake.")
+                            warn!(workload = %this.inner.name, error = %err, "Could not replay the MCP handshake.");
+                            this.note(&format!("could not replay the MCP handshake: {err}"));
                         }
                     }
                 });
@@ -350,6 +365,8 @@ impl Mux {
             .filter(|(_, p)| p.generation == generation && !p.undelivered)
             .map(|(k, _)| *k)
             .collect();
+        let failed = lost.len();
+        let kept = state.pending.values().filter(|p| p.undelivered).count();
         for key in lost {
             if let Some(p) = finish(&mut state, key) {
                 let _ = p.reply.send(jsonrpc::error(
@@ -364,6 +381,9 @@ impl Mux {
             .retain(|_, r| r.generation != generation);
         drop(state);
         self.inner.phase.send_replace(Phase::Down);
+        self.note(&format!(
+            "server output closed; {failed} unanswered request(s) failed, {kept} unsent request(s) wait for the restart"
+        ));
     }
 
     /// Requests the server process never read: sent again once a new one is
@@ -476,6 +496,10 @@ impl Mux {
             per_request.or_else(|| state.sessions.get(s).and_then(|x| x.stream.clone()))
         });
         let (Some(session), Some(stream)) = (target, stream) else {
+            self.note(&format!(
+                "refused server request `{}`: no single client session to route it to",
+                jsonrpc::method(&msg)
+            ));
             let err = jsonrpc::error(
                 upstream_id,
                 jsonrpc::METHOD_NOT_FOUND,
@@ -815,14 +839,20 @@ impl Mux {
                     "the request was abandoned",
                 )
             }
-            Err(_) => jsonrpc::error(
-                original_id,
-                jsonrpc::REQUEST_TIMEOUT,
-                format!(
-                    "the MCP server did not answer within {:?}",
+            Err(_) => {
+                self.note(&format!(
+                    "request {key} got no answer within {:?}; cancelled",
                     self.inner.timeout
-                ),
-            ),
+                ));
+                jsonrpc::error(
+                    original_id,
+                    jsonrpc::REQUEST_TIMEOUT,
+                    format!(
+                        "the MCP server did not answer within {:?}",
+                        self.inner.timeout
+                    ),
+                )
+            }
         }
     }
 

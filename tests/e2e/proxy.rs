@@ -487,4 +487,17 @@ async fn progress_cancellation_timeouts_and_crashes() {
     let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
     let list: Value = serde_json::from_str(&list).expect("json");
     assert_eq!(list["workloads"][0]["restart_count"], 1);
+
+    // The proxy's own account of all this is in proxy-logs.
+    let (code, log) = b
+        .req(reqwest::Method::GET, "/workloads/fx/proxy-logs", None)
+        .await;
+    assert_eq!(code, 200);
+    for needle in [
+        "got no answer within",
+        "server output closed; 1 unanswered request(s) failed",
+        "replayed the MCP handshake",
+    ] {
+        assert!(log.contains(needle), "proxy-logs lacks {needle:?}:\n{log}");
+    }
 }

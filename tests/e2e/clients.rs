@@ -157,4 +157,21 @@ async fn official_sdks_through_berth() {
         let sse = start(&b, s, "-sse", "sse").await;
         python(&sse, "sse", "legacy", s);
     }
+
+    // A server-initiated request (sampling) reaches the session whose tool
+    // call caused it, and its answer gets back to the server. The sampling
+    // client must be the first, since the server offers its sampling tool
+    // only to a client that declared sampling in the handshake.
+    let url = start(&b, &EVERYTHING, "-sampling", "streamable-http").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/py_sampling.py");
+    let out = Command::new("python3")
+        .args([script, &url])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "sampling through berth: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -233,6 +233,10 @@ impl Proxies {
             return;
         };
         r.stop.cancel();
+        if let Upstream::Stdio(mux) = &r.upstream {
+            // Ends the sessions' SSE streams, which graceful shutdown waits for.
+            mux.close_all_sessions();
+        }
         // In-flight requests get a moment; long-lived streams are cut.
         if tokio::time::timeout(Duration::from_secs(2), r.task)
             .await

@@ -32,6 +32,10 @@ pub(crate) const REQUEST_TIMEOUT: i64 = -32001;
 pub(crate) const SESSION_NOT_FOUND: i64 = -32001;
 /// The request was cancelled (LSP's code, used by MCP SDKs).
 pub(crate) const REQUEST_CANCELLED: i64 = -32800;
+/// The `MCP-Protocol-Version` header contradicts the request's `_meta`.
+pub(crate) const HEADER_MISMATCH: i64 = -32020;
+/// A stateless request lacks the client's capabilities.
+pub(crate) const MISSING_CAPABILITIES: i64 = -32021;
 /// Unsupported protocol revision.
 pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 

@@ -90,6 +90,8 @@ struct State {
     server_requests: HashMap<String, ServerRequest>,
     progress: HashMap<String, Progress>,
     sessions: HashMap<SessionId, Session>,
+    /// Recently closed session ids (bounded): they answer 404, never adopted.
+    closed: std::collections::VecDeque<SessionId>,
     init: Option<InitCache>,
     init_in_flight: bool,
     initialized_sent: bool,
@@ -259,10 +261,22 @@ impl Mux {
         }
     }
 
+    /// Whether `id` names a session that was closed.
+    pub(crate) fn was_closed(&self, id: &str) -> bool {
+        self.state().closed.iter().any(|c| &**c == id)
+    }
+
     /// Closes a session; its pending requests are abandoned.
     pub(crate) fn close_session(&self, session: &str) -> bool {
         let mut state = self.state();
-        let removed = state.sessions.remove(session).is_some();
+        let removed = state.sessions.remove_entry(session);
+        if let Some((id, _)) = &removed {
+            if state.closed.len() >= 4096 {
+                state.closed.pop_front();
+            }
+            state.closed.push_back(id.clone());
+        }
+        let removed = removed.is_some();
         let keys: Vec<u64> = state
             .pending
             .iter()
@@ -274,6 +288,14 @@ impl Mux {
         }
         state.server_requests.retain(|_, r| &*r.session != session);
         removed
+    }
+
+    /// Closes every session (the proxy is going away).
+    pub(crate) fn close_all_sessions(&self) {
+        let ids: Vec<SessionId> = self.state().sessions.keys().cloned().collect();
+        for id in ids {
+            self.close_session(&id);
+        }
     }
 
     /// Closes sessions idle for longer than `ttl`.

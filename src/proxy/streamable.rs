@@ -102,8 +102,8 @@ pub(crate) async fn post_mcp(
         Kind::Request if jsonrpc::is_modern(&msg, version) => modern(&s, &headers, msg).await,
         Kind::Request if jsonrpc::method(&msg) == "initialize" => {
             let session = match session_header {
-                Some(id) => s.mux.adopt_session(id),
-                None => s.mux.open_session(),
+                Some(id) if is_uuid(id) && !s.mux.was_closed(id) => s.mux.adopt_session(id),
+                _ => s.mux.open_session(),
             };
             let answer = s.mux.initialize(msg).await;
             if answer.get("error").is_some() {
@@ -129,13 +129,21 @@ pub(crate) async fn post_mcp(
     }
 }
 
-/// A session a client names: known, or adopted after a berth restart (the
-/// id is then unknown to this process but well-formed).
+/// A session a client names: known, or adopted after a berth restart (an
+/// id of the form berth mints that this process never closed).
 fn lookup(mux: &Mux, id: &str) -> Option<SessionId> {
-    mux.session(id).or_else(|| {
-        let adoptable = id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
-        adoptable.then(|| mux.adopt_session(id))
-    })
+    mux.session(id)
+        .or_else(|| (is_uuid(id) && !mux.was_closed(id)).then(|| mux.adopt_session(id)))
+}
+
+/// Whether `id` has the shape of a UUID (`8-4-4-4-12` hex digits).
+fn is_uuid(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn session_not_found(id: Value) -> Response {
@@ -166,10 +174,15 @@ async fn forward(
     let method = jsonrpc::method(&msg).to_owned();
     if !stream {
         let mut answer = mux.request(session.as_ref(), msg, None).await;
+        let mut status = StatusCode::OK;
         if server_info.is_some() {
             super::mux::modernize(&mut answer, &method, server_info.as_ref());
+            // The stateless revision reports an unknown method as HTTP 404.
+            if answer["error"]["code"] == jsonrpc::METHOD_NOT_FOUND {
+                status = StatusCode::NOT_FOUND;
+            }
         }
-        return json_response(StatusCode::OK, &answer);
+        return json_response(status, &answer);
     }
     let (tx, rx) = mpsc::channel::<Value>(64);
     let mux = mux.clone();
@@ -216,22 +229,42 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
     let version = meta
         .and_then(|m| m.get(jsonrpc::META_PROTOCOL_VERSION))
         .and_then(Value::as_str);
-    if let Some(v) = version
-        && v != jsonrpc::MODERN_VERSION
+    let header = header_str(headers, "mcp-protocol-version");
+    if let (Some(h), Some(v)) = (header, version)
+        && h != v
     {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::HEADER_MISMATCH,
+            &format!(
+                "MCP-Protocol-Version header {h} does not match the request's _meta version {v}"
+            ),
+        );
+    }
+    let Some(version) = version else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            jsonrpc::INVALID_PARAMS,
+            "a 2026-07-28 request needs `io.modelcontextprotocol/protocolVersion` in params._meta",
+        );
+    };
+    if version != jsonrpc::MODERN_VERSION {
         let mut err = jsonrpc::error(
             id,
             jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
-            format!("unsupported protocol version {v}"),
+            format!("unsupported protocol version {version}"),
         );
-        err["error"]["data"] = json!({"supported": [jsonrpc::MODERN_VERSION], "requested": v});
+        err["error"]["data"] =
+            json!({"supported": [jsonrpc::MODERN_VERSION], "requested": version});
         return json_response(StatusCode::BAD_REQUEST, &err);
     }
     if meta.is_none_or(|m| !m.contains_key(jsonrpc::META_CLIENT_CAPABILITIES)) {
         return rpc_error(
             StatusCode::BAD_REQUEST,
             id,
-            jsonrpc::INVALID_PARAMS,
+            jsonrpc::MISSING_CAPABILITIES,
             "a 2026-07-28 request needs `io.modelcontextprotocol/clientCapabilities` in params._meta",
         );
     }

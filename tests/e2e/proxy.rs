@@ -336,6 +336,37 @@ async fn protocol_edges() {
     assert_eq!(echoed(&r), "modern");
     assert_eq!(r["result"]["resultType"], "complete");
 
+    // A deleted session stays deleted; an id berth never minted is unknown.
+    let mut c = Client::connect(&url).await;
+    let sid = c.session.clone().expect("session");
+    let gone = c
+        .http
+        .delete(&url)
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(gone.status(), 204);
+    let again = c
+        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .await;
+    assert_eq!(again.status(), 404, "a terminated session answers 404");
+    c.session = Some("not-a-session".into());
+    let made_up = c
+        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .await;
+    assert_eq!(made_up.status(), 404);
+
+    // A stateless request whose header contradicts its _meta is refused.
+    let (code, body) = post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": meta}})
+            .to_string(),
+        vec![("mcp-protocol-version", "2025-06-18".into())],
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("-32020"), "{body}");
+
     // Batches, bad JSON, oversize bodies, foreign origins.
     let (code, _) = post("[{}]".into(), vec![]).await;
     assert_eq!(code, 400);

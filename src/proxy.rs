@@ -22,6 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
+use axum::serve::ListenerExt;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use berth_runtime_api::StdioHandle;
@@ -153,7 +154,11 @@ impl Proxies {
         self.stop(name).await;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ProxyError::Bind { addr, source })?;
+            .map_err(|source| ProxyError::Bind { addr, source })?
+            // Small JSON-RPC replies must not wait for Nagle's algorithm.
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
         let upstream = match http {
             Some((host, port)) => Upstream::Http(host, port),
             None => Upstream::Stdio(Mux::new(

@@ -9,7 +9,7 @@
 #   N=200 bench/idle_rss.sh
 #
 # Environment: N (default 50), SETTLE (seconds to wait before each reading,
-# default 2), BERTH_SKIP_BUILD=1 (use the existing target/release/berth).
+# default 2), BENCH_SKIP_BUILD=1 (use the existing target/release/berth).
 # Prints a Markdown table on stdout; progress on stderr. All traffic is on
 # 127.0.0.1; state and configuration live in a temporary directory that is
 # removed at the end (workloads deleted, berth stopped).
@@ -20,7 +20,7 @@ BERTH="$ROOT/target/release/berth"
 N="${N:-50}"
 SETTLE="${SETTLE:-2}"
 
-if [ "${BERTH_SKIP_BUILD:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   (cd "$ROOT" && cargo build --release --bin berth) >&2
 fi
 [ -x "$BERTH" ] || { echo "idle_rss.sh: $BERTH missing" >&2; exit 1; }

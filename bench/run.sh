@@ -12,7 +12,7 @@
 # and .md (tag defaults to "berth"); the proxy logs of this run are copied
 # from the kit's results/logs/<date>/ to bench/results/logs/<date>/.
 #
-# Environment: BENCH_KIT (default ../shared/bench), BERTH_SKIP_BUILD=1 to use
+# Environment: BENCH_KIT (default ../shared/bench), BENCH_SKIP_BUILD=1 to use
 # the existing target/release/berth, BENCH_SKIP_SETUP=1 to skip the kit's
 # setup.sh (peers into the kit's .deps cache, load generator build).
 set -euo pipefail
@@ -27,7 +27,7 @@ if [ -n "${CARGO_TARGET_DIR:-}" ] && [ "$(realpath -m "$CARGO_TARGET_DIR")" != "
   exit 2
 fi
 
-if [ "${BERTH_SKIP_BUILD:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   echo "bench/run.sh: cargo build --release --bin berth" >&2
   (cd "$ROOT" && cargo build --release --bin berth)
 fi
@@ -42,7 +42,7 @@ if [ "${BENCH_SKIP_SETUP:-0}" != 1 ]; then
 fi
 
 mkdir -p "$HERE/results"
-marker="$(mktemp "$HERE/results/.run-start.XXXXXX")"
+marker="$(mktemp /tmp/berth-bench-start.XXXXXX)"
 trap 'rm -f "$marker"' EXIT
 
 # No shell runs the template: the measured pid is berth itself.

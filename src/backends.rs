@@ -6,23 +6,113 @@ use std::sync::Arc;
 
 use berth_backend_process::ProcessBackend;
 use berth_runtime_api::{Backend, RuntimeError};
+use tracing::{info, warn};
 
 use crate::config::{Config, RuntimeKind};
 
-/// Builds the backend `config.runtime` selects. `auto` picks the first
-/// runtime that answers; today that is always the process backend.
-/// `base_env` is what native children inherit (PATH, HOME, locale).
+/// Engine sockets found in berth's environment, in the order to try them
+/// (main.rs reads the environment; backends never do).
+#[derive(Debug, Clone, Default)]
+pub struct EngineSockets {
+    /// `DOCKER_HOST`, then the default Docker socket.
+    pub docker: Vec<String>,
+    /// `CONTAINER_HOST`, then the user's and the system's Podman sockets.
+    pub podman: Vec<String>,
+}
+
+/// Whether a `unix://` socket path exists (other schemes are assumed to).
+fn present(socket: &str) -> bool {
+    socket
+        .strip_prefix("unix://")
+        .is_none_or(|p| Path::new(p).exists())
+}
+
+#[cfg(feature = "backend-docker")]
+async fn docker(config: &Config, socket: Option<&str>) -> Result<Arc<dyn Backend>, RuntimeError> {
+    let mut c = config.docker.clone();
+    if c.socket.is_none() {
+        c.socket = socket.map(str::to_owned);
+    }
+    Ok(Arc::new(
+        berth_backend_docker::DockerBackend::connect(c).await?,
+    ))
+}
+
+#[cfg(feature = "backend-podman")]
+async fn podman(config: &Config, socket: Option<&str>) -> Result<Arc<dyn Backend>, RuntimeError> {
+    let mut c = config.podman.clone();
+    if c.socket.is_none() {
+        c.socket = socket.map(str::to_owned);
+    }
+    Ok(Arc::new(
+        berth_backend_podman::PodmanBackend::connect(c).await?,
+    ))
+}
+
+/// Builds the backend `config.runtime` selects. `auto` tries Docker, then
+/// Podman (only sockets that exist, each failing fast), then falls back to
+/// native processes. An explicitly chosen engine that does not answer is an
+/// error naming the socket tried.
 pub async fn build(
     config: &Config,
     state_dir: &Path,
     base_env: BTreeMap<String, String>,
+    sockets: &EngineSockets,
 ) -> Result<Arc<dyn Backend>, RuntimeError> {
+    let process = || async {
+        let backend = ProcessBackend::new(
+            config.process.clone(),
+            state_dir.join("process"),
+            base_env.clone(),
+        )
+        .await?;
+        Ok::<Arc<dyn Backend>, RuntimeError>(Arc::new(backend))
+    };
     match config.runtime {
-        RuntimeKind::Auto | RuntimeKind::Process => {
-            let backend =
-                ProcessBackend::new(config.process.clone(), state_dir.join("process"), base_env)
-                    .await?;
-            Ok(Arc::new(backend))
+        RuntimeKind::Process => process().await,
+        #[cfg(feature = "backend-docker")]
+        RuntimeKind::Docker => docker(config, sockets.docker.first().map(String::as_str)).await,
+        #[cfg(feature = "backend-podman")]
+        RuntimeKind::Podman => {
+            podman(
+                config,
+                sockets
+                    .podman
+                    .iter()
+                    .find(|s| present(s))
+                    .or(sockets.podman.first())
+                    .map(String::as_str),
+            )
+            .await
+        }
+        #[cfg(not(all(feature = "backend-docker", feature = "backend-podman")))]
+        #[allow(unreachable_patterns)]
+        RuntimeKind::Docker | RuntimeKind::Podman => Err(RuntimeError::InvalidSpec(format!(
+            "this berth was built without the {:?} backend",
+            config.runtime
+        ))),
+        RuntimeKind::Auto => {
+            #[cfg(feature = "backend-docker")]
+            for s in sockets.docker.iter().filter(|s| present(s)) {
+                match docker(config, Some(s)).await {
+                    Ok(b) => return Ok(b),
+                    Err(err) => {
+                        warn!(socket = %s, error = %err, "Docker socket present but not answering.")
+                    }
+                }
+            }
+            #[cfg(feature = "backend-podman")]
+            for s in sockets.podman.iter().filter(|s| present(s)) {
+                match podman(config, Some(s)).await {
+                    Ok(b) => return Ok(b),
+                    Err(err) => {
+                        warn!(socket = %s, error = %err, "Podman socket present but not answering.")
+                    }
+                }
+            }
+            info!("No container engine answers; running workloads as native processes.");
+            let _ = sockets;
+            process().await
         }
     }
 }

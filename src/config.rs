@@ -25,6 +25,12 @@ pub struct Config {
     pub ports: PortRange,
     /// Settings of the native process backend.
     pub process: ProcessConfig,
+    /// Settings of the Docker backend.
+    #[cfg(feature = "backend-docker")]
+    pub docker: berth_backend_docker::DockerConfig,
+    /// Settings of the Podman backend.
+    #[cfg(feature = "backend-podman")]
+    pub podman: berth_backend_podman::PodmanConfig,
     /// Settings of the per-workload MCP proxies.
     pub proxy: ProxyConfig,
     /// How servers that exit or hang are restarted.
@@ -41,6 +47,10 @@ impl Default for Config {
             state_dir: None,
             ports: PortRange::default(),
             process: ProcessConfig::default(),
+            #[cfg(feature = "backend-docker")]
+            docker: Default::default(),
+            #[cfg(feature = "backend-podman")]
+            podman: Default::default(),
             proxy: ProxyConfig::default(),
             restart: RestartPolicy::default(),
             log_format: LogFormat::Text,
@@ -77,8 +87,12 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeKind {
-    /// The first runtime found on this machine (today: the process backend).
+    /// Docker if its socket answers, else Podman, else native processes.
     Auto,
+    /// Docker (its engine API).
+    Docker,
+    /// Podman (its libpod API).
+    Podman,
     /// Native processes.
     Process,
 }
@@ -127,6 +141,21 @@ pub enum ConfigError {
     Inconsistent(String),
 }
 
+/// The top-level keys of [`Config`]: the `BERTH_*` variables that are
+/// configuration.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "api",
+    "runtime",
+    "state_dir",
+    "ports",
+    "process",
+    "docker",
+    "podman",
+    "proxy",
+    "restart",
+    "log_format",
+];
+
 /// Loads the configuration: defaults < `file` (if given, it must exist;
 /// else `default_file` if it exists) < `BERTH_*` environment variables
 /// (`__` separates levels: `BERTH_API__PORT=9000`) < `overrides`.
@@ -143,7 +172,19 @@ pub fn load(
         (None, _) => {}
     }
     let config: Config = fig
-        .merge(Env::prefixed("BERTH_").split("__"))
+        .merge(
+            Env::prefixed("BERTH_")
+                .split("__")
+                // Other BERTH_* variables (e.g. BERTH_SECRETS_PASSWORD) are
+                // not configuration keys.
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    TOP_LEVEL_KEYS.iter().any(|k| {
+                        key.strip_prefix(k)
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '_']))
+                    })
+                }),
+        )
         .merge(overrides)
         .extract()
         .map_err(Box::new)?;
@@ -167,9 +208,12 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("berth.toml", "[api]\nport = 9001\nhost = \"127.0.0.2\"\n")?;
             jail.set_env("BERTH_API__PORT", "9002");
+            jail.set_env("BERTH_SECRETS_PASSWORD", "not configuration");
+            jail.set_env("BERTH_LOG_FORMAT", "json");
             let overrides = Figment::new().merge(Serialized::default("api.host", "127.0.0.3"));
             let c = load(Some(Path::new("berth.toml")), None, overrides).expect("load");
             assert_eq!(c.api.port, 9002, "env beats the file");
+            assert_eq!(c.log_format, LogFormat::Json, "underscored keys work");
             assert_eq!(c.api.host.to_string(), "127.0.0.3", "flags beat the file");
             Ok(())
         });

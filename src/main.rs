@@ -109,6 +109,19 @@ fn default_config_file() -> Option<PathBuf> {
         .map(|d| d.join("berth/berth.toml"))
 }
 
+/// Container engine sockets to try, from the environment and the usual places.
+fn engine_sockets() -> berth::backends::EngineSockets {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut docker: Vec<String> = var("DOCKER_HOST").into_iter().collect();
+    docker.push("unix:///var/run/docker.sock".into());
+    let mut podman: Vec<String> = var("CONTAINER_HOST").into_iter().collect();
+    if let Some(dir) = var("XDG_RUNTIME_DIR") {
+        podman.push(format!("unix://{dir}/podman/podman.sock"));
+    }
+    podman.push("unix:///run/podman/podman.sock".into());
+    berth::backends::EngineSockets { docker, podman }
+}
+
 /// What native workloads inherit from berth's environment: only the
 /// variables `process.inherit_env` names.
 fn base_env(config: &Config) -> BTreeMap<String, String> {
@@ -214,7 +227,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let groups = Arc::new(Groups::open(store.clone())?);
-    let backend = berth::backends::build(&config, &state_dir, base_env(&config))
+    let backend = berth::backends::build(&config, &state_dir, base_env(&config), &engine_sockets())
         .await
         .context("starting the runtime backend")?;
     let settings = Settings {

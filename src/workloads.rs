@@ -491,6 +491,7 @@ impl Workloads {
                 return Err(WorkloadError::AlreadyExists(name.to_string()));
             }
             let config = self.assign_ports(&table, draft, &req, None)?;
+            self.inner.backend.check(&spec_for(&config))?;
             let status = StatusRecord {
                 status: WorkloadStatus::Starting,
                 status_context: String::new(),
@@ -554,6 +555,7 @@ impl Workloads {
             let old = entry.config.clone();
             let current = (old.port, old.target_port);
             let config = self.assign_ports(&table, draft, &req, Some(current))?;
+            self.inner.backend.check(&spec_for(&config))?;
             self.inner
                 .store
                 .write(Kind::RunConfig, name.as_str(), &config)?;
@@ -808,7 +810,6 @@ impl Workloads {
             group: group.to_owned(),
             middleware_configs: Vec::new(),
         };
-        self.inner.backend.check(&spec_for(&config))?;
         Ok(config)
     }
 
@@ -879,9 +880,6 @@ pub fn spec_for(config: &RunConfig) -> WorkloadSpec {
         spec.env
             .entry("FASTMCP_PORT".into())
             .or_insert(port.to_string());
-        spec.env
-            .entry("MCP_HOST".into())
-            .or_insert_with(|| config.target_host.clone());
     }
     spec
 }
@@ -1040,7 +1038,19 @@ impl Workloads {
                 let why = format!("failed to start: {}", error_chain(&err));
                 warn!(workload = %name, error = %why, "Workload did not start.");
                 self.wlog(name, &why);
-                self.set_status(name, WorkloadStatus::Error, why, None);
+                // While recovering from a crash, or while the runtime is
+                // unreachable, keep trying with backoff; a first start that
+                // fails for another reason is an error to report.
+                let (generation, retrying) = self
+                    .table()
+                    .get(name)
+                    .map(|e| (e.generation, e.streak > 0))
+                    .unwrap_or((0, false));
+                if retrying || matches!(err, RuntimeError::Unavailable { .. }) {
+                    self.revive_after(name, generation, why);
+                } else {
+                    self.set_status(name, WorkloadStatus::Error, why, None);
+                }
             }
         }
     }
@@ -1142,10 +1152,27 @@ impl Workloads {
     fn watch(&self, name: WorkloadName, generation: u64) {
         let this = self.clone();
         tokio::spawn(async move {
-            if let Ok(exit) = this.inner.backend.wait(&name).await {
-                this.on_exit(&name, generation, &exit);
+            match this.inner.backend.wait(&name).await {
+                Ok(exit) => this.on_exit(&name, generation, &exit),
+                Err(err) => this.on_lost(&name, generation, &err),
             }
         });
+    }
+
+    /// The runtime lost the instance (engine down, container removed behind
+    /// berth's back): restart it like a crash.
+    fn on_lost(&self, name: &WorkloadName, generation: u64, err: &RuntimeError) {
+        let current = self
+            .table()
+            .get(name)
+            .map(|e| (e.generation, e.status.status));
+        if current != Some((generation, WorkloadStatus::Running)) {
+            return;
+        }
+        let why = format!("lost the running instance: {}", error_chain(err));
+        warn!(workload = %name, error = %why, "Workload instance lost.");
+        self.wlog(name, &why);
+        self.revive_after(name, generation, why);
     }
 
     fn on_exit(&self, name: &WorkloadName, generation: u64, exit: &ExitStatus) {

@@ -5,5 +5,7 @@
 mod support;
 
 mod clients;
+#[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
+mod containers;
 mod proxy;
 mod serve;

@@ -47,14 +47,25 @@ impl Berth {
         let dir = root.join("config/berth");
         std::fs::create_dir_all(&dir).expect("config dir");
         std::fs::write(dir.join("berth.toml"), toml).expect("config");
-        Self::start(root, port).await
+        let runtime = if toml.contains("runtime =") {
+            None
+        } else {
+            Some("process")
+        };
+        Self::launch(root, port, runtime).await
     }
 
+    /// Starts berth on the process runtime.
     pub(crate) async fn start(root: &Path, port: u16) -> Self {
-        let child = berth_cmd(root)
-            .args(["serve", "--port", &port.to_string()])
-            .spawn()
-            .expect("spawn berth");
+        Self::launch(root, port, Some("process")).await
+    }
+
+    async fn launch(root: &Path, port: u16, runtime: Option<&str>) -> Self {
+        let mut args = vec!["serve".to_owned(), "--port".to_owned(), port.to_string()];
+        if let Some(r) = runtime {
+            args.extend(["--runtime".to_owned(), r.to_owned()]);
+        }
+        let child = berth_cmd(root).args(&args).spawn().expect("spawn berth");
         let b = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -351,7 +362,7 @@ async fn unix_socket_and_remote_bind_refusal() {
     let root = tempfile::tempdir().expect("tempdir");
     let sock = root.path().join("berth.sock");
     let mut child = berth_cmd(root.path())
-        .args(["serve", "--socket"])
+        .args(["serve", "--runtime", "process", "--socket"])
         .arg(&sock)
         .spawn()
         .expect("spawn");

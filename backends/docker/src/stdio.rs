@@ -1,0 +1,143 @@
+//! A container's attach streams as a [`StdioHandle`]: stdin as written,
+//! stdout demultiplexed from the engine's frames, and a token that tells the
+//! backend whether the handle is still held.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+
+use berth_runtime_api::StdioHandle;
+use bollard::container::{AttachContainerResults, LogOutput};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::StreamReader;
+
+/// Held by both halves of a handed-out [`StdioHandle`]; the backend keeps a
+/// [`Weak`] to see whether someone still holds either half.
+#[derive(Debug, Default)]
+pub(crate) struct HolderToken;
+
+/// A new token and the backend's weak view of it.
+pub(crate) fn token() -> (Arc<HolderToken>, Weak<HolderToken>) {
+    let token = Arc::new(HolderToken);
+    let weak = Arc::downgrade(&token);
+    (token, weak)
+}
+
+/// Turns attach streams into a handle that holds `token`.
+///
+/// Only the container's stdout reaches the reader; stderr frames (if the
+/// attach asked for them) are dropped here, since the engine log keeps them.
+pub(crate) fn handle(streams: AttachContainerResults, token: Arc<HolderToken>) -> StdioHandle {
+    let AttachContainerResults { output, input } = streams;
+    let stdout = output.filter_map(|chunk| async move {
+        match chunk {
+            Ok(LogOutput::StdOut { message }) => Some(Ok(message)),
+            Ok(_) => None,
+            Err(err) => Some(Err(io::Error::other(err))),
+        }
+    });
+    let stdout: Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> = Box::pin(stdout);
+    StdioHandle::new(
+        Held {
+            inner: input,
+            _token: token.clone(),
+        },
+        Held {
+            inner: StreamReader::new(stdout),
+            _token: token,
+        },
+    )
+}
+
+/// An I/O half that keeps the holder token alive while it exists.
+struct Held<T> {
+    inner: T,
+    _token: Arc<HolderToken>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn only_stdout_reaches_the_reader_and_the_token_lives_with_the_halves() {
+        let chunks = vec![
+            Ok(LogOutput::StdErr {
+                message: Bytes::from_static(b"noise\n"),
+            }),
+            Ok(LogOutput::StdOut {
+                message: Bytes::from_static(b"{\"id\":1}"),
+            }),
+            Ok(LogOutput::StdErr {
+                message: Bytes::from_static(b"more noise\n"),
+            }),
+            Ok(LogOutput::StdOut {
+                message: Bytes::from_static(b"\n"),
+            }),
+        ];
+        let (sink, _keep) = tokio::io::duplex(64);
+        let streams = AttachContainerResults {
+            output: Box::pin(futures::stream::iter(chunks)),
+            input: Box::pin(sink),
+        };
+        let (token, weak) = token();
+        let mut io = handle(streams, token);
+        assert!(weak.upgrade().is_some());
+
+        let mut out = String::new();
+        io.stdout.read_to_string(&mut out).await.expect("read");
+        assert_eq!(out, "{\"id\":1}\n");
+        io.stdin.write_all(b"x").await.expect("write");
+
+        let StdioHandle { stdin, stdout } = io;
+        drop(stdout);
+        assert!(weak.upgrade().is_some(), "stdin still holds the token");
+        drop(stdin);
+        assert!(weak.upgrade().is_none(), "both halves dropped");
+    }
+}

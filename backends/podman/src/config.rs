@@ -1,0 +1,81 @@
+//! The Podman backend's configuration (`[podman]` in berth's config file).
+
+use serde::{Deserialize, Serialize};
+
+/// The socket used when [`PodmanConfig::socket`] is not set: rootful
+/// Podman's API socket.
+pub const DEFAULT_SOCKET: &str = "unix:///run/podman/podman.sock";
+
+/// Settings of the Podman backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PodmanConfig {
+    /// Where Podman's API listens: `unix:///path/podman.sock`, a bare
+    /// absolute socket path, or `tcp://host:port`; unset means
+    /// [`DEFAULT_SOCKET`].
+    ///
+    /// The backend never reads the environment: berth chooses the socket
+    /// (from `CONTAINER_HOST`, `$XDG_RUNTIME_DIR/podman/podman.sock` or
+    /// `/run/podman/podman.sock`) and passes it here.
+    pub socket: Option<String>,
+    /// Seconds a stop waits after SIGTERM before Podman kills the container.
+    /// Recorded in each container when it is created, so a change applies to
+    /// containers deployed afterwards.
+    pub stop_grace_secs: u64,
+    /// The memory limit of each container, in bytes; `0` sets none.
+    pub memory_limit_bytes: u64,
+    /// The CPU limit of each container, in CPUs (`0.5` is half a CPU);
+    /// `0` sets none.
+    pub cpu_limit: f64,
+}
+
+impl Default for PodmanConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            stop_grace_secs: 10,
+            memory_limit_bytes: 1024 * 1024 * 1024,
+            cpu_limit: 1.0,
+        }
+    }
+}
+
+impl PodmanConfig {
+    /// The socket to connect to, as written or the default.
+    pub fn socket(&self) -> &str {
+        self.socket.as_deref().unwrap_or(DEFAULT_SOCKET)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let config: PodmanConfig = serde_json::from_str("{}").expect("parse");
+        assert_eq!(config, PodmanConfig::default());
+        assert_eq!(config.stop_grace_secs, 10);
+        assert_eq!(config.memory_limit_bytes, 1 << 30);
+        assert_eq!(config.cpu_limit, 1.0);
+        assert_eq!(config.socket(), DEFAULT_SOCKET);
+    }
+
+    #[test]
+    fn fields_are_read() {
+        let config: PodmanConfig = serde_json::from_str(
+            r#"{"socket":"/tmp/p.sock","stop_grace_secs":3,"memory_limit_bytes":0,"cpu_limit":0.5}"#,
+        )
+        .expect("parse");
+        assert_eq!(config.socket(), "/tmp/p.sock");
+        assert_eq!(config.stop_grace_secs, 3);
+        assert_eq!(config.memory_limit_bytes, 0);
+        assert_eq!(config.cpu_limit, 0.5);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<PodmanConfig>(r#"{"sock":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

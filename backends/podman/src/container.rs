@@ -1,0 +1,313 @@
+//! Containers as berth creates them, and as Podman reports them.
+//!
+//! [`CreateBody`] is libpod's `SpecGenerator` cut down to what berth sets;
+//! [`Container`] is the part of libpod's inspect answer berth reads.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use berth_runtime_api::{
+    ExitStatus, RuntimeState, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::PodmanConfig;
+
+/// The label every container berth creates carries, with value `true`.
+pub const LABEL_MANAGED: &str = "berth.managed";
+/// The label holding the workload name of a container berth created.
+pub const LABEL_WORKLOAD: &str = "berth.workload";
+
+/// The prefix of every container name: `berth-<workload name>`.
+const NAME_PREFIX: &str = "berth-";
+
+/// The only address published ports are bound on.
+const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// The CFS period used to express the CPU limit, in microseconds.
+const CPU_PERIOD: u64 = 100_000;
+
+/// The container name of workload `name`.
+pub(crate) fn container_name(name: &WorkloadName) -> String {
+    format!("{NAME_PREFIX}{name}")
+}
+
+/// The workload whose container is named `container` (Podman may report
+/// names with a leading `/`).
+pub(crate) fn workload_of(container: &str) -> Option<WorkloadName> {
+    let name = container.strip_prefix('/').unwrap_or(container);
+    WorkloadName::parse(name.strip_prefix(NAME_PREFIX)?).ok()
+}
+
+/// The body of `POST /libpod/containers/create`.
+#[derive(Debug, Serialize)]
+pub(crate) struct CreateBody<'a> {
+    name: String,
+    image: &'a str,
+    /// Appended to the image's entrypoint; left out to keep the image's own
+    /// command.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    command: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    stdin: bool,
+    terminal: bool,
+    init: bool,
+    stop_timeout: u64,
+    no_new_privileges: bool,
+    cap_drop: [&'static str; 1],
+    #[serde(skip_serializing_if = "Resources::is_empty")]
+    resource_limits: Resources,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    portmappings: Vec<PortMapping>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<Memory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu: Option<Cpu>,
+}
+
+impl Resources {
+    fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.cpu.is_none()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Memory {
+    limit: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Cpu {
+    quota: i64,
+    period: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PortMapping {
+    host_ip: String,
+    container_port: u16,
+    /// `0`: Podman picks a free port.
+    host_port: u16,
+    protocol: &'static str,
+}
+
+impl<'a> CreateBody<'a> {
+    /// The container for `spec`: stdin open without a terminal, an init
+    /// process, no new privileges, no capabilities, the configured limits,
+    /// and for HTTP transports the target port published on 127.0.0.1 at a
+    /// port Podman picks.
+    pub(crate) fn new(spec: &'a WorkloadSpec, config: &PodmanConfig) -> Self {
+        let mut labels = spec.labels.clone();
+        labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
+        labels.insert(LABEL_WORKLOAD.to_owned(), spec.name.to_string());
+        let memory = (config.memory_limit_bytes > 0).then(|| Memory {
+            limit: i64::try_from(config.memory_limit_bytes).unwrap_or(i64::MAX),
+        });
+        let cpu = (config.cpu_limit > 0.0).then(|| Cpu {
+            // Saturating float-to-int conversion; at least 1 ms per period.
+            quota: ((config.cpu_limit * CPU_PERIOD as f64) as i64).max(1_000),
+            period: CPU_PERIOD,
+        });
+        let portmappings = match (spec.transport, spec.target_port) {
+            (Transport::Stdio, _) | (_, None) => Vec::new(),
+            (_, Some(port)) => vec![PortMapping {
+                host_ip: PUBLISH_IP.to_string(),
+                container_port: port,
+                host_port: 0,
+                protocol: "tcp",
+            }],
+        };
+        Self {
+            name: container_name(&spec.name),
+            image: &spec.image,
+            command: &spec.args,
+            env: &spec.env,
+            labels,
+            stdin: true,
+            terminal: false,
+            init: true,
+            stop_timeout: config.stop_grace_secs,
+            no_new_privileges: true,
+            cap_drop: ["ALL"],
+            resource_limits: Resources { memory, cpu },
+            portmappings,
+        }
+    }
+}
+
+/// The answer to a create.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Created {
+    #[serde(rename = "Id")]
+    pub(crate) id: String,
+}
+
+/// What berth reads of `GET /libpod/containers/{name}/json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Container {
+    pub(crate) id: String,
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
+    image_name: String,
+    pub(crate) state: State,
+    #[serde(default)]
+    config: Config,
+    #[serde(default)]
+    network_settings: NetworkSettings,
+    #[serde(default)]
+    host_config: HostConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct State {
+    pub(crate) status: String,
+    #[serde(default)]
+    exit_code: i32,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Config {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+type Ports = Option<BTreeMap<String, Option<Vec<HostPort>>>>;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkSettings {
+    #[serde(default)]
+    ports: Ports,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HostConfig {
+    #[serde(default)]
+    port_bindings: Ports,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HostPort {
+    #[serde(default)]
+    host_ip: String,
+    #[serde(default)]
+    host_port: String,
+}
+
+impl Container {
+    /// Whether the container is running or about to run again, so that a
+    /// deploy must not replace it.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(
+            self.state.status.as_str(),
+            "running" | "paused" | "stopping" | "restarting"
+        )
+    }
+
+    /// Whether berth created this container.
+    pub(crate) fn is_managed(&self) -> bool {
+        self.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true")
+    }
+
+    /// The labels the container was created with.
+    pub(crate) fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.config.labels.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// The workload this container runs: its `berth.workload` label, or its
+    /// name without the `berth-` prefix.
+    pub(crate) fn workload(&self) -> Option<WorkloadName> {
+        let from_label = self
+            .labels()
+            .get(LABEL_WORKLOAD)
+            .and_then(|l| WorkloadName::parse(l).ok());
+        from_label.or_else(|| workload_of(&self.name))
+    }
+
+    /// The runtime state; `stopped_by_request` says whether berth stopped
+    /// this instance.
+    pub(crate) fn runtime_state(&self, stopped_by_request: bool) -> RuntimeState {
+        match self.state.status.as_str() {
+            "created" | "configured" | "initialized" => RuntimeState::Starting,
+            "running" => RuntimeState::Running,
+            "exited" | "stopped" => RuntimeState::Exited(self.exit_status(stopped_by_request)),
+            other => RuntimeState::Unknown(other.to_owned()),
+        }
+    }
+
+    /// How the container ended (meaningful once it has).
+    pub(crate) fn exit_status(&self, stopped_by_request: bool) -> ExitStatus {
+        ExitStatus {
+            code: Some(self.state.exit_code),
+            signal: None,
+            stopped_by_request,
+            at: parse_time(self.state.finished_at.as_deref())
+                .unwrap_or_else(OffsetDateTime::now_utc),
+        }
+    }
+
+    /// The published address of the container's server: the first port
+    /// binding Podman reports.
+    pub(crate) fn http_endpoint(&self) -> Option<SocketAddr> {
+        [
+            &self.network_settings.ports,
+            &self.host_config.port_bindings,
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(BTreeMap::values)
+        .flatten()
+        .flatten()
+        .find_map(|b| {
+            let port = b.host_port.parse::<u16>().ok().filter(|p| *p != 0)?;
+            let ip = b
+                .host_ip
+                .parse::<IpAddr>()
+                .ok()
+                .filter(|ip| !ip.is_unspecified())
+                .unwrap_or(IpAddr::V4(PUBLISH_IP));
+            Some(SocketAddr::new(ip, port))
+        })
+    }
+
+    /// The contract's view of this container, as workload `name`.
+    pub(crate) fn info(&self, name: WorkloadName, stopped_by_request: bool) -> WorkloadInfo {
+        let mut info = WorkloadInfo::new(
+            name,
+            self.image_name.clone(),
+            self.runtime_state(stopped_by_request),
+        );
+        info.started_at = parse_time(self.state.started_at.as_deref());
+        info.labels = self.labels().clone();
+        info.labels.remove(LABEL_MANAGED);
+        info.http_endpoint = self.http_endpoint();
+        info
+    }
+}
+
+/// Reads one of Podman's RFC 3339 times; Go's zero time means "never".
+fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
+    let t = OffsetDateTime::parse(s?, &Rfc3339).ok()?;
+    (t.year() > 1).then_some(t)
+}
+
+#[cfg(test)]
+mod tests;

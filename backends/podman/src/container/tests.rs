@@ -1,0 +1,174 @@
+//! Tests of the create body and of reading Podman's inspect answers.
+
+use std::collections::BTreeMap;
+
+use berth_runtime_api::{RuntimeState, Transport, WorkloadName, WorkloadSpec};
+use serde_json::json;
+
+use super::*;
+use crate::PodmanConfig;
+
+fn spec() -> WorkloadSpec {
+    let mut spec = WorkloadSpec::new(WorkloadName::parse("fetch").unwrap(), "localhost/x:1");
+    spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
+    spec.env.insert("MCP_PORT".into(), "8080".into());
+    spec.labels.insert("berth.group".into(), "default".into());
+    spec
+}
+
+#[test]
+fn stdio_body() {
+    let mut spec = spec();
+    spec.args.clear();
+    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "name": "berth-fetch",
+            "image": "localhost/x:1",
+            "env": {"MCP_PORT": "8080"},
+            "labels": {"berth.group": "default", "berth.managed": "true", "berth.workload": "fetch"},
+            "stdin": true,
+            "terminal": false,
+            "init": true,
+            "stop_timeout": 10,
+            "no_new_privileges": true,
+            "cap_drop": ["ALL"],
+            "resource_limits": {
+                "memory": {"limit": 1_073_741_824_i64},
+                "cpu": {"quota": 100_000, "period": 100_000}
+            }
+        })
+    );
+}
+
+#[test]
+fn http_body_publishes_on_loopback_without_limits() {
+    let mut spec = spec();
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    let config = PodmanConfig {
+        memory_limit_bytes: 0,
+        cpu_limit: 0.0,
+        stop_grace_secs: 3,
+        ..PodmanConfig::default()
+    };
+    let body = serde_json::to_value(CreateBody::new(&spec, &config)).unwrap();
+    assert_eq!(body["command"], json!(["--http", "0.0.0.0:8080"]));
+    assert_eq!(body["stop_timeout"], json!(3));
+    assert_eq!(body.get("resource_limits"), None);
+    assert_eq!(
+        body["portmappings"],
+        json!([{"host_ip": "127.0.0.1", "container_port": 8080, "host_port": 0, "protocol": "tcp"}])
+    );
+}
+
+#[test]
+fn half_a_cpu() {
+    let config = PodmanConfig {
+        cpu_limit: 0.5,
+        ..PodmanConfig::default()
+    };
+    let body = serde_json::to_value(CreateBody::new(&spec(), &config)).unwrap();
+    assert_eq!(
+        body["resource_limits"]["cpu"],
+        json!({"quota": 50_000, "period": 100_000})
+    );
+}
+
+fn inspected(state: serde_json::Value) -> Container {
+    serde_json::from_value(json!({
+        "Id": "abc",
+        "Name": "berth-fetch",
+        "ImageName": "localhost/x:1",
+        "State": state,
+        "Config": {"Labels": {"berth.managed": "true", "berth.workload": "fetch", "k": "v"}},
+        "NetworkSettings": {"Ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "41234"}]}},
+        "HostConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn running_container() {
+    let c = inspected(json!({
+        "Status": "running",
+        "ExitCode": 0,
+        "StartedAt": "2025-11-22T08:50:01.312398484Z",
+        "FinishedAt": "0001-01-01T00:00:00Z"
+    }));
+    let info = c.info(c.workload().unwrap(), false);
+    assert_eq!(info.name.as_str(), "fetch");
+    assert_eq!(info.image, "localhost/x:1");
+    assert_eq!(info.state, RuntimeState::Running);
+    assert_eq!(
+        info.started_at.map(|t| t.unix_timestamp_nanos()),
+        Some(1_763_801_401_312_398_484)
+    );
+    assert_eq!(
+        info.labels,
+        BTreeMap::from([
+            ("berth.workload".to_owned(), "fetch".to_owned()),
+            ("k".to_owned(), "v".to_owned())
+        ])
+    );
+    assert_eq!(info.http_endpoint, Some("127.0.0.1:41234".parse().unwrap()));
+    assert!(c.is_live());
+    assert!(c.is_managed());
+}
+
+#[test]
+fn states() {
+    fn check(status: &str, expect: &str) {
+        let c = inspected(json!({
+            "Status": status,
+            "ExitCode": 3,
+            "StartedAt": "2025-11-22T08:50:01+01:00",
+            "FinishedAt": "2025-11-22T08:50:02+01:00"
+        }));
+        let got = match c.runtime_state(true) {
+            RuntimeState::Starting => "starting".to_owned(),
+            RuntimeState::Running => "running".to_owned(),
+            RuntimeState::Exited(e) => {
+                assert!(e.stopped_by_request);
+                assert_eq!(e.at.unix_timestamp(), 1_763_797_802);
+                format!("exited {:?}", e.code)
+            }
+            RuntimeState::Unknown(s) => format!("unknown {s}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, expect, "status {status}");
+    }
+    check("created", "starting");
+    check("configured", "starting");
+    check("running", "running");
+    check("exited", "exited Some(3)");
+    check("stopped", "exited Some(3)");
+    check("paused", "unknown paused");
+    check("removing", "unknown removing");
+}
+
+#[test]
+fn stopped_container_has_no_endpoint_without_a_port() {
+    let c: Container = serde_json::from_value(json!({
+        "Id": "abc",
+        "Name": "berth-other.name",
+        "State": {"Status": "exited", "ExitCode": 0},
+        "NetworkSettings": {"Ports": {}},
+        "HostConfig": {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "0"}]}}
+    }))
+    .unwrap();
+    assert_eq!(c.http_endpoint(), None);
+    assert!(!c.is_managed(), "no berth.managed label");
+    assert_eq!(c.workload().unwrap().as_str(), "other.name");
+    assert_eq!(c.info(c.workload().unwrap(), false).started_at, None);
+}
+
+#[test]
+fn workload_names_from_container_names() {
+    assert_eq!(workload_of("berth-fetch").unwrap().as_str(), "fetch");
+    assert_eq!(workload_of("/berth-a.b_c").unwrap().as_str(), "a.b_c");
+    assert_eq!(workload_of("fetch"), None);
+    assert_eq!(workload_of("berth-"), None);
+    assert_eq!(workload_of("berth-.hidden"), None);
+}

@@ -1,0 +1,613 @@
+//! berth's Podman backend: runs MCP servers as Podman containers.
+//!
+//! The backend talks to Podman's own (libpod) API through podman-api, not to
+//! its Docker-compatible one. Workload `foo` runs in container `berth-foo`,
+//! labelled with the spec's labels plus `berth.managed=true` and
+//! `berth.workload=foo`; [`list`](Backend::list) reports every container
+//! with `berth.managed=true`, in any state.
+//!
+//! Containers run with an init process, no new privileges, every capability
+//! dropped and the configured memory and CPU limits. Their stdin stays open
+//! without a terminal. HTTP-transport servers have their target port
+//! published on 127.0.0.1 only, at a port Podman picks, reported as
+//! [`WorkloadInfo::http_endpoint`].
+//!
+//! For stdio servers the backend attaches before it starts the container, so
+//! no early output is lost, and keeps that one attach connection while the
+//! container runs: [`attach`](Backend::attach) lends its stdin and stdout
+//! out, one holder at a time ([`RuntimeError::AlreadyAttached`] meanwhile),
+//! and dropping the [`StdioHandle`] gives them back, with the server's stdin
+//! still open. This matters because conmon closes a container's stdin as
+//! soon as any attach connection to it ends. A container this backend did not
+//! start (berth restarted) is attached anew on the first `attach`; a stdio
+//! server whose earlier attachment ended has read end-of-file by then, and
+//! most such servers have exited, so berth deploys them again.
+//!
+//! Containers outlive berth: [`shutdown`](Backend::shutdown) leaves them
+//! running for the next berth to find.
+//!
+//! ```no_run
+//! use berth_backend_podman::{PodmanBackend, PodmanConfig};
+//! use berth_runtime_api::{Backend, WorkloadName, WorkloadSpec};
+//!
+//! # async fn example() -> Result<(), berth_runtime_api::RuntimeError> {
+//! let config = PodmanConfig {
+//!     socket: Some("unix:///run/podman/podman.sock".into()),
+//!     ..PodmanConfig::default()
+//! };
+//! let backend = PodmanBackend::connect(config).await?;
+//! let name = WorkloadName::parse("fetch").unwrap();
+//! backend.deploy(WorkloadSpec::new(name.clone(), "ghcr.io/example/fetch:1.0")).await?;
+//! let mut pipes = backend.attach(&name).await?;
+//! # let _ = &mut pipes;
+//! backend.remove(&name).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod config;
+mod container;
+mod error;
+mod libpod;
+mod stdio;
+
+pub use config::{DEFAULT_SOCKET, PodmanConfig};
+pub use container::{LABEL_MANAGED, LABEL_WORKLOAD};
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_runtime_api::{
+    Backend, BackendHealth, ExitStatus, RuntimeError, RuntimeState, StdioHandle, WorkloadInfo,
+    WorkloadName, WorkloadSpec,
+};
+use futures::TryStreamExt;
+use podman_api::Podman;
+use podman_api::conn::TtyChunk;
+use podman_api::opts::{
+    ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts,
+    ContainerWaitOpts, PullOpts,
+};
+use tracing::{info, warn};
+
+use crate::container::{Container, CreateBody, Created, container_name, workload_of};
+use crate::error::{ApiFailure, PodmanError, api_error, unavailable};
+use crate::libpod::{Endpoint, Libpod};
+use crate::stdio::Attachment;
+
+const KIND: &str = "podman";
+
+/// How long [`PodmanBackend::connect`] and [`Backend::health`] wait for
+/// Podman to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many times [`Backend::wait`] waits again for an instance that Podman
+/// reports as exited but that runs once more by the time berth looks.
+const WAIT_ROUNDS: usize = 5;
+
+/// Runs workloads as Podman containers; see the crate docs.
+pub struct PodmanBackend {
+    config: PodmanConfig,
+    podman: Podman,
+    libpod: Libpod,
+    state: Mutex<State>,
+    /// Serializes attaches, so that one container never gets two attach
+    /// connections from this backend.
+    attaching: tokio::sync::Mutex<()>,
+}
+
+/// What berth remembers of its containers between calls.
+#[derive(Default)]
+struct State {
+    /// The attach connection of each stdio container this backend started or
+    /// attached to, kept while the container runs (see [`stdio`]): by
+    /// workload, with the container's id.
+    attached: BTreeMap<WorkloadName, (String, Attachment)>,
+    /// Ids of the containers berth asked to stop.
+    stopped: HashSet<String>,
+}
+
+impl PodmanBackend {
+    /// Connects to Podman's API at [`PodmanConfig::socket`] and checks that it
+    /// answers.
+    ///
+    /// Fails within a few seconds with [`RuntimeError::Unavailable`], whose
+    /// source names the socket, when nothing answers there.
+    pub async fn connect(config: PodmanConfig) -> Result<Self, RuntimeError> {
+        let socket = config.socket().to_owned();
+        let endpoint = Endpoint::parse(&socket).map_err(unavailable)?;
+        let backend = Self {
+            podman: endpoint.podman().map_err(unavailable)?,
+            libpod: Libpod::new(endpoint),
+            config,
+            state: Mutex::new(State::default()),
+            attaching: tokio::sync::Mutex::new(()),
+        };
+        let version = backend.version().await?;
+        info!(socket = %socket, version = %version, "Connected to Podman.");
+        Ok(backend)
+    }
+
+    fn socket(&self) -> &str {
+        self.config.socket()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Podman's version, within [`ANSWER_TIMEOUT`].
+    async fn version(&self) -> Result<String, RuntimeError> {
+        let socket = self.socket().to_owned();
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.podman.version()).await {
+            Ok(Ok(v)) => Ok(v.version.unwrap_or_else(|| "unknown".to_owned())),
+            Ok(Err(err)) => Err(unavailable(PodmanError::Unreachable {
+                socket,
+                source: Box::new(err),
+            })),
+            Err(_) => Err(unavailable(PodmanError::Timeout {
+                socket,
+                secs: ANSWER_TIMEOUT.as_secs(),
+            })),
+        }
+    }
+
+    /// Maps a failed call about `name`; see [`api_error`].
+    fn fail<E: ApiFailure>(&self, name: &WorkloadName, doing: &str, err: E) -> RuntimeError {
+        api_error(self.socket(), name, format!("{doing} `{name}`"), err)
+    }
+
+    /// The container of `name`, if there is one.
+    async fn find(&self, name: &WorkloadName) -> Result<Option<Container>, RuntimeError> {
+        self.find_id(name, &container_name(name)).await
+    }
+
+    /// The container named or numbered `id`, reported as workload `name`;
+    /// containers berth did not create count as absent.
+    async fn find_id(
+        &self,
+        name: &WorkloadName,
+        id: &str,
+    ) -> Result<Option<Container>, RuntimeError> {
+        match self
+            .libpod
+            .get::<Container>(&format!("/libpod/containers/{id}/json"))
+            .await
+        {
+            Ok(c) => Ok(c.is_managed().then_some(c)),
+            Err(err) if err.status() == Some(404) => Ok(None),
+            Err(err) => Err(self.fail(name, "inspecting the container of", err)),
+        }
+    }
+
+    /// The container of `name`, or [`RuntimeError::NotFound`].
+    async fn get(&self, name: &WorkloadName) -> Result<Container, RuntimeError> {
+        self.find(name)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))
+    }
+
+    fn stopped_by_request(&self, id: &str) -> bool {
+        self.lock().stopped.contains(id)
+    }
+
+    fn info(&self, name: WorkloadName, c: &Container) -> WorkloadInfo {
+        c.info(name, self.stopped_by_request(&c.id))
+    }
+
+    /// Drops everything berth remembers of container `id` of `name`.
+    fn forget(&self, name: &WorkloadName, id: &str) {
+        let mut state = self.lock();
+        state.stopped.remove(id);
+        if state.attached.get(name).is_some_and(|(held, _)| held == id) {
+            state.attached.remove(name);
+        }
+    }
+
+    /// Force-removes container `id` of `name`; `Ok(false)` when it was gone.
+    async fn delete(&self, name: &WorkloadName, id: &str) -> Result<bool, RuntimeError> {
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .build();
+        let result = self.podman.containers().get(id).delete(&opts).await;
+        self.forget(name, id);
+        match result {
+            Ok(()) => Ok(true),
+            Err(err) if err.status() == Some(404) => Ok(false),
+            Err(err) => Err(self.fail(name, "removing the container of", err)),
+        }
+    }
+
+    /// Makes sure `image` is present, pulling it when it is not.
+    async fn ensure_image(&self, name: &WorkloadName, image: &str) -> Result<(), RuntimeError> {
+        let images = self.podman.images();
+        let exists = images
+            .get(image)
+            .exists()
+            .await
+            .map_err(|err| self.fail(name, "looking up the image of", err))?;
+        if exists {
+            return Ok(());
+        }
+        info!(workload = %name, image, "Pulling the image.");
+        let opts = PullOpts::builder().reference(image).quiet(true).build();
+        let pulled = async {
+            let mut reports = images.pull(&opts);
+            let mut pulled = false;
+            while let Some(report) = reports.try_next().await? {
+                if let Some(err) = report.error.filter(|e| !e.is_empty()) {
+                    return Err(podman_api::Error::StringError(err));
+                }
+                pulled |= report.id.is_some_and(|id| !id.is_empty());
+            }
+            if pulled {
+                Ok(())
+            } else {
+                Err(podman_api::Error::StringError(
+                    "the pull reported no image".to_owned(),
+                ))
+            }
+        }
+        .await;
+        pulled.map_err(|err| {
+            if err.is_unreachable() {
+                return self.fail(name, "pulling the image of", err);
+            }
+            let source = match err {
+                podman_api::Error::StringError(msg) => PodmanError::Pull(msg).into(),
+                other => Box::new(other) as berth_runtime_api::BoxError,
+            };
+            RuntimeError::backend(
+                format!("image `{image}` is not present locally and could not be pulled"),
+                source,
+            )
+        })
+    }
+
+    /// Attaches (for stdio), starts the created container `id` and reports
+    /// it. Failures leave the container for the caller to remove.
+    async fn start(&self, spec: &WorkloadSpec, id: &str) -> Result<WorkloadInfo, RuntimeError> {
+        let name = &spec.name;
+        let container = self.podman.containers().get(id);
+        let attachment = if spec.transport == berth_runtime_api::Transport::Stdio {
+            let attachment = stdio::attach(&container)
+                .await
+                .map_err(|err| self.fail(name, "attaching to the container of", err))?;
+            Some(attachment)
+        } else {
+            None
+        };
+        container
+            .start(None)
+            .await
+            .map_err(|err| self.fail(name, "starting the container of", err))?;
+        if let Some(attachment) = attachment {
+            self.lock()
+                .attached
+                .insert(name.clone(), (id.to_owned(), attachment));
+        }
+        let c = self
+            .find_id(name, id)
+            .await?
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+        Ok(self.info(name.clone(), &c))
+    }
+}
+
+impl fmt::Debug for PodmanBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodmanBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses images the podman backend cannot run.
+fn check_image(image: &str) -> Result<(), RuntimeError> {
+    let image = image.trim();
+    if image.is_empty() {
+        return Err(RuntimeError::InvalidSpec(
+            "an image is required to run a workload on podman".to_owned(),
+        ));
+    }
+    if let Some((scheme, _)) = image.split_once("://") {
+        let why = match scheme {
+            "npx" | "uvx" | "go" => format!(
+                "`{scheme}://` packages cannot run on podman yet: package schemes on containers \
+                 need the image build, which is not available; use the process backend or an image"
+            ),
+            "exec" => "`exec://` programs run on the process backend, not in containers".to_owned(),
+            _ => format!("`{scheme}://` is not an image reference podman can run"),
+        };
+        return Err(RuntimeError::InvalidSpec(why));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Backend for PodmanBackend {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn health(&self) -> Result<BackendHealth, RuntimeError> {
+        Ok(BackendHealth::new(KIND, self.version().await?))
+    }
+
+    fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        check_image(&spec.image)?;
+        if spec.transport != berth_runtime_api::Transport::Stdio && spec.target_port.is_none() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "a {} workload needs a target port to publish",
+                spec.transport
+            )));
+        }
+        Ok(())
+    }
+
+    async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
+        self.check(&spec)?;
+        let name = spec.name.clone();
+        if let Some(old) = self.find(&name).await? {
+            if old.is_live() {
+                return Err(RuntimeError::AlreadyExists(name));
+            }
+            info!(workload = %name, state = %old.state.status, "Replacing the stopped container.");
+            self.delete(&name, &old.id).await?;
+        }
+        self.ensure_image(&name, &spec.image).await?;
+
+        let body = CreateBody::new(&spec, &self.config);
+        let id = match self
+            .libpod
+            .post::<_, Created>("/libpod/containers/create", &body)
+            .await
+        {
+            Ok(created) => created.id,
+            Err(err) if err.is_name_conflict() => return Err(RuntimeError::AlreadyExists(name)),
+            Err(err) => return Err(self.fail(&name, "creating the container of", err)),
+        };
+        match self.start(&spec, &id).await {
+            Ok(info) => {
+                info!(workload = %name, image = %spec.image, "Container started.");
+                Ok(info)
+            }
+            Err(err) => {
+                if let Err(cleanup) = self.delete(&name, &id).await {
+                    warn!(workload = %name, error = %cleanup, "Could not remove the container that failed to start.");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn stop(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        let c = self.get(name).await?;
+        if c.is_live() {
+            self.lock().stopped.insert(c.id.clone());
+            // The grace period is the container's own stop timeout, set at
+            // create: podman-api's `timeout` option does not reach libpod.
+            match self
+                .podman
+                .containers()
+                .get(&c.id)
+                .stop(&Default::default())
+                .await
+            {
+                Ok(()) => {}
+                // 304: it stopped meanwhile.
+                Err(err) if err.status() == Some(304) => {}
+                Err(err) => return Err(self.fail(name, "stopping the container of", err)),
+            }
+            info!(workload = %name, "Container stopped.");
+        }
+        let mut state = self.lock();
+        if state.attached.get(name).is_some_and(|(id, _)| *id == c.id) {
+            state.attached.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        let c = self.get(name).await?;
+        if c.is_live() {
+            self.lock().stopped.insert(c.id.clone());
+        }
+        if !self.delete(name, &c.id).await? {
+            return Err(RuntimeError::NotFound(name.clone()));
+        }
+        info!(workload = %name, "Container removed.");
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &WorkloadName) -> Result<WorkloadInfo, RuntimeError> {
+        let c = self.get(name).await?;
+        Ok(self.info(name.clone(), &c))
+    }
+
+    async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::LabelKeyVal(
+                LABEL_MANAGED.to_owned(),
+                "true".to_owned(),
+            )])
+            .build();
+        let listed = self.podman.containers().list(&opts).await.map_err(|err| {
+            if err.is_unreachable() {
+                unavailable(PodmanError::Unreachable {
+                    socket: self.socket().to_owned(),
+                    source: Box::new(err),
+                })
+            } else {
+                RuntimeError::backend("listing berth's containers", err)
+            }
+        })?;
+        // The list answer has start times in whole seconds only; inspect
+        // each container so that `list` and `inspect` agree.
+        let inspected = futures::future::join_all(listed.iter().filter_map(|l| {
+            let id = l.id.clone()?;
+            let name = l
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_WORKLOAD))
+                .and_then(|n| WorkloadName::parse(n).ok())
+                .or_else(|| workload_of(l.names.as_ref()?.first()?))?;
+            Some(async move { (self.find_id(&name, &id).await, name) })
+        }))
+        .await;
+        let mut infos = Vec::with_capacity(inspected.len());
+        for (found, name) in inspected {
+            // Gone since it was listed: not reported.
+            if let Some(c) = found? {
+                infos.push(self.info(c.workload().unwrap_or(name), &c));
+            }
+        }
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+
+    async fn logs(&self, name: &WorkloadName, tail: usize) -> Result<String, RuntimeError> {
+        let c = self.get(name).await?;
+        if tail == 0 {
+            return Ok(String::new());
+        }
+        // No `tail` for Podman: libpod 4.3 counts the partial-line records of
+        // its k8s-file log as lines and then drops them, losing every line a
+        // server wrote in pieces. The whole log is read and cut here.
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let container = self.podman.containers().get(&c.id);
+        let mut kept = Tail::new(tail);
+        let mut chunks = container.logs(&opts);
+        while let Some(chunk) = chunks
+            .try_next()
+            .await
+            .map_err(|err| self.fail(name, "reading the logs of", err))?
+        {
+            if let TtyChunk::StdOut(data) | TtyChunk::StdErr(data) = chunk {
+                kept.push(&data);
+            }
+        }
+        Ok(kept.into_string())
+    }
+
+    async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError> {
+        let c = self.get(name).await?;
+        if !c.runtime_state(false).is_running() {
+            return Err(RuntimeError::NotRunning(name.clone()));
+        }
+        let _attaching = self.attaching.lock().await;
+        if let Some((id, attachment)) = self.lock().attached.get(name)
+            && *id == c.id
+        {
+            return attachment
+                .lease()
+                .ok_or_else(|| RuntimeError::AlreadyAttached(name.clone()));
+        }
+        // Not started by this backend (berth restarted): attach anew, and keep
+        // that connection from now on.
+        warn!(
+            workload = %name,
+            "Attaching anew to a container this backend did not start; if an earlier attachment to it ended, Podman has closed its stdin and a stdio server reads no more input."
+        );
+        let attachment = stdio::attach(&self.podman.containers().get(&c.id))
+            .await
+            .map_err(|err| self.fail(name, "attaching to the container of", err))?;
+        let pipes = attachment
+            .lease()
+            .expect("a new attachment is not lent out");
+        self.lock()
+            .attached
+            .insert(name.clone(), (c.id, attachment));
+        Ok(pipes)
+    }
+
+    async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError> {
+        let mut current = self.get(name).await?;
+        for _ in 0..WAIT_ROUNDS {
+            if let RuntimeState::Exited(exit) =
+                current.runtime_state(self.stopped_by_request(&current.id))
+            {
+                return Ok(exit);
+            }
+            // No condition: libpod waits until the container has stopped.
+            let opts = ContainerWaitOpts::builder().interval("250ms").build();
+            let waited = self.podman.containers().get(&current.id).wait(&opts).await;
+            // Removed meanwhile: NotFound rather than Podman's error.
+            let Some(now) = self.find_id(name, &current.id).await? else {
+                return Err(RuntimeError::NotFound(name.clone()));
+            };
+            waited.map_err(|err| self.fail(name, "waiting for the container of", err))?;
+            current = now;
+        }
+        Err(RuntimeError::backend(
+            format!("waiting for the container of `{name}`"),
+            format!(
+                "Podman reported it exited, but it is `{}`",
+                current.state.status
+            ),
+        ))
+    }
+}
+
+/// The last lines of a log read in chunks, without keeping all of it.
+struct Tail {
+    lines: usize,
+    buf: Vec<u8>,
+    /// The buffer's length after it was last cut.
+    cut_at: usize,
+}
+
+impl Tail {
+    /// Buffers below this size are never cut.
+    const MIN_CUT: usize = 64 * 1024;
+
+    fn new(lines: usize) -> Self {
+        Self {
+            lines,
+            buf: Vec::new(),
+            cut_at: 0,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() > Self::MIN_CUT.max(2 * self.cut_at) {
+            let keep = last_lines_start(&self.buf, self.lines);
+            self.buf.drain(..keep);
+            self.cut_at = self.buf.len();
+        }
+    }
+
+    fn into_string(self) -> String {
+        let start = last_lines_start(&self.buf, self.lines);
+        String::from_utf8_lossy(&self.buf[start..]).into_owned()
+    }
+}
+
+/// Where the last `n` lines of `text` start (a final line without a
+/// newline counts).
+fn last_lines_start(text: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return text.len();
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    body.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1)
+}
+
+#[cfg(test)]
+mod tests;

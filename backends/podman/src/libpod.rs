@@ -1,0 +1,257 @@
+//! The socket address, and a minimal client for the libpod calls that
+//! podman-api 0.11 gets wrong.
+//!
+//! podman-api's create builder spells `no_new_privileges` as
+//! `no_new_privilages`, which libpod ignores, and its inspect always asks for
+//! `size=true`, which walks the container's whole file system. Those two
+//! calls go through [`Libpod`]: one HTTP/1.1 exchange per connection, JSON in
+//! and out, on the same socket as the podman-api client.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use podman_api::Podman;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::error::PodmanError;
+
+/// The libpod API version berth speaks: the one podman-api 0.11 targets.
+const API_PREFIX: &str = "/v4.3.1";
+
+/// Where Podman's API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// A Unix socket.
+    Unix(PathBuf),
+    /// A plain TCP address, `host:port`.
+    Tcp(String),
+}
+
+impl Endpoint {
+    /// Reads `unix:///path`, `/path` or `tcp://host:port` (`http://` too).
+    pub(crate) fn parse(socket: &str) -> Result<Self, PodmanError> {
+        let unsupported = || PodmanError::UnsupportedSocket(socket.to_owned());
+        if let Some(path) = socket.strip_prefix("unix://") {
+            return if path.starts_with('/') {
+                Ok(Self::Unix(path.into()))
+            } else {
+                Err(unsupported())
+            };
+        }
+        if socket.starts_with('/') {
+            return Ok(Self::Unix(socket.into()));
+        }
+        let host = socket
+            .strip_prefix("tcp://")
+            .or_else(|| socket.strip_prefix("http://"))
+            .ok_or_else(unsupported)?
+            .trim_end_matches('/');
+        if host.is_empty() || host.contains('/') {
+            return Err(unsupported());
+        }
+        Ok(Self::Tcp(host.to_owned()))
+    }
+
+    /// A podman-api client for this endpoint.
+    pub(crate) fn podman(&self) -> Result<Podman, PodmanError> {
+        match self {
+            Self::Unix(path) => Ok(Podman::unix(path)),
+            Self::Tcp(host) => Podman::tcp(host).map_err(|e| PodmanError::Client(Box::new(e))),
+        }
+    }
+}
+
+/// Why a call through [`Libpod`] failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LibpodError {
+    /// The socket could not be reached.
+    #[error("cannot connect to the Podman API")]
+    Connect(#[source] std::io::Error),
+    /// The HTTP exchange broke off.
+    #[error("HTTP exchange with the Podman API failed")]
+    Http(#[source] hyper::Error),
+    /// Podman answered with an error status.
+    #[error("the Podman API answered {status}: {message}")]
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// Podman's message.
+        message: String,
+    },
+    /// Podman's answer was not the JSON expected.
+    #[error("unexpected answer from the Podman API")]
+    Decode(#[source] serde_json::Error),
+}
+
+/// Podman's error body.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+}
+
+impl LibpodError {
+    /// Whether a create failed because the name is taken: libpod 4 answers
+    /// 500 "…is already in use" rather than 409.
+    pub(crate) fn is_name_conflict(&self) -> bool {
+        match self {
+            Self::Status { status: 409, .. } => true,
+            Self::Status { message, .. } => message.contains("is already in use"),
+            _ => false,
+        }
+    }
+}
+
+/// A client for single libpod calls; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Libpod {
+    endpoint: Endpoint,
+}
+
+impl Libpod {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        Self { endpoint }
+    }
+
+    /// `GET {path}`, decoded from JSON.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LibpodError> {
+        let body = self.request(Method::GET, path, None).await?;
+        serde_json::from_slice(&body).map_err(LibpodError::Decode)
+    }
+
+    /// `POST {path}` with a JSON body, the answer decoded from JSON.
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, LibpodError> {
+        let body = serde_json::to_vec(body).map_err(LibpodError::Decode)?;
+        let answer = self.request(Method::POST, path, Some(body)).await?;
+        serde_json::from_slice(&answer).map_err(LibpodError::Decode)
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, LibpodError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{API_PREFIX}{path}"))
+            .header(HOST, "podman");
+        if body.is_some() {
+            req = req.header(CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a request with a valid path and static headers");
+        match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(LibpodError::Connect)?;
+                exchange(stream, req).await
+            }
+            Endpoint::Tcp(host) => {
+                let stream = TcpStream::connect(host)
+                    .await
+                    .map_err(LibpodError::Connect)?;
+                exchange(stream, req).await
+            }
+        }
+    }
+}
+
+/// Sends `req` on a fresh connection and reads the whole answer.
+async fn exchange<S>(stream: S, req: Request<Full<Bytes>>) -> Result<Bytes, LibpodError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(LibpodError::Http)?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        let resp = sender.send_request(req).await.map_err(LibpodError::Http)?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(LibpodError::Http)?
+            .to_bytes();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+            Err(LibpodError::Status {
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(socket: &str, expect: Option<Endpoint>) {
+        assert_eq!(Endpoint::parse(socket).ok(), expect, "socket {socket:?}");
+    }
+
+    #[test]
+    fn sockets() {
+        check(
+            "unix:///run/podman/podman.sock",
+            Some(Endpoint::Unix("/run/podman/podman.sock".into())),
+        );
+        check(
+            "/run/user/1000/podman/podman.sock",
+            Some(Endpoint::Unix("/run/user/1000/podman/podman.sock".into())),
+        );
+        check(
+            "tcp://127.0.0.1:8888",
+            Some(Endpoint::Tcp("127.0.0.1:8888".into())),
+        );
+        check(
+            "http://localhost:8888/",
+            Some(Endpoint::Tcp("localhost:8888".into())),
+        );
+        check("unix://relative.sock", None);
+        check("ssh://core@host/run/podman/podman.sock", None);
+        check("podman.sock", None);
+        check("tcp://", None);
+    }
+
+    #[test]
+    fn name_conflicts() {
+        let status = |status, message: &str| LibpodError::Status {
+            status,
+            message: message.to_owned(),
+        };
+        assert!(status(409, "conflict").is_name_conflict());
+        assert!(
+            status(
+                500,
+                "creating container storage: the container name \"berth-x\" is already in use by 0123"
+            )
+            .is_name_conflict()
+        );
+        assert!(!status(500, "no such image").is_name_conflict());
+        assert!(!status(404, "no such container").is_name_conflict());
+    }
+}

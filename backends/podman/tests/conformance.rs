@@ -1,0 +1,475 @@
+//! The runtime conformance suite and Podman-specific checks, against a real
+//! Podman (feature `podman-tests`).
+//!
+//! Needs Podman's API socket (`/run/podman/podman.sock`, or the one named by
+//! `BERTH_TEST_PODMAN_SOCKET`) and the image built by
+//! `tests/fixtures/build-test-image.sh podman`. Without them the tests fail
+//! and say how to provide them; they never skip.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use berth_backend_podman::{PodmanBackend, PodmanConfig};
+use berth_runtime_api::conformance::{Fixture, run_all};
+use berth_runtime_api::{
+    Backend, RuntimeError, RuntimeState, StdioHandle, Transport, WorkloadInfo, WorkloadName,
+    WorkloadSpec,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const IMAGE: &str = "localhost/berth-test/echo:latest";
+const TIMEOUT: Duration = Duration::from_secs(30);
+const START_PODMAN: &str = "start it as root with: apt-get install -y podman runc; \
+    printf '[containers]\\ndefault_ulimits = []\\n\\n[engine]\\ncgroup_manager = \"cgroupfs\"\\nruntime = \"runc\"\\n' \
+    > /etc/containers/containers.conf; mkdir -p /run/podman; \
+    podman system service --time=0 unix:///run/podman/podman.sock &";
+
+fn socket() -> String {
+    std::env::var("BERTH_TEST_PODMAN_SOCKET")
+        .unwrap_or_else(|_| "unix:///run/podman/podman.sock".to_owned())
+}
+
+fn config() -> PodmanConfig {
+    PodmanConfig {
+        socket: Some(socket()),
+        ..PodmanConfig::default()
+    }
+}
+
+/// The error and its sources, joined.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A connected backend; fails the test, saying what to do, when Podman or
+/// the test image is missing.
+async fn backend() -> PodmanBackend {
+    let backend = match PodmanBackend::connect(config()).await {
+        Ok(b) => b,
+        Err(err) => panic!("Podman is unreachable ({}); {START_PODMAN}", chain(&err)),
+    };
+    let podman = podman_api::Podman::new(socket()).expect("podman client");
+    let present = podman
+        .images()
+        .get(IMAGE)
+        .exists()
+        .await
+        .expect("image lookup");
+    assert!(
+        present,
+        "the test image {IMAGE} is missing; build it with: tests/fixtures/build-test-image.sh podman"
+    );
+    backend
+}
+
+/// The raw inspect of workload `name`'s container, through podman-api.
+async fn raw_inspect(name: &str) -> podman_api::models::ContainerInspectResponseLibpod {
+    let podman = podman_api::Podman::new(socket()).expect("podman client");
+    podman
+        .containers()
+        .get(format!("berth-{name}"))
+        .inspect()
+        .await
+        .expect("inspect through podman-api")
+}
+
+fn name(s: &str) -> WorkloadName {
+    WorkloadName::parse(s).expect("valid test name")
+}
+
+async fn eventually_running(b: &PodmanBackend, name: &WorkloadName) -> WorkloadInfo {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let info = b.inspect(name).await.expect("inspect");
+        match info.state {
+            RuntimeState::Running => return info,
+            RuntimeState::Starting if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{name} did not come up: {other:?}"),
+        }
+    }
+}
+
+/// Sends a ping with `id` on `io` and expects its answer.
+async fn ping(io: StdioHandle, id: u32) -> StdioHandle {
+    let StdioHandle { mut stdin, stdout } = io;
+    let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
+    stdin.write_all(line.as_bytes()).await.expect("write");
+    stdin.flush().await.expect("flush");
+    let mut lines = BufReader::new(stdout);
+    let mut answer = String::new();
+    tokio::time::timeout(TIMEOUT, lines.read_line(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read stdout");
+    assert!(
+        answer.contains(&format!("\"id\":{id}")),
+        "answer to ping {id}: {answer:?}"
+    );
+    StdioHandle::new(stdin, lines)
+}
+
+/// Posts an MCP initialize to `endpoint`/mcp until the server answers, and
+/// expects 200.
+async fn initialize(endpoint: SocketAddr) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{endpoint}/mcp");
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "berth-test", "version": "0"}}
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        let sent = client
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init)
+            .send()
+            .await;
+        match sent {
+            Ok(resp) => break resp.status(),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("no answer from {url}: {err}"),
+        }
+    };
+    assert_eq!(status, reqwest::StatusCode::OK, "initialize at {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_backend_conforms() {
+    let backend = backend().await;
+    let fx = Fixture {
+        prefix: "pdm".into(),
+        stdio: (IMAGE.into(), vec![]),
+        exits_with_3: (IMAGE.into(), vec!["--exit-code".into(), "3".into()]),
+        timeout: TIMEOUT,
+    };
+    run_all(&backend, &fx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transport_is_published_on_loopback_only() {
+    let b = backend().await;
+    let name = name("pdm-http");
+    let _ = b.remove(&name).await;
+    let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
+
+    let deployed = b.deploy(spec).await.expect("deploy");
+    let endpoint = deployed
+        .http_endpoint
+        .expect("an HTTP endpoint from deploy");
+    assert!(endpoint.ip().is_loopback(), "{endpoint}");
+    assert_ne!(endpoint.port(), 0);
+    let info = eventually_running(&b, &name).await;
+    assert_eq!(
+        info.http_endpoint,
+        Some(endpoint),
+        "inspect agrees with deploy"
+    );
+    let listed = b.list().await.expect("list");
+    let listed = listed.iter().find(|i| i.name == name).expect("listed");
+    assert_eq!(
+        listed.http_endpoint,
+        Some(endpoint),
+        "list agrees with deploy"
+    );
+
+    let raw = raw_inspect(name.as_str()).await;
+    let bindings = raw
+        .host_config
+        .and_then(|h| h.port_bindings)
+        .expect("port bindings");
+    let ips: Vec<_> = bindings
+        .values()
+        .flatten()
+        .flatten()
+        .map(|b| b.host_ip.clone().unwrap_or_default())
+        .collect();
+    assert!(!ips.is_empty(), "{bindings:?}");
+    assert!(
+        ips.iter().all(|ip| ip == "127.0.0.1"),
+        "published beyond loopback: {bindings:?}"
+    );
+
+    initialize(endpoint).await;
+
+    // The server's stderr reaches the log; `tail` keeps the last lines.
+    let logs = b.logs(&name, 100).await.expect("logs");
+    assert!(logs.contains("listening on 0.0.0.0:8080"), "{logs:?}");
+    let last = b.logs(&name, 1).await.expect("logs");
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_confined() {
+    let b = backend().await;
+    let name = name("pdm-confined");
+    let _ = b.remove(&name).await;
+    b.deploy(WorkloadSpec::new(name.clone(), IMAGE))
+        .await
+        .expect("deploy");
+    eventually_running(&b, &name).await;
+
+    let raw = raw_inspect(name.as_str()).await;
+    let host = raw.host_config.clone().expect("host config");
+    let security = host.security_opt.clone().unwrap_or_default();
+    assert!(
+        security.iter().any(|o| o == "no-new-privileges"),
+        "security options: {security:?}"
+    );
+    assert_eq!(
+        raw.effective_caps.clone().unwrap_or_default(),
+        Vec::<String>::new(),
+        "no capability is left"
+    );
+    assert_eq!(host.init, Some(true), "an init process runs");
+    assert_eq!(host.memory, Some(1 << 30), "memory limit");
+    assert_eq!(host.cpu_quota, Some(100_000), "CPU limit");
+
+    // What the kernel says of the container's first process.
+    let pid = raw.state.and_then(|s| s.pid).expect("a pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("the container's process runs on this host");
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapBnd:"), "0000000000000000");
+
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_image_is_a_clear_error() {
+    let b = backend().await;
+    let name = name("pdm-absent");
+    let _ = b.remove(&name).await;
+    let image = "localhost/berth-test/absent:never";
+    let err = b
+        .deploy(WorkloadSpec::new(name.clone(), image))
+        .await
+        .expect_err("an absent image cannot run");
+    let text = chain(&err);
+    assert!(matches!(err, RuntimeError::Backend { .. }), "{text}");
+    assert!(
+        text.contains(&format!(
+            "image `{image}` is not present locally and could not be pulled"
+        )),
+        "{text}"
+    );
+    assert!(
+        matches!(b.inspect(&name).await, Err(RuntimeError::NotFound(_))),
+        "nothing is left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_schemes_are_refused() {
+    let b = backend().await;
+    for image in [
+        "npx://server-everything",
+        "uvx://mcp-server-time",
+        "exec:///bin/cat",
+        "",
+    ] {
+        let spec = WorkloadSpec::new(name("pdm-scheme"), image);
+        assert!(
+            matches!(b.check(&spec), Err(RuntimeError::InvalidSpec(_))),
+            "check {image:?}"
+        );
+        assert!(
+            matches!(b.deploy(spec).await, Err(RuntimeError::InvalidSpec(_))),
+            "deploy {image:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattach_reuses_the_attachment() {
+    let b = backend().await;
+    let name = name("pdm-reattach");
+    let _ = b.remove(&name).await;
+    b.deploy(WorkloadSpec::new(name.clone(), IMAGE))
+        .await
+        .expect("deploy");
+    let started = eventually_running(&b, &name).await.started_at;
+    assert!(started.is_some(), "a start time");
+
+    let io = ping(b.attach(&name).await.expect("first attach"), 1).await;
+    assert!(
+        matches!(b.attach(&name).await, Err(RuntimeError::AlreadyAttached(_))),
+        "one holder at a time"
+    );
+    drop(io);
+    // The pipes came back; the server's stdin is still open.
+    let io = ping(b.attach(&name).await.expect("attach again"), 2).await;
+    drop(io);
+    let io = ping(b.attach(&name).await.expect("and again"), 3).await;
+    let after = b.inspect(&name).await.expect("inspect");
+    assert!(after.state.is_running(), "{:?}", after.state);
+    assert_eq!(after.started_at, started, "the container was not restarted");
+    drop(io);
+
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reattach_after_reconnect_keeps_the_container() {
+    // A server whose stdin no backend attached to yet: started with an HTTP
+    // transport, but serving stdio.
+    let b = backend().await;
+    let name = name("pdm-adopt");
+    let _ = b.remove(&name).await;
+    let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    b.deploy(spec).await.expect("deploy");
+    let started = eventually_running(&b, &name).await.started_at;
+
+    // berth restarts: a new backend finds the container and attaches anew.
+    drop(b);
+    let b = backend().await;
+    let info = b.inspect(&name).await.expect("inspect after reconnect");
+    assert!(info.state.is_running(), "{:?}", info.state);
+    let io = ping(b.attach(&name).await.expect("attach after reconnect"), 1).await;
+    drop(io);
+    let io = ping(b.attach(&name).await.expect("attach again"), 2).await;
+    let after = b.inspect(&name).await.expect("inspect");
+    assert!(after.state.is_running(), "{:?}", after.state);
+    assert_eq!(after.started_at, started, "the container was not restarted");
+    drop(io);
+
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_outlive_the_backend() {
+    let b = backend().await;
+    let http = name("pdm-keep-http");
+    let stdio = name("pdm-keep-stdio");
+    let _ = b.remove(&http).await;
+    let _ = b.remove(&stdio).await;
+    let mut spec = WorkloadSpec::new(http.clone(), IMAGE);
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
+    b.deploy(spec).await.expect("deploy http");
+    b.deploy(WorkloadSpec::new(stdio.clone(), IMAGE))
+        .await
+        .expect("deploy stdio");
+    let before = eventually_running(&b, &http).await;
+    eventually_running(&b, &stdio).await;
+    let io = ping(b.attach(&stdio).await.expect("attach"), 1).await;
+
+    drop(io);
+    drop(b);
+    let b = backend().await;
+
+    // The HTTP server runs on, unchanged and reachable.
+    let after = b.inspect(&http).await.expect("inspect http");
+    assert!(after.state.is_running(), "{:?}", after.state);
+    assert_eq!(after.started_at, before.started_at, "not restarted");
+    assert_eq!(after.http_endpoint, before.http_endpoint, "same endpoint");
+    initialize(after.http_endpoint.expect("an endpoint")).await;
+
+    // The stdio server read end-of-file: conmon closes a container's stdin
+    // when its attach connection ends, so berth redeploys such servers.
+    let exit = tokio::time::timeout(TIMEOUT, b.wait(&stdio))
+        .await
+        .expect("the stdio server ends")
+        .expect("wait");
+    assert!(!exit.stopped_by_request, "{exit:?}");
+    b.deploy(WorkloadSpec::new(stdio.clone(), IMAGE))
+        .await
+        .expect("redeploy stdio");
+    eventually_running(&b, &stdio).await;
+    drop(ping(b.attach(&stdio).await.expect("attach"), 2).await);
+
+    b.remove(&http).await.expect("remove http");
+    b.remove(&stdio).await.expect("remove stdio");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_containers_are_left_alone() {
+    let b = backend().await;
+    let name = name("pdm-foreign");
+    let podman = podman_api::Podman::new(socket()).expect("podman client");
+    let _ = podman.containers().get("berth-pdm-foreign").remove().await;
+    let opts = podman_api::opts::ContainerCreateOpts::builder()
+        .name("berth-pdm-foreign")
+        .image(IMAGE)
+        .build();
+    podman
+        .containers()
+        .create(&opts)
+        .await
+        .expect("create a foreign container");
+
+    assert!(matches!(
+        b.inspect(&name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert!(matches!(
+        b.remove(&name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert!(!b.list().await.expect("list").iter().any(|i| i.name == name));
+    assert!(matches!(
+        b.deploy(WorkloadSpec::new(name.clone(), IMAGE)).await,
+        Err(RuntimeError::AlreadyExists(_))
+    ));
+    let foreign = podman.containers().get("berth-pdm-foreign");
+    assert!(foreign.exists().await.expect("exists"), "still there");
+    foreign.remove().await.expect("clean up");
+}
+
+#[tokio::test]
+async fn missing_socket_fails_fast() {
+    let socket = "unix:///run/berth-test-no-such-dir/podman.sock";
+    let start = Instant::now();
+    let err = PodmanBackend::connect(PodmanConfig {
+        socket: Some(socket.into()),
+        ..PodmanConfig::default()
+    })
+    .await
+    .expect_err("nothing listens there");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = chain(&err);
+    assert!(
+        matches!(
+            err,
+            RuntimeError::Unavailable {
+                backend: "podman",
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(text.contains(socket), "the socket is named: {text}");
+}

@@ -1,0 +1,251 @@
+//! berth on real container engines, through its REST API: stdio and
+//! streamable-HTTP workloads from the local test image, lifecycle, loopback-
+//! only ports, and re-attach after `kill -9` of berth. Features
+//! `docker-tests` / `podman-tests`; they fail, never skip, when the engine or
+//! the image (`tests/fixtures/build-test-image.sh <engine>`) is missing.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::serve::{Berth, T, free_port};
+use crate::support::eventually;
+
+const IMAGE: &str = "localhost/berth-test/echo:latest";
+
+fn cli(engine: &str, args: &[&str]) -> String {
+    let out = Command::new(engine)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("`{engine}` CLI: {e}"));
+    assert!(
+        out.status.success(),
+        "{engine} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn started_at(engine: &str, container: &str) -> String {
+    cli(
+        engine,
+        &["inspect", "-f", "{{.State.StartedAt}}", container],
+    )
+}
+
+/// Calls the `echo` tool through the proxy at `url` with a fresh session.
+async fn echo_through(url: &str, text: &str) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let post = |body: Value, sid: Option<String>| {
+        let mut r = http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = sid {
+            r = r.header("mcp-session-id", s);
+        }
+        r.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "containers", "version": "1"}}}),
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let sid = init
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body = init.text().await.map_err(|e| e.to_string())?;
+    if !init_ok(&body) {
+        return Err(format!("initialize: {body}"));
+    }
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        sid.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": text}}}),
+        sid,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    // Streamable-HTTP servers may answer as SSE: take the last data line.
+    let json = body
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("data: ").or(Some(l)))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        .ok_or_else(|| format!("no JSON in {body:?}"))?;
+    json["result"]["content"][0]["text"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no text in {json}"))
+}
+
+fn init_ok(body: &str) -> bool {
+    body.contains("\"serverInfo\"")
+}
+
+async fn url_of(b: &Berth, name: &str) -> String {
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    list["workloads"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|w| w["name"] == name)
+        .map(|w| w["url"].as_str().expect("url").to_owned())
+        .expect("listed")
+}
+
+async fn scenario(engine: &'static str) {
+    cli(engine, &["image", "inspect", IMAGE]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = format!("runtime = \"{engine}\"\n");
+    let mut b = Berth::start_with(root.path(), port, &config).await;
+    let resp = reqwest::get(format!("{}/api/v1beta/version", b.base))
+        .await
+        .expect("version");
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["runtime"], engine, "the active runtime is reported");
+
+    // A stdio workload: the proxy talks to the container's attached stdio.
+    let (code, body) = b
+        .post("/workloads", json!({"name": "ct", "image": IMAGE}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("ct", "running").await;
+    let url = url_of(&b, "ct").await;
+    assert_eq!(
+        echo_through(&url, "in a box").await.as_deref(),
+        Ok("echo: in a box")
+    );
+
+    // A streamable-HTTP workload: the target port is published on loopback only.
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "ch", "image": IMAGE, "transport": "streamable-http", "target_port": 8080,
+                "cmd_arguments": ["--http", "0.0.0.0:8080"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("ch", "running").await;
+    let http_url = url_of(&b, "ch").await;
+    let answer = eventually(T, "the HTTP workload to answer", || async {
+        echo_through(&http_url, "over http").await.ok()
+    })
+    .await;
+    assert_eq!(answer, "echo: over http");
+    let bindings = cli(
+        engine,
+        &[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.PortBindings}}",
+            "berth-ch",
+        ],
+    );
+    let bindings: Value = serde_json::from_str(&bindings).expect("json");
+    for (_, list) in bindings.as_object().expect("bindings") {
+        for b in list.as_array().expect("list") {
+            assert_eq!(
+                b["HostIp"], "127.0.0.1",
+                "published on loopback only: {bindings}"
+            );
+        }
+    }
+
+    // Stop, restart, logs, export.
+    assert_eq!(b.post("/workloads/ct/stop", json!({})).await.0, 202);
+    b.wait_status("ct", "stopped").await;
+    assert_eq!(b.post("/workloads/ct/restart", json!({})).await.0, 202);
+    b.wait_status("ct", "running").await;
+    let url = url_of(&b, "ct").await;
+    assert_eq!(
+        echo_through(&url, "again").await.as_deref(),
+        Ok("echo: again")
+    );
+    assert_eq!(
+        b.req(reqwest::Method::GET, "/workloads/ct/logs", None)
+            .await
+            .0,
+        200
+    );
+    let (code, export) = b
+        .req(reqwest::Method::GET, "/workloads/ct/export", None)
+        .await;
+    assert_eq!(code, 200);
+    assert!(export.contains(IMAGE));
+
+    // kill -9 berth: the containers keep running; the new berth re-attaches
+    // (HTTP: always; stdio: where the engine keeps stdin open across attaches)
+    // and the same URLs answer.
+    let before = started_at(engine, "berth-ch");
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    drop(b);
+    let b = Berth::start_with(root.path(), port, &config).await;
+    b.wait_status("ch", "running").await;
+    b.wait_status("ct", "running").await;
+    assert_eq!(
+        started_at(engine, "berth-ch"),
+        before,
+        "the container was not restarted"
+    );
+    let answer = eventually(T, "the HTTP workload after the restart", || async {
+        echo_through(&http_url, "after restart").await.ok()
+    })
+    .await;
+    assert_eq!(answer, "echo: after restart");
+    let answer = eventually(T, "the stdio workload after the restart", || async {
+        echo_through(&url, "stdio after restart").await.ok()
+    })
+    .await;
+    assert_eq!(answer, "echo: stdio after restart");
+
+    // Delete leaves no container behind.
+    for name in ["ct", "ch"] {
+        let (code, _) = b
+            .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
+            .await;
+        assert_eq!(code, 202);
+    }
+    eventually(T, "the containers to be gone", || async {
+        let left = cli(
+            engine,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "label=berth.managed=true",
+                "--format",
+                "{{.Names}}",
+            ],
+        );
+        (!left.lines().any(|n| n == "berth-ct" || n == "berth-ch")).then_some(())
+    })
+    .await;
+}
+
+#[cfg(feature = "docker-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_workloads_through_the_api() {
+    scenario("docker").await;
+}
+
+#[cfg(feature = "podman-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_workloads_through_the_api() {
+    scenario("podman").await;
+}

@@ -231,15 +231,7 @@ impl Workloads {
             };
             let status = match store.read::<StatusRecord>(Kind::Status, &file) {
                 Ok(Some(s)) => s,
-                Ok(None) | Err(_) => StatusRecord {
-                    status: WorkloadStatus::Starting,
-                    status_context: String::new(),
-                    created_at: now(),
-                    updated_at: now(),
-                    started_at: None,
-                    desired: Desired::Running,
-                    restart_count: 0,
-                },
+                Ok(None) | Err(_) => StatusRecord::new_starting(now()),
             };
             table.insert(
                 name,
@@ -492,15 +484,7 @@ impl Workloads {
             }
             let config = self.assign_ports(&table, draft, &req, None)?;
             self.inner.backend.check(&spec_for(&config))?;
-            let status = StatusRecord {
-                status: WorkloadStatus::Starting,
-                status_context: String::new(),
-                created_at: now(),
-                updated_at: now(),
-                started_at: None,
-                desired: Desired::Running,
-                restart_count: 0,
-            };
+            let status = StatusRecord::new_starting(now());
             self.inner
                 .store
                 .write(Kind::RunConfig, name.as_str(), &config)?;

@@ -95,6 +95,21 @@ pub struct StatusRecord {
     pub restart_count: u32,
 }
 
+impl StatusRecord {
+    /// The record of a workload created at `at`, about to start.
+    pub fn new_starting(at: OffsetDateTime) -> Self {
+        Self {
+            status: WorkloadStatus::Starting,
+            status_context: String::new(),
+            created_at: at,
+            updated_at: at,
+            started_at: None,
+            desired: Desired::Running,
+            restart_count: 0,
+        }
+    }
+}
+
 /// A tool's replacement name and description.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = pkg_api_v1::toolOverride)]

@@ -1030,7 +1030,9 @@ impl Workloads {
                     .get(name)
                     .map(|e| (e.generation, e.streak > 0))
                     .unwrap_or((0, false));
-                if retrying || matches!(err, RuntimeError::Unavailable { .. }) {
+                if matches!(err, RuntimeError::Unavailable { .. }) {
+                    self.revive(name, generation, why, false);
+                } else if retrying {
                     self.revive_after(name, generation, why);
                 } else {
                     self.set_status(name, WorkloadStatus::Error, why, None);
@@ -1181,6 +1183,16 @@ impl Workloads {
     /// Restarts a server that died or hung, with exponential backoff; after
     /// too many quick failures in a row the workload is left in `error`.
     fn revive_after(&self, name: &WorkloadName, generation: u64, why: String) {
+        self.revive(name, generation, why, true);
+    }
+
+    /// Schedules the next start of a workload that should run. The delay
+    /// doubles with every attempt in a row; a run of at least `stable_secs`
+    /// starts the count again. With `may_give_up`, too many attempts leave
+    /// the workload in `error`; without (the runtime itself is unreachable,
+    /// which is no fault of the workload) berth keeps trying at the longest
+    /// delay.
+    fn revive(&self, name: &WorkloadName, generation: u64, why: String, may_give_up: bool) {
         let policy = self.inner.settings.restart;
         let attempt = {
             let mut table = self.table();
@@ -1188,13 +1200,19 @@ impl Workloads {
             if e.generation != generation || e.status.desired != Desired::Running {
                 return;
             }
+            // Only a run that actually lasted resets the count; `since` is
+            // cleared so that failed starts keep counting.
             let stable = e
                 .since
+                .take()
                 .is_some_and(|t| t.elapsed() >= Duration::from_secs(policy.stable_secs));
             e.streak = if stable { 1 } else { e.streak + 1 };
+            if !may_give_up {
+                e.streak = e.streak.min(policy.max_attempts.max(1));
+            }
             e.streak
         };
-        if attempt > policy.max_attempts {
+        if may_give_up && attempt > policy.max_attempts {
             let msg = if policy.max_attempts == 0 {
                 why
             } else {

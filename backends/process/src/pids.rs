@@ -181,15 +181,21 @@ mod tests {
         assert_eq!(ProcStat::parse(""), None);
     }
 
-    #[test]
-    fn reaps_a_leftover_process_group() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new("/bin/sleep")
+    /// A `sleep 30` in a process group of its own, and its pid.
+    fn sleeper() -> (std::process::Child, i32) {
+        let child = Command::new("/bin/sleep")
             .arg("30")
             .process_group(0)
             .spawn()
             .expect("spawn sleep");
         let pid = i32::try_from(child.id()).expect("pid fits");
+        (child, pid)
+    }
+
+    #[test]
+    fn reaps_a_leftover_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut child, pid) = sleeper();
         let record = PidRecord {
             pid,
             start_time: start_time(pid),
@@ -211,12 +217,7 @@ mod tests {
     #[test]
     fn spares_a_process_that_reuses_the_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new("/bin/sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .expect("spawn sleep");
-        let pid = i32::try_from(child.id()).expect("pid fits");
+        let (mut child, pid) = sleeper();
         let stale = PidRecord {
             pid,
             start_time: start_time(pid).map(|t| t + 1),

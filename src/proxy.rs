@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
 pub use mux::{LogSink, Mux};
+pub use reverse::{HttpTarget, TargetError, check_header};
 
 /// Settings of the per-workload proxies (`[proxy]` in berth.toml).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,8 +80,8 @@ impl ProxyConfig {
 pub enum Upstream {
     /// A stdio server, multiplexed.
     Stdio(Mux),
-    /// An HTTP server at this host and port.
-    Http(String, u16),
+    /// An HTTP server, local or remote.
+    Http(HttpTarget),
 }
 
 /// Why a proxy could not start.
@@ -137,17 +138,22 @@ impl Proxies {
     }
 
     /// Starts the proxy of workload `name` on `addr`, unless it runs there
-    /// already. `http` names the workload's own HTTP endpoint; without it
-    /// the workload is a stdio server.
+    /// already with the same upstream. `http` names the workload's HTTP
+    /// endpoint; without it the workload is a stdio server.
     pub async fn start(
         &self,
         name: &str,
         addr: SocketAddr,
-        http: Option<(String, u16)>,
+        http: Option<HttpTarget>,
     ) -> Result<Upstream, ProxyError> {
         if let Some(r) = self.map().get(name)
             && r.addr == addr
             && !r.task.is_finished()
+            && match (&r.upstream, &http) {
+                (Upstream::Stdio(_), None) => true,
+                (Upstream::Http(a), Some(b)) => a == b,
+                _ => false,
+            }
         {
             return Ok(r.upstream.clone());
         }
@@ -160,7 +166,7 @@ impl Proxies {
                 let _ = tcp.set_nodelay(true);
             });
         let upstream = match http {
-            Some((host, port)) => Upstream::Http(host, port),
+            Some(target) => Upstream::Http(target),
             None => Upstream::Stdio(Mux::new(
                 name,
                 self.config.request_timeout(),
@@ -284,9 +290,9 @@ pub fn router(upstream: &Upstream, config: &ProxyConfig, bind: IpAddr) -> Router
                     }),
                 )
         }
-        Upstream::Http(host, port) => Router::new()
+        Upstream::Http(target) => Router::new()
             .fallback(any(reverse::forward))
-            .with_state(reverse::ReverseState::new(host, *port)),
+            .with_state(reverse::ReverseState::new(target)),
     };
     let guard = OriginGuard {
         loopback: bind.is_loopback(),

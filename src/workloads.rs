@@ -29,12 +29,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::groups::{DEFAULT_GROUP, GroupError, Groups};
-use crate::proxy::Proxies;
+use crate::proxy::{HttpTarget, Proxies};
 use crate::state::{Kind, StateError, Store};
 use types::{
-    BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, OidcOptions,
-    PermissionProfile, RunConfig, SCHEMA_VERSION, StatusRecord, Workload, WorkloadStatus, rfc3339,
-    unsupported_fields,
+    BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, HeaderForward,
+    OidcOptions, PermissionProfile, REDACTED, RunConfig, SCHEMA_VERSION, StatusRecord, Workload,
+    WorkloadStatus, rfc3339, unsupported_fields,
 };
 
 /// Lines of log served by the logs endpoints.
@@ -65,6 +65,9 @@ pub enum WorkloadError {
     /// No such workload.
     #[error("workload not found: {0}")]
     NotFound(String),
+    /// A remote workload has no server of its own, hence no server logs.
+    #[error("workload {0} is remote: it has no server logs (see its proxy logs)")]
+    NoServerLogs(String),
     /// A workload with the name exists.
     #[error("workload with name {0} already exists")]
     AlreadyExists(String),
@@ -355,6 +358,8 @@ impl Workloads {
         Ok(CreateRequest {
             name: c.name,
             image: c.image,
+            url: c.remote_url,
+            header_forward: c.header_forward,
             transport: c.transport,
             proxy_mode: c.proxy_mode,
             host: c.host,
@@ -371,8 +376,15 @@ impl Workloads {
         })
     }
 
-    /// A workload's run configuration.
+    /// A workload's run configuration, credential-like header values
+    /// redacted.
     pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
+        let mut config = self.config(name)?;
+        config.header_forward = config.header_forward.map(|h| h.redacted());
+        Ok(config)
+    }
+
+    fn config(&self, name: &str) -> Result<RunConfig, WorkloadError> {
         let name = WorkloadName::parse(name)?;
         self.table()
             .get(&name)
@@ -383,7 +395,9 @@ impl Workloads {
     /// The last lines the workload's server wrote to its log.
     pub async fn logs(&self, name: &str) -> Result<String, WorkloadError> {
         let name = WorkloadName::parse(name)?;
-        self.workload(name.as_str())?;
+        if self.config(name.as_str())?.is_remote() {
+            return Err(WorkloadError::NoServerLogs(name.to_string()));
+        }
         match self.inner.backend.logs(&name, LOG_TAIL_LINES).await {
             Ok(text) => Ok(text),
             Err(RuntimeError::NotFound(_)) => Ok(String::new()),
@@ -428,6 +442,17 @@ fn url(config: &RunConfig, name: &WorkloadName) -> String {
     } else {
         host
     };
+    if config.is_remote() {
+        let Some(path) = HttpTarget::path_of(&config.remote_url) else {
+            return String::new();
+        };
+        return if config.proxy_mode == "sse" {
+            let path = if path.is_empty() { "/sse" } else { &path };
+            format!("http://{host}:{}{path}#{name}", config.port)
+        } else {
+            format!("http://{host}:{}{path}", config.port)
+        };
+    }
     if config.proxy_mode == "sse" {
         format!("http://{host}:{}/sse#{name}", config.port)
     } else {
@@ -439,7 +464,11 @@ fn view(name: &WorkloadName, e: &Entry) -> Workload {
     let running = e.status.status == WorkloadStatus::Running;
     Workload {
         name: name.to_string(),
-        package: e.config.image.clone(),
+        package: if e.config.is_remote() {
+            "remote".to_owned()
+        } else {
+            e.config.image.clone()
+        },
         url: url(&e.config, name),
         port: e.config.port,
         transport_type: e.config.transport.clone(),
@@ -456,7 +485,7 @@ fn view(name: &WorkloadName, e: &Entry) -> Workload {
             .collect(),
         group: e.config.group.clone(),
         tools: Vec::new(),
-        remote: false,
+        remote: e.config.is_remote(),
         started_at: rfc3339(e.status.started_at.filter(|_| running)),
         restart_count: e.status.restart_count,
     }
@@ -483,7 +512,9 @@ impl Workloads {
                 return Err(WorkloadError::AlreadyExists(name.to_string()));
             }
             let config = self.assign_ports(&table, draft, &req, None)?;
-            self.inner.backend.check(&spec_for(&config))?;
+            if !config.is_remote() {
+                self.inner.backend.check(&spec_for(&config))?;
+            }
             let status = StatusRecord::new_starting(now());
             self.inner
                 .store
@@ -530,6 +561,10 @@ impl Workloads {
                 "either 'image' or 'url' is required".into(),
             ));
         }
+        if let Some(forward) = &mut req.header_forward {
+            let stored = self.config(name.as_str())?.header_forward;
+            forward.restore_from(stored.as_ref());
+        }
         let draft = self.draft(&name, &req)?;
         let (old, config) = {
             let mut table = self.table();
@@ -539,7 +574,9 @@ impl Workloads {
             let old = entry.config.clone();
             let current = (old.port, old.target_port);
             let config = self.assign_ports(&table, draft, &req, Some(current))?;
-            self.inner.backend.check(&spec_for(&config))?;
+            if !config.is_remote() {
+                self.inner.backend.check(&spec_for(&config))?;
+            }
             self.inner
                 .store
                 .write(Kind::RunConfig, name.as_str(), &config)?;
@@ -699,14 +736,35 @@ impl Workloads {
         if !unsupported.is_empty() {
             return Err(WorkloadError::Unsupported(unsupported));
         }
+        let remote = !req.url.is_empty();
+        if remote && !req.image.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "give either 'image' or 'url', not both".into(),
+            ));
+        }
         let transport: Transport = if req.transport.is_empty() {
-            Transport::Stdio
+            if remote {
+                Transport::StreamableHttp
+            } else {
+                Transport::Stdio
+            }
         } else {
             req.transport
                 .parse()
                 .map_err(|e: berth_runtime_api::UnknownTransport| {
                     WorkloadError::Invalid(e.to_string())
                 })?
+        };
+        if remote && transport == Transport::Stdio {
+            return Err(WorkloadError::Invalid(
+                "a remote server is reached over `sse` or `streamable-http`, not `stdio`".into(),
+            ));
+        }
+        let (header_forward, target_host) = if remote {
+            let (forward, target) = remote_target(req)?;
+            (forward, target)
+        } else {
+            (None, String::new())
         };
         let proxy_mode = match (transport, req.proxy_mode.as_str()) {
             (Transport::Stdio, "" | "streamable-http") => "streamable-http",
@@ -776,11 +834,15 @@ impl Workloads {
             host,
             port: 0,
             target_port: None,
-            target_host: if transport == Transport::Stdio {
+            target_host: if remote {
+                target_host
+            } else if transport == Transport::Stdio {
                 String::new()
             } else {
                 "127.0.0.1".to_owned()
             },
+            remote_url: req.url.clone(),
+            header_forward,
             permission_profile: Some(
                 req.permission_profile
                     .clone()
@@ -830,7 +892,7 @@ impl Workloads {
         };
         config.port = choose(req.proxy_port, current.map(|c| c.0), &taken)?;
         taken.insert(config.port);
-        if config.transport != Transport::Stdio.as_str() {
+        if config.transport != Transport::Stdio.as_str() && !config.is_remote() {
             let target = choose(req.target_port, current.and_then(|c| c.1), &taken)?;
             if target == config.port {
                 return Err(WorkloadError::Invalid(
@@ -841,6 +903,50 @@ impl Workloads {
         }
         Ok(config)
     }
+}
+
+/// Checks a remote workload's URL and headers; returns the headers to
+/// store and the URL's `host[:port]`.
+fn remote_target(req: &CreateRequest) -> Result<(Option<HeaderForward>, String), WorkloadError> {
+    let mut forward = req.header_forward.clone().unwrap_or_default();
+    for h in req.headers.iter().flatten() {
+        if h.name.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "a header in 'headers' has no name".into(),
+            ));
+        }
+        let given = forward
+            .add_plaintext_headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(&h.name));
+        if !given && !h.default.is_empty() {
+            forward
+                .add_plaintext_headers
+                .insert(h.name.clone(), h.default.clone());
+        } else if !given && h.required {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{}` is required: give its value in header_forward.add_plaintext_headers",
+                h.name
+            )));
+        }
+    }
+    for (name, value) in &forward.add_plaintext_headers {
+        if value == REDACTED {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{name}` has the placeholder value `{REDACTED}`: give its real value"
+            )));
+        }
+    }
+    let headers: Vec<(String, String)> = forward
+        .add_plaintext_headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    HttpTarget::remote(&req.url, &headers).map_err(|e| WorkloadError::Invalid(e.to_string()))?;
+    let uri: axum::http::Uri = req.url.parse().expect("checked by HttpTarget::remote");
+    let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let forward = (!forward.add_plaintext_headers.is_empty()).then_some(forward);
+    Ok((forward, host))
 }
 
 /// The backend spec of a run configuration: its environment plus the
@@ -985,6 +1091,22 @@ impl Workloads {
             .map(|e| e.status.status_context.clone())
             .unwrap_or_default();
         self.set_status(name, WorkloadStatus::Starting, context, None);
+        if config.is_remote() {
+            // Nothing to run: the proxy is the whole workload.
+            match self.start_proxy(name, &config, None).await {
+                Ok(()) => {
+                    self.bump_generation(name);
+                    self.set_status(name, WorkloadStatus::Running, String::new(), Some(now()));
+                    self.wlog(name, &format!("proxying to {}", config.remote_url));
+                    info!(workload = %name, "Remote workload started.");
+                }
+                Err(why) => {
+                    self.wlog(name, &why);
+                    self.set_status(name, WorkloadStatus::Error, why, None);
+                }
+            }
+            return;
+        }
         // A stdio proxy binds its port before the server starts, so that a
         // taken port fails early; an HTTP one needs the server's endpoint.
         let stdio = config.transport == Transport::Stdio.as_str();
@@ -1050,7 +1172,12 @@ impl Workloads {
             return;
         }
         self.set_status(name, WorkloadStatus::Stopping, String::new(), None);
-        let stopped = self.inner.backend.stop(name).await;
+        let remote = self.table().get(name).is_some_and(|e| e.config.is_remote());
+        let stopped = if remote {
+            Ok(())
+        } else {
+            self.inner.backend.stop(name).await
+        };
         self.inner.proxies.stop(name.as_str()).await;
         match stopped {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {
@@ -1069,7 +1196,13 @@ impl Workloads {
     async fn delete_now(&self, name: &WorkloadName) {
         self.set_status(name, WorkloadStatus::Removing, String::new(), None);
         self.inner.proxies.stop(name.as_str()).await;
-        match self.inner.backend.remove(name).await {
+        let remote = self.table().get(name).is_some_and(|e| e.config.is_remote());
+        let removed = if remote {
+            Ok(())
+        } else {
+            self.inner.backend.remove(name).await
+        };
+        match removed {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {}
             Err(err) => {
                 let why = format!("failed to remove: {}", error_chain(&err));
@@ -1253,18 +1386,30 @@ impl Workloads {
     ) -> Result<(), String> {
         let host: IpAddr = config.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let addr = std::net::SocketAddr::new(host, config.port);
-        let http = match (config.transport.as_str(), endpoint, config.target_port) {
-            ("stdio", ..) => None,
-            (_, Some(ep), _) => Some((ep.ip().to_string(), ep.port())),
-            (_, None, Some(port)) => Some((
-                if config.target_host.is_empty() {
-                    "127.0.0.1".to_owned()
-                } else {
-                    config.target_host.clone()
-                },
-                port,
-            )),
-            (_, None, None) => None,
+        let http = if config.is_remote() {
+            let headers: Vec<(String, String)> = config
+                .header_forward
+                .iter()
+                .flat_map(|h| h.add_plaintext_headers.clone())
+                .collect();
+            Some(
+                HttpTarget::remote(&config.remote_url, &headers)
+                    .map_err(|e| format!("invalid remote server: {e}"))?,
+            )
+        } else {
+            match (config.transport.as_str(), endpoint, config.target_port) {
+                ("stdio", ..) => None,
+                (_, Some(ep), _) => Some(HttpTarget::local(&ep.ip().to_string(), ep.port())),
+                (_, None, Some(port)) => Some(HttpTarget::local(
+                    if config.target_host.is_empty() {
+                        "127.0.0.1"
+                    } else {
+                        &config.target_host
+                    },
+                    port,
+                )),
+                (_, None, None) => None,
+            }
         };
         self.inner
             .proxies

@@ -84,7 +84,7 @@ impl From<WorkloadError> for ApiError {
             | WorkloadError::Invalid(_)
             | WorkloadError::Unsupported(_)
             | WorkloadError::PortUnavailable(_) => StatusCode::BAD_REQUEST,
-            WorkloadError::NotFound(_) => StatusCode::NOT_FOUND,
+            WorkloadError::NotFound(_) | WorkloadError::NoServerLogs(_) => StatusCode::NOT_FOUND,
             WorkloadError::AlreadyExists(_) => StatusCode::CONFLICT,
             WorkloadError::NoFreePort(..) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Group(e) => return e.into(),

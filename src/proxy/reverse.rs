@@ -1,40 +1,222 @@
 //! The transparent reverse proxy in front of HTTP workloads (`sse` and
-//! `streamable-http` transports): requests and streamed responses pass
-//! through unchanged, session ids included.
+//! `streamable-http` transports, local or remote): requests and streamed
+//! responses pass through unchanged, session ids included.
+
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::uri::Scheme;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// Where an HTTP workload listens.
-#[derive(Clone)]
-pub(crate) struct ReverseState {
-    client: Client<HttpConnector, Body>,
-    /// `http://host:port`, no trailing slash.
-    target: String,
-    authority: HeaderValue,
+/// Where an HTTP workload's proxy forwards requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// `http` or `https`.
+    scheme: Scheme,
+    /// `host:port` (IPv6 hosts bracketed), also sent as `Host`.
+    authority: String,
+    /// The remote URL's query, put before the client's own query.
+    query: Option<String>,
+    /// Headers set on every forwarded request (remote workloads).
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// A server elsewhere, not one berth runs.
+    remote: bool,
 }
 
-impl ReverseState {
-    /// A proxy to `host:port`.
-    pub(crate) fn new(host: &str, port: u16) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+/// Why a remote URL or header cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The URL does not parse or is not absolute.
+    #[error("invalid url `{0}`: {1}")]
+    Url(String, &'static str),
+    /// A header name is not a valid HTTP header name, or berth sets it itself.
+    #[error("header `{0}` cannot be set: {1}")]
+    HeaderName(String, &'static str),
+    /// A header value is not a valid HTTP header value.
+    #[error("the value of header `{0}` is not a valid HTTP header value")]
+    HeaderValue(String),
+}
+
+/// Headers a workload configuration may not set: berth or the HTTP
+/// connection own them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+    "transfer-encoding",
+    "content-length",
+    "forwarded",
+    "x-real-ip",
+];
+
+/// Checks a header a workload configuration wants to send upstream.
+pub fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), TargetError> {
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str())
+        || lower.starts_with("proxy-")
+        || lower.starts_with("x-forwarded-")
+    {
+        return Err(TargetError::HeaderName(
+            name.to_owned(),
+            "hop-by-hop, forwarding and framing headers are set by berth",
+        ));
+    }
+    let header_name = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| TargetError::HeaderName(name.to_owned(), "not a valid header name"))?;
+    let header_value =
+        HeaderValue::from_str(value).map_err(|_| TargetError::HeaderValue(name.to_owned()))?;
+    Ok((header_name, header_value))
+}
+
+impl HttpTarget {
+    /// A server berth runs, listening on `host:port`.
+    pub fn local(host: &str, port: u16) -> Self {
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            target: format!("http://{authority}"),
-            authority: HeaderValue::from_str(&authority).expect("host:port is a valid header"),
+            scheme: Scheme::HTTP,
+            authority,
+            query: None,
+            headers: Vec::new(),
+            remote: false,
         }
     }
+
+    /// A remote server at `url` (`http` or `https`), sent `headers` with
+    /// every request.
+    pub fn remote(url: &str, headers: &[(String, String)]) -> Result<Self, TargetError> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| TargetError::Url(url.to_owned(), "not a URL"))?;
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            Some("https") => Scheme::HTTPS,
+            _ => return Err(TargetError::Url(url.to_owned(), "use http:// or https://")),
+        };
+        let authority = uri
+            .authority()
+            .ok_or(TargetError::Url(url.to_owned(), "no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(TargetError::Url(
+                url.to_owned(),
+                "credentials in the URL are not supported; send them as a header",
+            ));
+        }
+        if authority.host().is_empty() {
+            return Err(TargetError::Url(url.to_owned(), "no host"));
+        }
+        let headers = headers
+            .iter()
+            .map(|(n, v)| check_header(n, v))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            scheme,
+            authority: authority.as_str().to_owned(),
+            query: uri.query().filter(|q| !q.is_empty()).map(str::to_owned),
+            headers,
+            remote: true,
+        })
+    }
+
+    /// The path clients use on the proxy for `url`: the remote URL's path,
+    /// or empty for `/`.
+    pub fn path_of(url: &str) -> Option<String> {
+        let uri: Uri = url.parse().ok()?;
+        uri.authority()?;
+        let path = uri.path();
+        Some(if path == "/" {
+            String::new()
+        } else {
+            path.to_owned()
+        })
+    }
+}
+
+/// Where an HTTP workload listens, and the client that reaches it.
+#[derive(Clone)]
+pub(crate) struct ReverseState {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    target: Arc<HttpTarget>,
+    host: HeaderValue,
+}
+
+/// TLS settings for remote servers: the system's trusted roots (which
+/// honour `SSL_CERT_FILE`), loaded once.
+fn tls_config(https: bool) -> rustls::ClientConfig {
+    static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    let roots = if https {
+        NATIVE
+            .get_or_init(|| {
+                let found = rustls_native_certs::load_native_certs();
+                for err in &found.errors {
+                    tracing::warn!(error = %err, "Cannot load a trusted root certificate.");
+                }
+                let mut roots = rustls::RootCertStore::empty();
+                let (_added, ignored) = roots.add_parsable_certificates(found.certs);
+                if ignored > 0 {
+                    tracing::warn!(ignored, "Some trusted root certificates were not usable.");
+                }
+                roots
+            })
+            .clone()
+    } else {
+        rustls::RootCertStore::empty()
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+impl ReverseState {
+    /// A proxy to `target`.
+    pub(crate) fn new(target: &HttpTarget) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(target.scheme == Scheme::HTTPS))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            host: HeaderValue::from_str(&target.authority).expect("authorities are valid headers"),
+            target: Arc::new(target.clone()),
+        }
+    }
+}
+
+/// The upstream URI of a client request for `path_and_query`.
+fn upstream_uri(t: &HttpTarget, path_and_query: &str) -> Option<Uri> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let query = match (&t.query, query.filter(|q| !q.is_empty())) {
+        (Some(a), Some(b)) => format!("?{a}&{b}"),
+        (Some(a), None) => format!("?{a}"),
+        (None, Some(b)) => format!("?{b}"),
+        (None, None) => String::new(),
+    };
+    format!("{}://{}{path}{query}", t.scheme, t.authority)
+        .parse()
+        .ok()
 }
 
 /// Forwards any request to the workload.
@@ -44,27 +226,103 @@ pub(crate) async fn forward(State(s): State<ReverseState>, mut req: Request) -> 
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let uri: Uri = match format!("{}{path}", s.target).parse() {
-        Ok(u) => u,
-        Err(_) => return (StatusCode::BAD_REQUEST, "invalid request path").into_response(),
+    let Some(uri) = upstream_uri(&s.target, &path) else {
+        return (StatusCode::BAD_REQUEST, "invalid request path").into_response();
     };
     *req.uri_mut() = uri;
-    req.headers_mut().insert(header::HOST, s.authority.clone());
+    let headers = req.headers_mut();
+    headers.insert(header::HOST, s.host.clone());
     for h in [
         "connection",
         "keep-alive",
         "proxy-connection",
+        "proxy-authorization",
         "upgrade",
         "te",
     ] {
-        req.headers_mut().remove(h);
+        headers.remove(h);
+    }
+    if s.target.remote {
+        // The remote server has no business with the proxy's own address.
+        headers.remove("x-forwarded-host");
+        for (name, value) in &s.target.headers {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     match s.client.request(req).await {
         Ok(resp) => resp.map(Body::new),
-        Err(err) => (
-            StatusCode::BAD_GATEWAY,
-            format!("the MCP server is not reachable: {err}"),
-        )
-            .into_response(),
+        Err(err) => {
+            let why = std::error::Error::source(&err)
+                .map_or_else(|| err.to_string(), |src| format!("{err}: {src}"));
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("the MCP server is not reachable: {why}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls() {
+        let t = HttpTarget::remote("https://mcp.example.com/v1/mcp?tenant=a", &[]).unwrap();
+        assert_eq!(t.scheme, Scheme::HTTPS);
+        assert_eq!(t.authority, "mcp.example.com");
+        assert_eq!(
+            upstream_uri(&t, "/v1/mcp?x=1").unwrap().to_string(),
+            "https://mcp.example.com/v1/mcp?tenant=a&x=1"
+        );
+        assert_eq!(
+            upstream_uri(&t, "/messages").unwrap().to_string(),
+            "https://mcp.example.com/messages?tenant=a"
+        );
+        let local = HttpTarget::local("::1", 8080);
+        assert_eq!(
+            upstream_uri(&local, "/mcp").unwrap().to_string(),
+            "http://[::1]:8080/mcp"
+        );
+        for bad in [
+            "ftp://x/",
+            "/relative",
+            "http://user:pw@host/",
+            "nonsense url",
+        ] {
+            assert!(HttpTarget::remote(bad, &[]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            HttpTarget::path_of("http://h:1/").as_deref(),
+            Some(""),
+            "a bare slash counts as no path"
+        );
+        assert_eq!(
+            HttpTarget::path_of("http://h:1/sse?x=1").as_deref(),
+            Some("/sse")
+        );
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        assert!(check_header("X-Tenant", "a").is_ok());
+        assert!(check_header("Authorization", "Bearer x").is_ok());
+        for bad in [
+            "Host",
+            "content-length",
+            "X-Forwarded-For",
+            "Proxy-Authorization",
+        ] {
+            assert!(
+                matches!(check_header(bad, "v"), Err(TargetError::HeaderName(..))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_header("X-A", "line\nbreak"),
+            Err(TargetError::HeaderValue(_))
+        ));
+        assert!(check_header("bad name", "v").is_err());
     }
 }

@@ -29,6 +29,8 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
         port: 20001,
         target_port: (transport != "stdio").then_some(20002),
         target_host: String::new(),
+        remote_url: String::new(),
+        header_forward: None,
         permission_profile: None,
         env_vars: BTreeMap::from([("MCP_PORT".into(), "1".into())]),
         container_labels: BTreeMap::new(),
@@ -60,6 +62,54 @@ fn urls() {
         config("streamable-http", "streamable-http", "::1"),
         "http://[::1]:20001/mcp",
     );
+    let remote = |transport: &str, url: &str| RunConfig {
+        remote_url: url.into(),
+        target_port: None,
+        ..config(transport, transport, "127.0.0.1")
+    };
+    check(
+        remote("streamable-http", "https://mcp.example.com/v1/mcp?k=1"),
+        "http://127.0.0.1:20001/v1/mcp",
+    );
+    check(
+        remote("streamable-http", "https://mcp.example.com/"),
+        "http://127.0.0.1:20001",
+    );
+    check(
+        remote("sse", "https://mcp.example.com"),
+        "http://127.0.0.1:20001/sse#w",
+    );
+    check(
+        remote("sse", "https://mcp.example.com/events"),
+        "http://127.0.0.1:20001/events#w",
+    );
+}
+
+#[test]
+fn header_values_of_credentials_are_redacted_and_restored() {
+    let stored = HeaderForward {
+        add_plaintext_headers: BTreeMap::from([
+            ("Authorization".into(), "Bearer s3cret".into()),
+            ("X-Api-Key".into(), "k3y".into()),
+            ("X-Tenant".into(), "acme".into()),
+        ]),
+        ..HeaderForward::default()
+    };
+    let shown = stored.redacted();
+    assert_eq!(shown.add_plaintext_headers["Authorization"], REDACTED);
+    assert_eq!(shown.add_plaintext_headers["X-Api-Key"], REDACTED);
+    assert_eq!(shown.add_plaintext_headers["X-Tenant"], "acme");
+    let mut edited = shown.clone();
+    edited
+        .add_plaintext_headers
+        .insert("X-Tenant".into(), "other".into());
+    edited.restore_from(Some(&stored));
+    assert_eq!(
+        edited.add_plaintext_headers["Authorization"],
+        "Bearer s3cret"
+    );
+    assert_eq!(edited.add_plaintext_headers["X-Api-Key"], "k3y");
+    assert_eq!(edited.add_plaintext_headers["X-Tenant"], "other");
 }
 
 #[test]

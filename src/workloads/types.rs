@@ -272,7 +272,8 @@ pub struct CreateRequest {
     /// (process runtime) or an OCI image reference (container runtimes).
     #[serde(default)]
     pub image: String,
-    /// A remote MCP server URL (not supported by berth yet).
+    /// A remote MCP server URL (`http://` or `https://`): berth runs no
+    /// server, only a proxy to it. Exclusive with `image`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Registry to resolve `server` from (not supported by berth yet).
@@ -343,14 +344,92 @@ pub struct CreateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub oauth_config: Option<serde_json::Value>,
-    /// Remote headers (not supported by berth yet).
+    /// Headers a remote server expects: each one with a `default` is sent
+    /// with that value; a `required` one needs a value, from `default` or
+    /// `header_forward.add_plaintext_headers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub headers: Option<Vec<serde_json::Value>>,
-    /// Headers injected upstream (not supported by berth yet).
+    pub headers: Option<Vec<RemoteHeader>>,
+    /// Headers berth sets on every request to a remote server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub header_forward: Option<serde_json::Value>,
+    pub header_forward: Option<HeaderForward>,
+}
+
+/// A header a remote server expects (registry metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = registry::Header)]
+pub struct RemoteHeader {
+    /// The header name (e.g. `X-API-Key`).
+    #[serde(default)]
+    pub name: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Whether the server needs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// The value sent when no other is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub default: String,
+    /// Whether the value is sensitive.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// Valid values, if limited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// Headers injected into requests to a remote server.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::headerForwardConfig)]
+pub struct HeaderForward {
+    /// Literal header values, stored as given. In API answers and exports,
+    /// values of credential-like headers (`Authorization`, names with
+    /// `token`, `key`, `secret`, `password`, `cookie` or `auth`) are shown
+    /// as `[redacted]`; an edit that sends `[redacted]` back keeps the
+    /// stored value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add_plaintext_headers: BTreeMap<String, String>,
+    /// Header values from the secrets manager (not supported by berth yet).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add_headers_from_secret: BTreeMap<String, String>,
+}
+
+/// What berth shows instead of a credential-like header value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a header's value is treated as a credential in API answers.
+pub fn sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "auth", "token", "key", "secret", "password", "cookie", "session",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+impl HeaderForward {
+    /// A copy fit for API answers and exports: credential-like values
+    /// replaced by [`REDACTED`].
+    pub fn redacted(&self) -> Self {
+        let mut out = self.clone();
+        for (name, value) in &mut out.add_plaintext_headers {
+            if sensitive_header(name) {
+                *value = REDACTED.to_owned();
+            }
+        }
+        out
+    }
+
+    /// Puts back stored values where an edit sent [`REDACTED`].
+    pub fn restore_from(&mut self, stored: Option<&HeaderForward>) {
+        for (name, value) in &mut self.add_plaintext_headers {
+            if value == REDACTED
+                && let Some(old) = stored.and_then(|s| s.add_plaintext_headers.get(name))
+            {
+                value.clone_from(old);
+            }
+        }
+    }
 }
 
 /// Which fields of a request berth cannot honour yet, by wire name.
@@ -369,7 +448,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
             out.push(name);
         }
     };
-    flag(!req.url.is_empty(), "url");
     flag(
         !req.registry.is_empty() || !req.server.is_empty(),
         "registry/server",
@@ -386,10 +464,11 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
     flag(nonempty_json(&req.runtime_config), "runtime_config");
     flag(nonempty_json(&req.oauth_config), "oauth_config");
     flag(
-        req.headers.as_ref().is_some_and(|h| !h.is_empty()),
-        "headers",
+        req.header_forward
+            .as_ref()
+            .is_some_and(|h| !h.add_headers_from_secret.is_empty()),
+        "header_forward.add_headers_from_secret",
     );
-    flag(nonempty_json(&req.header_forward), "header_forward");
     flag(
         req.permission_profile
             .as_ref()
@@ -524,6 +603,12 @@ pub struct RunConfig {
     /// Port the server listens on (HTTP transports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<u16>,
+    /// The remote server's URL (remote workloads).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub remote_url: String,
+    /// Headers sent to the remote server (remote workloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_forward: Option<HeaderForward>,
     /// Host the server listens on (HTTP transports).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target_host: String,
@@ -551,6 +636,14 @@ pub struct RunConfig {
     /// Proxy middleware chain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middleware_configs: Vec<MiddlewareConfig>,
+}
+
+impl RunConfig {
+    /// Whether this is a remote workload: a proxy to `remote_url`, with no
+    /// server run by berth.
+    pub fn is_remote(&self) -> bool {
+        !self.remote_url.is_empty()
+    }
 }
 
 fn schema_version() -> String {

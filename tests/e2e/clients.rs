@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -174,4 +175,67 @@ async fn official_sdks_through_berth() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A remote workload (`url`): the rmcp client reaches a streamable-HTTP
+/// server that berth does not run, through berth's proxy, with the
+/// configured header sent along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_through_a_remote_workload() {
+    let bin = crate::proxy::mcp_echo();
+    let bin = bin
+        .strip_prefix("exec://")
+        .expect("exec:// path")
+        .to_owned();
+    let port = free_port();
+    let mut server = tokio::process::Command::new(&bin)
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mcp-echo starts");
+    eventually(Duration::from_secs(10), "mcp-echo to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+    })
+    .await;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "far", "url": format!("http://127.0.0.1:{port}/mcp"),
+                "header_forward": {"add_plaintext_headers": {"X-Tenant": "acme"}}}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("far", "running").await;
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let url = list["workloads"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    assert!(url.ends_with("/mcp"), "{url}");
+
+    let transport = StreamableHttpClientTransport::from_uri(url);
+    let client = ().serve(transport).await.expect("rmcp connects through berth");
+    let tools = client.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|t| t.name == "echo"), "{tools:?}");
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(
+                json!({"message": "far away"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            ),
+        )
+        .await
+        .expect("tools/call");
+    let text = serde_json::to_string(&result.content).expect("json");
+    assert!(text.contains("echo: far away"), "{text}");
+    let _ = client.cancel().await;
+    let _ = server.kill().await;
 }

@@ -394,7 +394,7 @@ async fn protocol_edges() {
 
 /// berth's own MCP test server (`tests/fixtures/mcp-echo`), built once per
 /// test run next to the berth binary.
-fn mcp_echo() -> String {
+pub(crate) fn mcp_echo() -> String {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let status = std::process::Command::new(env!("CARGO"))

@@ -1,0 +1,251 @@
+//! Remote workloads (`url` in the create request): no server is run, the
+//! proxy forwards to the URL with the configured headers.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::harness;
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A stand-in remote server: records each request and answers with a
+/// JSON-RPC result naming the path it was called on.
+async fn upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let app = axum::Router::new()
+        .fallback(
+            |State(seen): State<Arc<Mutex<Vec<Seen>>>>, req: Request| async move {
+                let path_and_query = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                seen.lock().unwrap().push(Seen {
+                    path_and_query: path_and_query.clone(),
+                    headers,
+                    body,
+                });
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("mcp-session-id", "upstream-session"),
+                    ],
+                    json!({"jsonrpc": "2.0", "id": 1, "result": {"path": path_and_query}})
+                        .to_string(),
+                )
+            },
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn header<'a>(s: &'a Seen, name: &str) -> Option<&'a str> {
+    s.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn remote_workload_forwards_with_headers_and_hides_credentials() {
+    let h = harness().await;
+    let (addr, seen) = upstream().await;
+    let url = format!("http://{addr}/v1/mcp?tenant=acme");
+    let r = h
+        .create(json!({
+            "name": "far",
+            "url": url,
+            "headers": [{"name": "X-Region", "default": "eu"}],
+            "header_forward": {"add_plaintext_headers": {
+                "Authorization": "Bearer s3cret-token",
+                "X-Team": "blue"
+            }}
+        }))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let port = r.json()["port"].as_u64().expect("port");
+    h.wait_status("far", "running").await;
+
+    let listed = h.listed("").await;
+    let w = listed.iter().find(|w| w["name"] == "far").expect("listed");
+    assert_eq!(w["package"], "remote");
+    assert_eq!(w["remote"], true);
+    assert_eq!(w["transport_type"], "streamable-http");
+    assert_eq!(w["url"], format!("http://127.0.0.1:{port}/v1/mcp"));
+
+    // An MCP request through the proxy reaches the remote path with the
+    // remote's query first, the configured headers, and the session id
+    // passed through both ways.
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}/v1/mcp?x=1"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", "client-session")
+        .header("x-team", "red")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string())
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["mcp-session-id"], "upstream-session");
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["result"]["path"], "/v1/mcp?tenant=acme&x=1");
+    let s = seen
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("upstream saw it");
+    assert_eq!(header(&s, "authorization"), Some("Bearer s3cret-token"));
+    assert_eq!(header(&s, "x-team"), Some("blue"), "configured headers win");
+    assert_eq!(header(&s, "x-region"), Some("eu"));
+    assert_eq!(header(&s, "mcp-session-id"), Some("client-session"));
+    assert_eq!(header(&s, "host"), Some(addr.to_string().as_str()));
+    assert_eq!(s.path_and_query, "/v1/mcp?tenant=acme&x=1");
+    assert!(s.body.contains("tools/list"));
+
+    // Credentials are never shown: not in the configuration, not in the export.
+    for path in [
+        "/api/v1beta/workloads/far",
+        "/api/v1beta/workloads/far/export",
+    ] {
+        let r = h.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert!(!r.text.contains("s3cret"), "{path} leaks: {}", r.text);
+        assert!(r.text.contains("[redacted]"), "{path}: {}", r.text);
+        assert!(r.text.contains("blue"), "{path}: {}", r.text);
+    }
+    // No server, no server logs; the proxy log says where it forwards.
+    assert_eq!(
+        h.get("/api/v1beta/workloads/far/logs").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let plog = h.get("/api/v1beta/workloads/far/proxy-logs").await;
+    assert!(plog.text.contains("proxying to"), "{}", plog.text);
+    let far = berth_runtime_api::WorkloadName::parse("far").expect("name");
+    assert_eq!(
+        h.fake.deploy_count(&far),
+        0,
+        "a remote workload deploys nothing"
+    );
+
+    // An edit that echoes the redacted value back keeps the credential.
+    let mut cfg = h.get("/api/v1beta/workloads/far").await.json();
+    cfg["header_forward"]["add_plaintext_headers"]["X-Team"] = json!("green");
+    let r = h.post("/api/v1beta/workloads/far/edit", cfg).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "the edited proxy to send the new header",
+        || async {
+            let _ = client
+                .post(format!("http://127.0.0.1:{port}/v1/mcp"))
+                .body("{}")
+                .send()
+                .await;
+            let s = seen.lock().unwrap().last().cloned()?;
+            (header(&s, "x-team") == Some("green")).then_some(s)
+        },
+    )
+    .await;
+    let s = seen.lock().unwrap().last().cloned().expect("seen");
+    assert_eq!(header(&s, "authorization"), Some("Bearer s3cret-token"));
+
+    // Stop frees the port; delete removes it.
+    let r = h.post("/api/v1beta/workloads/far/stop", json!({})).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    h.wait_status("far", "stopped").await;
+    assert!(
+        client
+            .post(format!("http://127.0.0.1:{port}/v1/mcp"))
+            .body("{}")
+            .send()
+            .await
+            .is_err(),
+        "a stopped remote workload's proxy is gone"
+    );
+    let r = h
+        .call(
+            axum::http::Method::DELETE,
+            "/api/v1beta/workloads/far",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "far to be deleted",
+        || async { (h.status_of("far").await.is_none()).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn remote_workloads_are_validated() {
+    let h = harness().await;
+    let cases = [
+        (
+            json!({"name": "a", "url": "ftp://x/"}),
+            "http:// or https://",
+        ),
+        (json!({"name": "b", "url": "not a url"}), "invalid url"),
+        (
+            json!({"name": "c", "url": "http://u:p@h/"}),
+            "credentials in the URL",
+        ),
+        (
+            json!({"name": "d", "url": "http://h/", "image": "fake://echo"}),
+            "not both",
+        ),
+        (
+            json!({"name": "e", "url": "http://h/", "transport": "stdio"}),
+            "not `stdio`",
+        ),
+        (
+            json!({"name": "f", "url": "http://h/", "header_forward": {"add_plaintext_headers": {"Host": "x"}}}),
+            "cannot be set",
+        ),
+        (
+            json!({"name": "g", "url": "http://h/", "headers": [{"name": "X-Key", "required": true}]}),
+            "is required",
+        ),
+        (
+            json!({"name": "i", "url": "http://h/", "header_forward": {"add_plaintext_headers": {"X-Key": "[redacted]"}}}),
+            "placeholder",
+        ),
+        (
+            json!({"name": "j", "url": "http://h/", "header_forward": {"add_headers_from_secret": {"X-Key": "k"}}}),
+            "add_headers_from_secret",
+        ),
+    ];
+    for (body, want) in cases {
+        let r = h.create(body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert!(r.text.contains(want), "{body}: `{}` lacks `{want}`", r.text);
+    }
+    assert!(h.listed("?all=true").await.is_empty(), "nothing was stored");
+}

@@ -7,6 +7,7 @@ pub mod error;
 mod groups;
 mod json;
 mod openapi;
+mod plugins;
 mod system;
 mod workloads;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::routes())
         .nest("/api/v1beta/workloads", workloads::routes())
         .nest("/api/v1beta/groups", groups::routes())
+        .nest("/api/v1beta/x/berth/plugins", plugins::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(SetResponseHeaderLayer::overriding(

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use berth_backend_process::ProcessConfig;
 
+use crate::plugins::{HostConfig, PluginConfig};
 use crate::proxy::ProxyConfig;
 use crate::workloads::RestartPolicy;
 use figment::Figment;
@@ -37,6 +38,10 @@ pub struct Config {
     pub restart: RestartPolicy,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Limits shared by all WebAssembly plugins.
+    pub plugin_host: HostConfig,
+    /// The WebAssembly plugins (`[[plugins]]` entries).
+    pub plugins: Vec<PluginConfig>,
 }
 
 impl Default for Config {
@@ -54,6 +59,8 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             restart: RestartPolicy::default(),
             log_format: LogFormat::Text,
+            plugin_host: HostConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -154,6 +161,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "proxy",
     "restart",
     "log_format",
+    "plugin_host",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;

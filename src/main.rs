@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use berth::api::{self, AppState};
 use berth::config::{self, Config, LogFormat, RuntimeKind};
 use berth::groups::Groups;
+use berth::plugins::Plugins;
 use berth::proxy::Proxies;
 use berth::state::Store;
 use berth::workloads::{Settings, Workloads};
@@ -230,9 +231,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let backend = berth::backends::build(&config, &state_dir, base_env(&config), &engine_sockets())
         .await
         .context("starting the runtime backend")?;
+    let plugins = if config.plugins.is_empty() {
+        None
+    } else {
+        let (host, entries, cache) = (
+            config.plugin_host.clone(),
+            config.plugins.clone(),
+            state_dir.join("plugin-cache"),
+        );
+        let loaded = tokio::task::spawn_blocking(move || Plugins::load(host, entries, Some(cache)))
+            .await
+            .context("loading plugins")?
+            .context("setting up the plugin host")?;
+        Some(Arc::new(loaded))
+    };
     let settings = Settings {
         port_range: (config.ports.start, config.ports.end),
         restart: config.restart,
+        plugins,
     };
     let proxies = Arc::new(Proxies::new(config.proxy.clone()));
     let workloads = Workloads::open(backend.clone(), proxies, store, groups, settings).await?;
@@ -278,7 +294,7 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
         .context("a command is required")?;
     let proxies = Proxies::new(config.proxy);
     let addr = SocketAddr::new(args.host, args.port);
-    proxies.start("bridge", addr, None).await?;
+    proxies.start("bridge", addr, None, None).await?;
     let mut child = tokio::process::Command::new(program)
         .args(argv)
         .stdin(std::process::Stdio::piped())

@@ -8,6 +8,7 @@
 //! server is re-attached behind the same URL and client sessions continue.
 
 mod jsonrpc;
+pub mod middleware;
 pub(crate) mod mux;
 mod reverse;
 mod sse;
@@ -15,13 +16,13 @@ mod streamable;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
@@ -31,6 +32,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
 
+pub use middleware::{Chain, Decision, McpRequest, Middleware, MiddlewareFailure};
 pub use mux::{LogSink, Mux};
 pub use reverse::{HttpTarget, TargetError, check_header};
 
@@ -139,12 +141,14 @@ impl Proxies {
 
     /// Starts the proxy of workload `name` on `addr`, unless it runs there
     /// already with the same upstream. `http` names the workload's HTTP
-    /// endpoint; without it the workload is a stdio server.
+    /// endpoint; without it the workload is a stdio server, whose requests
+    /// pass through `chain`.
     pub async fn start(
         &self,
         name: &str,
         addr: SocketAddr,
         http: Option<HttpTarget>,
+        chain: Option<Chain>,
     ) -> Result<Upstream, ProxyError> {
         if let Some(r) = self.map().get(name)
             && r.addr == addr
@@ -155,6 +159,8 @@ impl Proxies {
                 _ => false,
             }
         {
+            // A running proxy keeps its middleware chain: a change of
+            // middleware comes with an edit, which stops the proxy first.
             return Ok(r.upstream.clone());
         }
         self.stop(name).await;
@@ -174,7 +180,7 @@ impl Proxies {
             )),
         };
         let stop = CancellationToken::new();
-        let app = router(&upstream, &self.config, addr.ip());
+        let app = router(name, &upstream, chain, &self.config, addr.ip());
         let token = stop.clone();
         let mut tasks = vec![];
         if let Upstream::Stdio(mux) = &upstream {
@@ -267,10 +273,20 @@ impl Proxies {
 }
 
 /// The HTTP surface of one proxy.
-pub fn router(upstream: &Upstream, config: &ProxyConfig, bind: IpAddr) -> Router {
+pub fn router(
+    name: &str,
+    upstream: &Upstream,
+    chain: Option<Chain>,
+    config: &ProxyConfig,
+    bind: IpAddr,
+) -> Router {
     let routes = match upstream {
         Upstream::Stdio(mux) => {
-            let state = streamable::StdioState { mux: mux.clone() };
+            let state = streamable::StdioState {
+                mux: mux.clone(),
+                workload: Arc::from(name),
+                chain,
+            };
             let health_mux = mux.clone();
             Router::new()
                 .route(
@@ -300,7 +316,7 @@ pub fn router(upstream: &Upstream, config: &ProxyConfig, bind: IpAddr) -> Router
     };
     routes
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(guard, check_origin))
+        .layer(axum::middleware::from_fn_with_state(guard, check_origin))
 }
 
 async fn health(mux: Mux) -> Response {

@@ -29,12 +29,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::groups::{DEFAULT_GROUP, GroupError, Groups};
-use crate::proxy::{HttpTarget, Proxies};
+use crate::plugins::Plugins;
+use crate::proxy::{Chain, HttpTarget, Proxies};
 use crate::state::{Kind, StateError, Store};
 use types::{
     BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, HeaderForward,
-    OidcOptions, PermissionProfile, REDACTED, RunConfig, SCHEMA_VERSION, StatusRecord, Workload,
-    WorkloadStatus, rfc3339, unsupported_fields,
+    MiddlewareConfig, OidcOptions, PermissionProfile, REDACTED, RunConfig, SCHEMA_VERSION,
+    StatusRecord, Workload, WorkloadStatus, rfc3339, unsupported_fields,
 };
 
 /// Lines of log served by the logs endpoints.
@@ -101,6 +102,8 @@ pub struct Settings {
     pub port_range: (u16, u16),
     /// When a workload's server exits or stops answering, how it is restarted.
     pub restart: RestartPolicy,
+    /// The plugin host, for `wasm` middleware.
+    pub plugins: Option<Arc<Plugins>>,
 }
 
 /// How berth restarts a server that exited by itself or stopped answering.
@@ -319,6 +322,11 @@ impl Workloads {
         &self.inner.groups
     }
 
+    /// The plugin host, if plugins are configured.
+    pub fn plugins(&self) -> Option<&Arc<Plugins>> {
+        self.inner.settings.plugins.as_ref()
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Entry>> {
         self.inner.table.lock().expect("workload table lock")
     }
@@ -360,6 +368,7 @@ impl Workloads {
             image: c.image,
             url: c.remote_url,
             header_forward: c.header_forward,
+            middleware_configs: c.middleware_configs,
             transport: c.transport,
             proxy_mode: c.proxy_mode,
             host: c.host,
@@ -820,6 +829,7 @@ impl Workloads {
                 "environment values and arguments cannot contain null bytes".into(),
             ));
         }
+        let middleware_configs = self.check_middleware(&req.middleware_configs, transport)?;
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_WORKLOAD.to_owned(), name.to_string());
         labels.insert(LABEL_GROUP.to_owned(), group.to_owned());
@@ -854,9 +864,67 @@ impl Workloads {
             trust_proxy_headers: req.trust_proxy_headers,
             proxy_mode: proxy_mode.to_owned(),
             group: group.to_owned(),
-            middleware_configs: Vec::new(),
+            middleware_configs,
         };
         Ok(config)
+    }
+
+    /// Checks a request's middleware: `wasm` entries naming a loaded
+    /// middleware plugin, on a stdio workload.
+    fn check_middleware(
+        &self,
+        entries: &[MiddlewareConfig],
+        transport: Transport,
+    ) -> Result<Vec<MiddlewareConfig>, WorkloadError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if transport != Transport::Stdio {
+            return Err(WorkloadError::Invalid(
+                "wasm middleware applies to stdio workloads only; berth does not inspect the traffic of HTTP workloads yet".into(),
+            ));
+        }
+        let Some(plugins) = self.plugins() else {
+            return Err(WorkloadError::Invalid(
+                "middleware_configs names plugins, but no [[plugins]] are configured".into(),
+            ));
+        };
+        for mc in entries {
+            if mc.kind != "wasm" {
+                return Err(WorkloadError::Invalid(format!(
+                    "middleware type `{}` is not supported: berth runs `wasm` middleware plugins",
+                    mc.kind
+                )));
+            }
+            let Some(plugin) = mc.parameters.get("plugin").and_then(|p| p.as_str()) else {
+                return Err(WorkloadError::Invalid(
+                    "a `wasm` middleware needs `parameters.plugin`, the plugin's name".into(),
+                ));
+            };
+            plugins
+                .check_attachment(plugin, mc.parameters.get("config"))
+                .map_err(|e| WorkloadError::Invalid(e.to_string()))?;
+        }
+        Ok(entries.to_vec())
+    }
+
+    /// The middleware chain of a stdio workload (global plugins first).
+    fn chain_for(&self, config: &RunConfig) -> Result<Option<Chain>, String> {
+        let Some(plugins) = self.plugins() else {
+            return Ok(None);
+        };
+        let attachments: Vec<(String, Option<serde_json::Value>)> = config
+            .middleware_configs
+            .iter()
+            .filter(|mc| mc.kind == "wasm")
+            .filter_map(|mc| {
+                let plugin = mc.parameters.get("plugin")?.as_str()?.to_owned();
+                Some((plugin, mc.parameters.get("config").cloned()))
+            })
+            .collect();
+        plugins
+            .chain(&attachments)
+            .map_err(|e| format!("middleware cannot be set up: {e}"))
     }
 
     /// Chooses the proxy port (and the target port of HTTP transports);
@@ -1411,9 +1479,14 @@ impl Workloads {
                 (_, None, None) => None,
             }
         };
+        let chain = if http.is_none() {
+            self.chain_for(config)?
+        } else {
+            None
+        };
         self.inner
             .proxies
-            .start(name.as_str(), addr, http)
+            .start(name.as_str(), addr, http, chain)
             .await
             .map(drop)
             .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use berth_runtime_api::RuntimeError;
 
 use crate::groups::GroupError;
+use crate::plugins::PluginError;
 use crate::workloads::WorkloadError;
 
 /// An error answer.
@@ -89,6 +90,18 @@ impl From<WorkloadError> for ApiError {
             WorkloadError::NoFreePort(..) => StatusCode::SERVICE_UNAVAILABLE,
             WorkloadError::Group(e) => return e.into(),
             WorkloadError::Runtime(e) => return e.into(),
+            _ => return Self::internal(&err),
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+impl From<PluginError> for ApiError {
+    fn from(err: PluginError) -> Self {
+        let status = match err {
+            PluginError::NotFound(_) => StatusCode::NOT_FOUND,
+            PluginError::WrongKind { .. } | PluginError::Config(_) => StatusCode::BAD_REQUEST,
+            PluginError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             _ => return Self::internal(&err),
         };
         Self::new(status, err.to_string())

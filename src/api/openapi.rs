@@ -6,7 +6,7 @@ use std::fmt::Write;
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 
-use super::{groups, system, workloads};
+use super::{groups, plugins, system, workloads};
 
 /// The OpenAPI 3.1 document of every route berth serves.
 #[derive(OpenApi)]
@@ -20,6 +20,7 @@ use super::{groups, system, workloads};
         workloads::workload_proxy_logs, workloads::export_workload,
         workloads::bulk_stop, workloads::bulk_restart, workloads::bulk_delete,
         groups::list_groups, groups::create_group, groups::get_group, groups::delete_group,
+        plugins::list_plugins, plugins::get_plugin, plugins::reload_plugin,
     ),
     tags(
         (name = "system", description = "Health and API description"),
@@ -27,6 +28,7 @@ use super::{groups, system, workloads};
         (name = "workloads", description = "MCP server workloads"),
         (name = "logs", description = "Workload logs"),
         (name = "groups", description = "Groups of workloads"),
+        (name = "plugins", description = "berth extension: WebAssembly plugins"),
     )
 )]
 pub struct ApiDoc;

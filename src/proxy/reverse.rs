@@ -2,7 +2,7 @@
 //! `streamable-http` transports, local or remote): requests and streamed
 //! responses pass through unchanged, session ids included.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -154,35 +154,6 @@ pub(crate) struct ReverseState {
     host: HeaderValue,
 }
 
-/// TLS settings for remote servers: the system's trusted roots (which
-/// honour `SSL_CERT_FILE`), loaded once.
-fn tls_config(https: bool) -> rustls::ClientConfig {
-    static NATIVE: OnceLock<rustls::RootCertStore> = OnceLock::new();
-    let roots = if https {
-        NATIVE
-            .get_or_init(|| {
-                let found = rustls_native_certs::load_native_certs();
-                for err in &found.errors {
-                    tracing::warn!(error = %err, "Cannot load a trusted root certificate.");
-                }
-                let mut roots = rustls::RootCertStore::empty();
-                let (_added, ignored) = roots.add_parsable_certificates(found.certs);
-                if ignored > 0 {
-                    tracing::warn!(ignored, "Some trusted root certificates were not usable.");
-                }
-                roots
-            })
-            .clone()
-    } else {
-        rustls::RootCertStore::empty()
-    };
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
 impl ReverseState {
     /// A proxy to `target`.
     pub(crate) fn new(target: &HttpTarget) -> Self {
@@ -190,7 +161,11 @@ impl ReverseState {
         http.set_nodelay(true);
         http.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(target.scheme == Scheme::HTTPS))
+            .with_tls_config(if target.scheme == Scheme::HTTPS {
+                (*crate::tls::client_config()).clone()
+            } else {
+                crate::tls::with_roots(rustls::RootCertStore::empty())
+            })
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

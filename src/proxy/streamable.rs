@@ -2,6 +2,7 @@
 //! (`POST/GET/DELETE /mcp`, both MCP eras) and the legacy SSE transport
 //! (`GET /sse` + `POST /messages`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::jsonrpc::{self, Kind};
+use super::middleware::{self, Chain};
 use super::mux::{Mux, SessionId};
 use super::sse;
 
@@ -23,6 +25,32 @@ const KEEPALIVE: Duration = Duration::from_secs(25);
 #[derive(Clone)]
 pub(crate) struct StdioState {
     pub(crate) mux: Mux,
+    /// The workload's name, for middleware.
+    pub(crate) workload: Arc<str>,
+    /// The workload's middleware, if any.
+    pub(crate) chain: Option<Chain>,
+}
+
+impl StdioState {
+    /// Sends a client request through the middleware chain to the server.
+    async fn request(
+        &self,
+        session: Option<&SessionId>,
+        mut msg: Value,
+        events: Option<mpsc::Sender<Value>>,
+        headers: &HeaderMap,
+    ) -> Value {
+        let Some(chain) = &self.chain else {
+            return self.mux.request(session, msg, events).await;
+        };
+        let mut req = middleware::view(&self.workload, &msg, session.map(|s| &**s), headers);
+        if let Err(refusal) = middleware::before(chain, &mut req, &mut msg).await {
+            return refusal;
+        }
+        let mut answer = self.mux.request(session, msg, events).await;
+        middleware::after(chain, &req, &mut answer).await;
+        answer
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -124,7 +152,7 @@ pub(crate) async fn post_mcp(
                 },
                 None => None,
             };
-            forward(&s.mux, session, msg, &headers, None).await
+            forward(&s, session, msg, &headers, None).await
         }
     }
 }
@@ -158,7 +186,7 @@ fn session_not_found(id: Value) -> Response {
 /// Forwards a request; answers with JSON, or with an SSE stream when the
 /// request asks for progress and the client accepts streams.
 async fn forward(
-    mux: &Mux,
+    s: &StdioState,
     session: Option<SessionId>,
     msg: Value,
     headers: &HeaderMap,
@@ -173,7 +201,7 @@ async fn forward(
         && (wants_progress || !accepts(headers, "application/json"));
     let method = jsonrpc::method(&msg).to_owned();
     if !stream {
-        let mut answer = mux.request(session.as_ref(), msg, None).await;
+        let mut answer = s.request(session.as_ref(), msg, None, headers).await;
         let mut status = StatusCode::OK;
         if server_info.is_some() {
             super::mux::modernize(&mut answer, &method, server_info.as_ref());
@@ -185,10 +213,13 @@ async fn forward(
         return json_response(status, &answer);
     }
     let (tx, rx) = mpsc::channel::<Value>(64);
-    let mux = mux.clone();
+    let state = s.clone();
+    let headers = headers.clone();
     let events = tx.clone();
     let task = tokio::spawn(async move {
-        let mut answer = mux.request(session.as_ref(), msg, Some(events)).await;
+        let mut answer = state
+            .request(session.as_ref(), msg, Some(events), &headers)
+            .await;
         if server_info.is_some() {
             super::mux::modernize(&mut answer, &method, server_info.as_ref());
         }
@@ -298,7 +329,7 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
     let mut msg = msg;
     jsonrpc::strip_modern_meta(&mut msg);
     forward(
-        &s.mux,
+        s,
         None,
         msg,
         headers,
@@ -370,6 +401,7 @@ pub(crate) struct MessagesQuery {
 pub(crate) async fn post_messages(
     State(s): State<StdioState>,
     Query(q): Query<MessagesQuery>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(id) = q.session_id else {
@@ -401,12 +433,12 @@ pub(crate) async fn post_messages(
         Kind::Notification => s.mux.notify(Some(&session), msg),
         Kind::Response => s.mux.respond(Some(&session), msg),
         Kind::Request => {
-            let mux = s.mux.clone();
             tokio::spawn(async move {
                 let answer = if jsonrpc::method(&msg) == "initialize" {
-                    mux.initialize(msg).await
+                    s.mux.initialize(msg).await
                 } else {
-                    mux.request(Some(&session), msg, Some(stream.clone())).await
+                    s.request(Some(&session), msg, Some(stream.clone()), &headers)
+                        .await
                 };
                 let _ = stream.send(answer).await;
             });

@@ -352,6 +352,12 @@ pub struct CreateRequest {
     /// Headers berth sets on every request to a remote server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_forward: Option<HeaderForward>,
+    /// berth extension: proxy middleware, in order. Each entry is
+    /// `{"type": "wasm", "parameters": {"plugin": NAME, "config": {...}}}`
+    /// naming a middleware plugin of berth.toml; `config` is merged over
+    /// the plugin's own. Stdio workloads only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middleware_configs: Vec<MiddlewareConfig>,
 }
 
 /// A header a remote server expects (registry metadata).

@@ -43,6 +43,7 @@ async fn harness_in(dir: tempfile::TempDir, fake: Arc<FakeBackend>) -> Harness {
             max_attempts: 2,
             stable_secs: 30,
         },
+        plugins: None,
     };
     let proxy = ProxyConfig {
         health_interval_secs: 0,

@@ -239,3 +239,141 @@ async fn rmcp_through_a_remote_workload() {
     let _ = client.cancel().await;
     let _ = server.kill().await;
 }
+
+/// A TLS front for `backend` on a free port, with a certificate for
+/// `localhost` issued by a CA of its own; returns the port and the CA's PEM.
+async fn tls_front(backend: u16) -> (u16, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key")).expect("ca");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, ca.pem())
+}
+
+/// A remote workload over HTTPS: berth verifies the server's certificate
+/// against the trusted roots (here a CA given through `SSL_CERT_FILE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_through_an_https_remote_workload() {
+    let bin = crate::proxy::mcp_echo();
+    let bin = bin
+        .strip_prefix("exec://")
+        .expect("exec:// path")
+        .to_owned();
+    let plain = free_port();
+    let mut server = tokio::process::Command::new(&bin)
+        .args(["--http", &format!("127.0.0.1:{plain}")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mcp-echo starts");
+    eventually(Duration::from_secs(10), "mcp-echo to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", plain))
+            .await
+            .ok()
+    })
+    .await;
+    let (tls_port, ca_pem) = tls_front(plain).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let ca_file = root.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("ca file");
+    let b = Berth::start_env(
+        root.path(),
+        free_port(),
+        &[("SSL_CERT_FILE", ca_file.to_str().expect("utf-8"))],
+    )
+    .await;
+    for (name, url) in [
+        ("secure", format!("https://localhost:{tls_port}/mcp")),
+        // The same server by IP: the certificate does not name it.
+        ("mismatch", format!("https://127.0.0.1:{tls_port}/mcp")),
+    ] {
+        let (code, body) = b
+            .post("/workloads", json!({"name": name, "url": url}))
+            .await;
+        assert_eq!(code, 201, "{body}");
+        b.wait_status(name, "running").await;
+    }
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let url_of = |name: &str| {
+        list["workloads"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|w| w["name"] == name)
+            .expect("listed")["url"]
+            .as_str()
+            .expect("url")
+            .to_owned()
+    };
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(url_of("secure")))
+            .await
+            .expect("rmcp connects through berth over TLS");
+    let result = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(
+                json!({"message": "tls"})
+                    .as_object()
+                    .cloned()
+                    .expect("object"),
+            ),
+        )
+        .await
+        .expect("tools/call");
+    assert!(
+        serde_json::to_string(&result.content)
+            .expect("json")
+            .contains("echo: tls")
+    );
+    let _ = client.cancel().await;
+    // A certificate that does not match is refused: 502 with the reason.
+    let resp = reqwest::Client::new()
+        .post(url_of("mismatch"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .expect("proxy answers");
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.expect("body");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    let _ = server.kill().await;
+}

@@ -60,12 +60,30 @@ impl Berth {
         Self::launch(root, port, Some("process")).await
     }
 
+    /// Starts berth on the process runtime with extra environment variables.
+    pub(crate) async fn start_env(root: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::launch_env(root, port, Some("process"), env).await
+    }
+
     async fn launch(root: &Path, port: u16, runtime: Option<&str>) -> Self {
+        Self::launch_env(root, port, runtime, &[]).await
+    }
+
+    async fn launch_env(
+        root: &Path,
+        port: u16,
+        runtime: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut args = vec!["serve".to_owned(), "--port".to_owned(), port.to_string()];
         if let Some(r) = runtime {
             args.extend(["--runtime".to_owned(), r.to_owned()]);
         }
-        let child = berth_cmd(root).args(&args).spawn().expect("spawn berth");
+        let child = berth_cmd(root)
+            .args(&args)
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("spawn berth");
         let b = Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use berth_backend_process::ProcessConfig;
 
+use crate::egress::EgressConfig;
 use crate::proxy::ProxyConfig;
 use crate::workloads::RestartPolicy;
 use figment::Figment;
@@ -33,6 +34,8 @@ pub struct Config {
     pub podman: berth_backend_podman::PodmanConfig,
     /// Settings of the per-workload MCP proxies.
     pub proxy: ProxyConfig,
+    /// Settings of the egress proxies of workloads with an outbound allowlist.
+    pub egress: EgressConfig,
     /// How servers that exit or hang are restarted.
     pub restart: RestartPolicy,
     /// Log output format.
@@ -52,6 +55,7 @@ impl Default for Config {
             #[cfg(feature = "backend-podman")]
             podman: Default::default(),
             proxy: ProxyConfig::default(),
+            egress: EgressConfig::default(),
             restart: RestartPolicy::default(),
             log_format: LogFormat::Text,
         }

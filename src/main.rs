@@ -233,6 +233,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let settings = Settings {
         port_range: (config.ports.start, config.ports.end),
         restart: config.restart,
+        egress: config.egress.clone(),
     };
     let proxies = Arc::new(Proxies::new(config.proxy.clone()));
     let workloads = Workloads::open(backend.clone(), proxies, store, groups, settings).await?;

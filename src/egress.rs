@@ -11,11 +11,12 @@
 //! the workload's [`EgressPolicy`], answering 403 otherwise and writing the
 //! refusal to the workload's log.
 //!
-//! What is enforced: no packet leaves the isolated network except through
-//! this proxy, so a program that ignores the proxy variables reaches nothing.
-//! What is not: the workload can still reach other services that listen on
-//! the host's address of its network (or on every address), and DNS queries
-//! to the engine's resolver on that network, where the engine offers one.
+//! What is enforced: the engine forwards nothing out of the isolated
+//! network, so a program that ignores the proxy variables reaches no other
+//! machine or container. What is not: the host is the network's gateway, so
+//! services listening on any of the host's own addresses stay reachable
+//! (unless a host firewall says otherwise), and so does the engine's DNS
+//! server on that network.
 //! Addresses that DNS answers with loopback, link-local, multicast or
 //! unspecified addresses are refused, so that a public name cannot point the
 //! proxy at the host itself; IP literals and static hosts are taken as given.

@@ -107,7 +107,8 @@ async fn scenario(engine: &'static str) {
     let config = format!(
         "runtime = \"{engine}\"\n[egress]\nhosts = {{ \"allowed.test\" = [\"127.0.0.1\"], \"denied.test\" = [\"127.0.0.1\"] }}\n"
     );
-    let b = Berth::start_with(root.path(), free_port(), &config).await;
+    let port = free_port();
+    let mut b = Berth::start_with(root.path(), port, &config).await;
 
     // A server on the engine's default network, off this host's addresses.
     create(
@@ -197,6 +198,21 @@ async fn scenario(engine: &'static str) {
             && log.contains(&format!("egress refused: CONNECT allowed.test:{other}")),
         "{log}"
     );
+
+    // After a kill -9 of berth, the new berth runs the egress proxy again
+    // where the workload's environment points.
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    drop(b);
+    let b = Berth::start_with(root.path(), port, &config).await;
+    b.wait_status("ca", "running").await;
+    let url = format!("http://allowed.test:{allowed}/again");
+    let (err, text) = eventually(T, "the egress proxy after the restart", || async {
+        let answer = tool(&b, "ca", "http_get", json!({"url": url})).await;
+        (!answer.0).then_some(answer)
+    })
+    .await;
+    assert!(!err && text.ends_with("hello from allowed"), "{text}");
 
     // Delete leaves neither containers nor the isolated network behind.
     for name in ["ch", "cf", "cn", "ca"] {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use berth_backend_process::ProcessConfig;
 
+use crate::egress::EgressConfig;
 use crate::plugins::{HostConfig, PluginConfig};
 use crate::proxy::ProxyConfig;
 use crate::workloads::RestartPolicy;
@@ -34,6 +35,8 @@ pub struct Config {
     pub podman: berth_backend_podman::PodmanConfig,
     /// Settings of the per-workload MCP proxies.
     pub proxy: ProxyConfig,
+    /// Settings of the egress proxies of workloads with an outbound allowlist.
+    pub egress: EgressConfig,
     /// How servers that exit or hang are restarted.
     pub restart: RestartPolicy,
     /// Log output format.
@@ -57,6 +60,7 @@ impl Default for Config {
             #[cfg(feature = "backend-podman")]
             podman: Default::default(),
             proxy: ProxyConfig::default(),
+            egress: EgressConfig::default(),
             restart: RestartPolicy::default(),
             log_format: LogFormat::Text,
             plugin_host: HostConfig::default(),

@@ -3,11 +3,13 @@
 //!
 //! The binary (`main.rs`) loads the configuration and wires these modules:
 //! [`api`] (HTTP only) → [`workloads`] and [`groups`] (the rules) →
-//! [`state`] (durable files) and the runtime [`backends`].
+//! [`state`] (durable files) and the runtime [`backends`]; [`egress`] runs
+//! the outbound proxies of workloads with an allowlist.
 
 pub mod api;
 pub mod backends;
 pub mod config;
+pub mod egress;
 pub mod groups;
 pub mod plugins;
 pub mod proxy;

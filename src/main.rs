@@ -249,6 +249,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         port_range: (config.ports.start, config.ports.end),
         restart: config.restart,
         plugins,
+        egress: config.egress.clone(),
     };
     let proxies = Arc::new(Proxies::new(config.proxy.clone()));
     let workloads = Workloads::open(backend.clone(), proxies, store, groups, settings).await?;

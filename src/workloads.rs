@@ -7,6 +7,7 @@
 //! workload (start, stop, restart, edit, delete) run one at a time under
 //! that workload's own async lock, in tasks that outlive the request.
 
+pub mod permissions;
 pub mod ports;
 pub mod types;
 
@@ -28,10 +29,12 @@ use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::egress::{Egress, EgressConfig, proxy_env};
 use crate::groups::{DEFAULT_GROUP, GroupError, Groups};
 use crate::plugins::Plugins;
 use crate::proxy::{Chain, HttpTarget, Proxies};
 use crate::state::{Kind, StateError, Store};
+use permissions::Network;
 use types::{
     BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, HeaderForward,
     MiddlewareConfig, OidcOptions, PermissionProfile, REDACTED, RunConfig, SCHEMA_VERSION,
@@ -104,6 +107,8 @@ pub struct Settings {
     pub restart: RestartPolicy,
     /// The plugin host, for `wasm` middleware.
     pub plugins: Option<Arc<Plugins>>,
+    /// The egress proxies of workloads with an outbound allowlist.
+    pub egress: EgressConfig,
 }
 
 /// How berth restarts a server that exited by itself or stopped answering.
@@ -183,6 +188,7 @@ struct Inner {
     store: Store,
     groups: Arc<Groups>,
     settings: Settings,
+    egress: Egress,
     table: Mutex<BTreeMap<WorkloadName, Entry>>,
     tasks: TaskTracker,
 }
@@ -257,6 +263,7 @@ impl Workloads {
                 proxies,
                 store,
                 groups,
+                egress: Egress::new(settings.egress.clone()),
                 settings,
                 table: Mutex::new(table),
                 tasks: TaskTracker::new(),
@@ -376,6 +383,7 @@ impl Workloads {
             target_port: c.target_port.unwrap_or(0),
             cmd_arguments: c.cmd_args,
             env_vars: c.env_vars,
+            volumes: c.volumes,
             permission_profile: c.permission_profile,
             network_isolation: Some(c.isolate_network),
             trust_proxy_headers: c.trust_proxy_headers,
@@ -522,7 +530,7 @@ impl Workloads {
             }
             let config = self.assign_ports(&table, draft, &req, None)?;
             if !config.is_remote() {
-                self.inner.backend.check(&spec_for(&config))?;
+                self.inner.backend.check(&spec_for(&config)?)?;
             }
             let status = StatusRecord::new_starting(now());
             self.inner
@@ -584,7 +592,7 @@ impl Workloads {
             let current = (old.port, old.target_port);
             let config = self.assign_ports(&table, draft, &req, Some(current))?;
             if !config.is_remote() {
-                self.inner.backend.check(&spec_for(&config))?;
+                self.inner.backend.check(&spec_for(&config)?)?;
             }
             self.inner
                 .store
@@ -751,6 +759,9 @@ impl Workloads {
                 "give either 'image' or 'url', not both".into(),
             ));
         }
+        let access = permissions::resolve(req.permission_profile.as_ref(), &req.volumes)
+            .and_then(|a| permissions::check_sources(&a).map(|()| a))
+            .map_err(WorkloadError::Invalid)?;
         let transport: Transport = if req.transport.is_empty() {
             if remote {
                 Transport::StreamableHttp
@@ -859,8 +870,9 @@ impl Workloads {
                     .unwrap_or_else(PermissionProfile::network),
             ),
             env_vars: req.env_vars.clone(),
+            volumes: req.volumes.clone(),
             container_labels: labels,
-            isolate_network: false,
+            isolate_network: access.network != Network::Full,
             trust_proxy_headers: req.trust_proxy_headers,
             proxy_mode: proxy_mode.to_owned(),
             group: group.to_owned(),
@@ -1017,12 +1029,23 @@ fn remote_target(req: &CreateRequest) -> Result<(Option<HeaderForward>, String),
     Ok((forward, host))
 }
 
+/// What a run configuration may touch (its profile and volumes).
+pub fn access_of(config: &RunConfig) -> Result<permissions::Access, WorkloadError> {
+    permissions::resolve(config.permission_profile.as_ref(), &config.volumes)
+        .map_err(WorkloadError::Invalid)
+}
+
 /// The backend spec of a run configuration: its environment plus the
 /// transport variables MCP servers read (not persisted, so an edit that
-/// echoes a GET never pins stale values).
-pub fn spec_for(config: &RunConfig) -> WorkloadSpec {
+/// echoes a GET never pins stale values), its mounts and network. The
+/// egress proxy variables of an allowlisted workload are added when it
+/// starts, once the proxy's address is known.
+pub fn spec_for(config: &RunConfig) -> Result<WorkloadSpec, WorkloadError> {
     let name = WorkloadName::parse(&config.name).expect("stored names are valid");
+    let access = access_of(config)?;
     let mut spec = WorkloadSpec::new(name, config.image.clone());
+    spec.mounts = access.mounts;
+    spec.network = access.network.access();
     spec.args = config.cmd_args.clone();
     spec.transport = config.transport.parse().unwrap_or_default();
     spec.target_port = config.target_port;
@@ -1039,7 +1062,7 @@ pub fn spec_for(config: &RunConfig) -> WorkloadSpec {
             .entry("FASTMCP_PORT".into())
             .or_insert(port.to_string());
     }
-    spec
+    Ok(spec)
 }
 
 // === impl Workloads: background operations ===
@@ -1127,6 +1150,12 @@ impl Workloads {
                 let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
                     return true;
                 };
+                if let Err(err) = self.start_egress(name, &config).await {
+                    let why = format!("failed to restore its egress proxy: {}", error_chain(&err));
+                    self.wlog(name, &why);
+                    self.set_status(name, WorkloadStatus::Error, why, None);
+                    return true;
+                }
                 if let Err(why) = self.connect_proxy(name, &config, info.http_endpoint).await {
                     self.wlog(name, &why);
                     self.set_status(name, WorkloadStatus::Error, why, None);
@@ -1183,7 +1212,11 @@ impl Workloads {
             self.set_status(name, WorkloadStatus::Error, why, None);
             return;
         }
-        match self.inner.backend.deploy(spec_for(&config)).await {
+        let deployed = match self.prepare(name, &config).await {
+            Ok(spec) => self.inner.backend.deploy(spec).await,
+            Err(err) => Err(err),
+        };
+        match deployed {
             Ok(info) => {
                 if info.state.is_running()
                     && let Err(why) = self.connect_proxy(name, &config, info.http_endpoint).await
@@ -1231,6 +1264,48 @@ impl Workloads {
         }
     }
 
+    /// The spec to deploy `config` with; for an outbound allowlist, the
+    /// workload's egress proxy is started first and the spec points at it.
+    async fn prepare(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+    ) -> Result<WorkloadSpec, RuntimeError> {
+        let mut spec = spec_for(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        if let Some(addr) = self.start_egress(name, config).await? {
+            spec.env.extend(proxy_env(addr));
+        }
+        Ok(spec)
+    }
+
+    /// Runs the egress proxy of a workload with an outbound allowlist, on
+    /// the host's address of its isolated network, and returns the proxy's
+    /// address; stops a leftover proxy of a workload without one.
+    async fn start_egress(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+    ) -> Result<Option<std::net::SocketAddr>, RuntimeError> {
+        let access = access_of(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        let Network::Allowlist(policy) = access.network else {
+            self.inner.egress.stop(name.as_str());
+            return Ok(None);
+        };
+        let ip = self.inner.backend.isolated_network(name).await?;
+        let weak = Arc::downgrade(&self.inner);
+        let log: crate::egress::LogSink = Arc::new(move |n: &str, line: &str| {
+            if let (Some(inner), Ok(n)) = (weak.upgrade(), WorkloadName::parse(n)) {
+                Workloads { inner }.wlog(&n, line);
+            }
+        });
+        let addr = self
+            .inner
+            .egress
+            .start(name.as_str(), ip, policy, log)
+            .map_err(|e| RuntimeError::backend(format!("starting the egress proxy on {ip}"), e))?;
+        Ok(Some(addr))
+    }
+
     async fn stop_instance(&self, name: &WorkloadName) {
         let status = match self.table().get(name) {
             Some(e) => e.status.status,
@@ -1247,6 +1322,7 @@ impl Workloads {
             self.inner.backend.stop(name).await
         };
         self.inner.proxies.stop(name.as_str()).await;
+        self.inner.egress.stop(name.as_str());
         match stopped {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {
                 self.wlog(name, "stopped");
@@ -1264,6 +1340,7 @@ impl Workloads {
     async fn delete_now(&self, name: &WorkloadName) {
         self.set_status(name, WorkloadStatus::Removing, String::new(), None);
         self.inner.proxies.stop(name.as_str()).await;
+        self.inner.egress.stop(name.as_str());
         let remote = self.table().get(name).is_some_and(|e| e.config.is_remote());
         let removed = if remote {
             Ok(())

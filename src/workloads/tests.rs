@@ -33,6 +33,7 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
         header_forward: None,
         permission_profile: None,
         env_vars: BTreeMap::from([("MCP_PORT".into(), "1".into())]),
+        volumes: vec![],
         container_labels: BTreeMap::new(),
         isolate_network: false,
         trust_proxy_headers: false,
@@ -114,10 +115,51 @@ fn header_values_of_credentials_are_redacted_and_restored() {
 
 #[test]
 fn spec_injects_transport_variables_without_overriding_the_user() {
-    let spec = spec_for(&config("streamable-http", "streamable-http", "127.0.0.1"));
+    let spec = spec_for(&config("streamable-http", "streamable-http", "127.0.0.1")).expect("spec");
     assert_eq!(spec.env["MCP_TRANSPORT"], "streamable-http");
     assert_eq!(spec.env["MCP_PORT"], "1", "the user's value wins");
     assert_eq!(spec.env["FASTMCP_PORT"], "20002");
-    let stdio = spec_for(&config("stdio", "streamable-http", "127.0.0.1"));
+    let stdio = spec_for(&config("stdio", "streamable-http", "127.0.0.1")).expect("spec");
     assert!(!stdio.env.contains_key("FASTMCP_PORT"));
+}
+
+#[test]
+fn spec_carries_the_profile() {
+    use berth_runtime_api::{Mount, NetworkAccess};
+    let mut c = config("stdio", "streamable-http", "127.0.0.1");
+    assert_eq!(spec_for(&c).expect("spec").network, NetworkAccess::Full);
+    c.permission_profile = Some(PermissionProfile {
+        name: "custom".into(),
+        read: vec!["/etc".into()],
+        network: Some(types::NetworkPermissions {
+            outbound: Some(types::OutboundNetworkPermissions {
+                allow_host: vec![".example.com".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    c.volumes = vec!["/tmp:/scratch".into()];
+    let spec = spec_for(&c).expect("spec");
+    assert_eq!(spec.network, NetworkAccess::Isolated);
+    assert_eq!(
+        spec.mounts,
+        vec![
+            Mount {
+                source: "/etc".into(),
+                target: "/etc".into(),
+                read_only: true
+            },
+            Mount {
+                source: "/tmp".into(),
+                target: "/scratch".into(),
+                read_only: false
+            },
+        ]
+    );
+    assert!(
+        !spec.env.contains_key("HTTP_PROXY"),
+        "the proxy address is added at start"
+    );
 }

@@ -210,21 +210,6 @@ impl PermissionProfile {
             ..Default::default()
         }
     }
-
-    /// Whether the profile allows everything the built-in `network` profile
-    /// allows: no mounts, no privileges, unrestricted outbound network.
-    pub fn is_unrestricted_network(&self) -> bool {
-        let outbound_all = self
-            .network
-            .as_ref()
-            .and_then(|n| n.outbound.as_ref())
-            .is_some_and(|o| o.insecure_allow_all);
-        let mode_ok = self
-            .network
-            .as_ref()
-            .is_none_or(|n| matches!(n.mode.as_str(), "" | "bridge" | "default" | "host"));
-        self.read.is_empty() && self.write.is_empty() && !self.privileged && outbound_all && mode_ok
-    }
 }
 
 /// OIDC options for the workload's proxy (not supported by berth yet).
@@ -306,13 +291,17 @@ pub struct CreateRequest {
     /// Secrets exposed as environment variables (not supported by berth yet).
     #[serde(default)]
     pub secrets: Vec<SecretParameter>,
-    /// Volume mounts (not supported by berth yet).
+    /// Host paths mounted into the workload, `host:container[:ro]` (container
+    /// runtimes only; the host path must be absolute and exist).
     #[serde(default)]
     pub volumes: Vec<String>,
-    /// Permission profile; only the built-in `network` profile is supported yet.
+    /// What the workload may touch: mounts, outbound network (container
+    /// runtimes enforce it; see the README). The built-in `network` profile
+    /// when absent.
     #[serde(default)]
     pub permission_profile: Option<PermissionProfile>,
-    /// Network isolation per the profile.
+    /// Network isolation per the profile; berth enforces the profile either
+    /// way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_isolation: Option<bool>,
     /// Allow the Docker gateway under isolation.
@@ -459,7 +448,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
         "registry/server",
     );
     flag(!req.secrets.is_empty(), "secrets");
-    flag(!req.volumes.is_empty(), "volumes");
     flag(!req.authz_config.is_empty(), "authz_config");
     flag(req.oidc.as_ref().is_some_and(|o| !o.is_empty()), "oidc");
     flag(req.tools.as_ref().is_some_and(|t| !t.is_empty()), "tools");
@@ -474,12 +462,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
             .as_ref()
             .is_some_and(|h| !h.add_headers_from_secret.is_empty()),
         "header_forward.add_headers_from_secret",
-    );
-    flag(
-        req.permission_profile
-            .as_ref()
-            .is_some_and(|p| !p.is_unrestricted_network()),
-        "permission_profile (only the built-in `network` profile)",
     );
     out
 }
@@ -624,10 +606,14 @@ pub struct RunConfig {
     /// Environment variables of the server, as given.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env_vars: BTreeMap<String, String>,
+    /// Volume mounts as given (`host:container[:ro]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
     /// Labels berth puts on the instance.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub container_labels: BTreeMap<String, String>,
-    /// Network isolation.
+    /// Whether the workload's network is restricted (no network, or an
+    /// outbound allowlist).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub isolate_network: bool,
     /// Trust `X-Forwarded-*`.

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 
-const IMAGE: &str = "localhost/berth-test/echo:latest";
+pub(crate) const IMAGE: &str = "localhost/berth-test/echo:latest";
 
-fn cli(engine: &str, args: &[&str]) -> String {
+pub(crate) fn cli(engine: &str, args: &[&str]) -> String {
     let out = Command::new(engine)
         .args(args)
         .output()
@@ -35,6 +35,19 @@ fn started_at(engine: &str, container: &str) -> String {
 
 /// Calls the `echo` tool through the proxy at `url` with a fresh session.
 async fn echo_through(url: &str, text: &str) -> Result<String, String> {
+    match call_tool(url, "echo", json!({"message": text})).await? {
+        (false, text) => Ok(text),
+        (true, text) => Err(format!("tool error: {text}")),
+    }
+}
+
+/// Calls tool `name` with `arguments` through the proxy at `url` with a
+/// fresh session: whether the result is an error, and its first text.
+pub(crate) async fn call_tool(
+    url: &str,
+    name: &str,
+    arguments: Value,
+) -> Result<(bool, String), String> {
     let http = reqwest::Client::new();
     let post = |body: Value, sid: Option<String>| {
         let mut r = http
@@ -70,7 +83,7 @@ async fn echo_through(url: &str, text: &str) -> Result<String, String> {
     .map_err(|e| e.to_string())?;
     let resp = post(
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"message": text}}}),
+            "params": {"name": name, "arguments": arguments}}),
         sid,
     )
     .await
@@ -83,17 +96,18 @@ async fn echo_through(url: &str, text: &str) -> Result<String, String> {
         .filter_map(|l| l.strip_prefix("data: ").or(Some(l)))
         .find_map(|l| serde_json::from_str::<Value>(l).ok())
         .ok_or_else(|| format!("no JSON in {body:?}"))?;
-    json["result"]["content"][0]["text"]
+    let text = json["result"]["content"][0]["text"]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| format!("no text in {json}"))
+        .ok_or_else(|| format!("no text in {json}"))?;
+    Ok((json["result"]["isError"] == true, text))
 }
 
 fn init_ok(body: &str) -> bool {
     body.contains("\"serverInfo\"")
 }
 
-async fn url_of(b: &Berth, name: &str) -> String {
+pub(crate) async fn url_of(b: &Berth, name: &str) -> String {
     let (_, list) = b
         .req(reqwest::Method::GET, "/workloads?all=true", None)
         .await;

@@ -6,6 +6,8 @@ mod support;
 
 mod clients;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
+mod confinement;
+#[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
 mod containers;
 mod proxy;
 mod serve;

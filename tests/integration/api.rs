@@ -44,6 +44,10 @@ async fn harness_in(dir: tempfile::TempDir, fake: Arc<FakeBackend>) -> Harness {
             stable_secs: 30,
         },
         plugins: None,
+        egress: berth::egress::EgressConfig {
+            port: 0,
+            ..Default::default()
+        },
     };
     let proxy = ProxyConfig {
         health_interval_secs: 0,
@@ -736,5 +740,138 @@ async fn state_survives_a_restart_of_berth() {
     assert!(
         !used.contains(&r["port"]),
         "automatic ports never collide with persisted ones"
+    );
+}
+
+#[tokio::test]
+async fn permission_profiles_reach_the_spec_and_survive_export() {
+    use berth_runtime_api::{Mount, NetworkAccess};
+    let h = harness().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let src = data.path().to_str().expect("utf-8").to_owned();
+
+    // `none` with a read-only profile path and a read-write volume.
+    let profile = json!({"name": "none", "read": [format!("{src}:/in")]});
+    let r = h
+        .create(
+            json!({"name": "pn", "image": "fake://echo", "permission_profile": profile,
+            "volumes": [format!("{src}:/out")]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.wait_status("pn", "running").await;
+    let name = WorkloadName::parse("pn").unwrap();
+    let spec = h.fake.spec_of(&name).expect("deployed");
+    assert_eq!(spec.network, NetworkAccess::None);
+    assert_eq!(
+        spec.mounts,
+        vec![
+            Mount {
+                source: src.clone().into(),
+                target: "/in".into(),
+                read_only: true
+            },
+            Mount {
+                source: src.clone().into(),
+                target: "/out".into(),
+                read_only: false
+            },
+        ]
+    );
+    let rc = h.get("/api/v1beta/workloads/pn/export").await.json();
+    assert_eq!(rc["permission_profile"], profile, "exported as given");
+    assert_eq!(rc["volumes"], json!([format!("{src}:/out")]));
+    assert_eq!(rc["isolate_network"], true);
+    let got = h.get("/api/v1beta/workloads/pn").await.json();
+    assert_eq!(got["permission_profile"], profile);
+    assert_eq!(got["volumes"], json!([format!("{src}:/out")]));
+
+    // An allowlist: an isolated network and berth's egress proxy in the
+    // environment, listening where the backend said.
+    let r = h
+        .create(json!({"name": "pa", "image": "fake://echo", "permission_profile": {
+            "name": "custom", "network": {"outbound": {"allow_host": ["allowed.test"], "allow_port": [80]}}}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.wait_status("pa", "running").await;
+    let spec = h
+        .fake
+        .spec_of(&WorkloadName::parse("pa").unwrap())
+        .expect("deployed");
+    assert_eq!(spec.network, NetworkAccess::Isolated);
+    let proxy = spec.env["HTTP_PROXY"].clone();
+    assert!(proxy.starts_with("http://127.0.0.1:"), "{proxy}");
+    assert_eq!(spec.env["https_proxy"], proxy);
+    assert_eq!(spec.env["NO_PROXY"], "");
+    let denied = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(&proxy).expect("proxy url"))
+        .build()
+        .expect("client")
+        .get("http://denied.test/")
+        .send()
+        .await
+        .expect("the egress proxy answers");
+    assert_eq!(denied.status(), reqwest::StatusCode::FORBIDDEN);
+    let log = h.get("/api/v1beta/workloads/pa/proxy-logs").await;
+    assert!(
+        log.text
+            .contains("egress refused: GET http://denied.test:80"),
+        "{}",
+        log.text
+    );
+
+    // The default stays the unrestricted `network` profile.
+    assert_eq!(h.create(echo("pd")).await.status, StatusCode::CREATED);
+    h.wait_status("pd", "running").await;
+    let spec = h
+        .fake
+        .spec_of(&WorkloadName::parse("pd").unwrap())
+        .expect("deployed");
+    assert_eq!(spec.network, NetworkAccess::Full);
+    assert!(spec.mounts.is_empty() && !spec.env.contains_key("HTTP_PROXY"));
+}
+
+#[tokio::test]
+async fn unenforceable_profiles_are_refused() {
+    let h = harness().await;
+    let cases = [
+        (
+            json!({"privileged": true}),
+            json!([]),
+            "never runs a workload privileged",
+        ),
+        (
+            json!({"read": ["relative/path"]}),
+            json!([]),
+            "must be absolute",
+        ),
+        (
+            json!({"write": ["/no/such/berth/dir:/d"]}),
+            json!([]),
+            "does not exist",
+        ),
+        (
+            json!({"network": {"mode": "host"}}),
+            json!([]),
+            "host's network",
+        ),
+        (json!(null), json!(["/tmp"]), "host:container"),
+    ];
+    for (i, (profile, volumes, expect)) in cases.into_iter().enumerate() {
+        let r = h
+            .create(json!({"name": format!("x{i}"), "image": "fake://echo",
+                "permission_profile": profile, "volumes": volumes}))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{profile} {volumes}: {}",
+            r.text
+        );
+        assert!(r.text.contains(expect), "{profile}: {}", r.text);
+    }
+    assert!(
+        h.listed("?all=true").await.is_empty(),
+        "a refused request changes nothing"
     );
 }

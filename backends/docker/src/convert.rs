@@ -28,6 +28,11 @@ pub(crate) fn container_name(name: &WorkloadName) -> String {
     format!("{NAME_PREFIX}{name}")
 }
 
+/// The isolated network of workload `name` (`NetworkAccess::Isolated`).
+pub(crate) fn network_name(name: &WorkloadName) -> String {
+    format!("{NAME_PREFIX}egress-{name}")
+}
+
 /// The container's labels for a spec's labels: all of them plus berth's own.
 pub(crate) fn container_labels(
     name: &WorkloadName,

@@ -22,6 +22,14 @@
 //! target port is published on 127.0.0.1 only, on a port the engine picks;
 //! [`WorkloadInfo::http_endpoint`] reports it.
 //!
+//! **Confinement.** [`Mount`](berth_runtime_api::Mount)s become bind mounts
+//! (the engine refuses a source that does not exist). `NetworkAccess::None`
+//! is network mode `none`; `NetworkAccess::Isolated` puts the container
+//! alone on the internal bridge network `berth-egress-<name>`, which has no
+//! route out, created by [`Backend::isolated_network`] and removed with the
+//! workload. Restricted networks take stdio workloads only for now: a
+//! published port is not reachable on them.
+//!
 //! The backend never reads the environment: berth hands in the socket
 //! (`DOCKER_HOST`) through [`DockerConfig`].
 //!
@@ -64,20 +72,21 @@ pub use error::ConnectError;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, RuntimeError, StdioHandle, Transport, WorkloadInfo,
-    WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, NetworkAccess, RuntimeError, StdioHandle, Transport,
+    WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use bollard::Docker;
 use bollard::container::AttachContainerResults;
 use bollard::errors::Error as EngineError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkInspect, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
@@ -88,7 +97,7 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
-use crate::convert::container_name;
+use crate::convert::{container_name, network_name};
 use crate::error::{Class, classify};
 use crate::stdio::HolderToken;
 
@@ -342,6 +351,23 @@ impl DockerBackend {
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
+            mounts: (!spec.mounts.is_empty()).then(|| {
+                spec.mounts
+                    .iter()
+                    .map(|m| Mount {
+                        target: Some(m.target.clone()),
+                        source: Some(m.source.to_string_lossy().into_owned()),
+                        typ: Some(MountType::BIND),
+                        read_only: Some(m.read_only),
+                        ..Mount::default()
+                    })
+                    .collect()
+            }),
+            network_mode: match spec.network {
+                NetworkAccess::None => Some("none".to_owned()),
+                NetworkAccess::Isolated => Some(network_name(&spec.name)),
+                _ => None,
+            },
             ..HostConfig::default()
         };
         let mut exposed = None;
@@ -371,6 +397,50 @@ impl DockerBackend {
             exposed_ports: exposed,
             host_config: Some(host),
             ..ContainerCreateBody::default()
+        }
+    }
+
+    /// The isolated network of `name`, created if it does not exist.
+    async fn ensure_network(&self, name: &WorkloadName) -> Result<NetworkInspect, RuntimeError> {
+        let net = network_name(name);
+        match self.docker.inspect_network(&net, None).await {
+            Ok(found) => return Ok(found),
+            Err(err) if classify(&err) == Class::NotFound => {}
+            Err(err) => return Err(error::map(err, name, format!("inspecting network `{net}`"))),
+        }
+        let labels = HashMap::from([
+            (convert::LABEL_MANAGED.to_owned(), "true".to_owned()),
+            (convert::LABEL_WORKLOAD.to_owned(), name.to_string()),
+        ]);
+        let request = NetworkCreateRequest {
+            name: net.clone(),
+            driver: Some("bridge".to_owned()),
+            internal: Some(true),
+            labels: Some(labels),
+            ..NetworkCreateRequest::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => info!(workload = %name, network = %net, "Isolated network created."),
+            // Created meanwhile.
+            Err(err) if classify(&err) == Class::Conflict => {}
+            Err(err) => return Err(error::map(err, name, format!("creating network `{net}`"))),
+        }
+        self.docker
+            .inspect_network(&net, None)
+            .await
+            .map_err(|err| error::map(err, name, format!("inspecting network `{net}`")))
+    }
+
+    /// Removes the isolated network of `name`, if there is one.
+    async fn remove_network(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        let net = network_name(name);
+        match self.docker.remove_network(&net).await {
+            Ok(()) => {
+                info!(workload = %name, network = %net, "Isolated network removed.");
+                Ok(())
+            }
+            Err(err) if classify(&err) == Class::NotFound => Ok(()),
+            Err(err) => Err(error::map(err, name, format!("removing network `{net}`"))),
         }
     }
 
@@ -450,6 +520,27 @@ fn check_spec(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
             spec.transport
         )));
     }
+    match spec.network {
+        NetworkAccess::Full => {}
+        NetworkAccess::None | NetworkAccess::Isolated if spec.transport != Transport::Stdio => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "a {} workload with a restricted network cannot be reached by berth's proxy on the docker backend yet; use the stdio transport or the `network` profile",
+                spec.transport
+            )));
+        }
+        NetworkAccess::None | NetworkAccess::Isolated => {}
+        other => {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the docker backend does not know network access {other:?}"
+            )));
+        }
+    }
+    if let Some(m) = spec.mounts.iter().find(|m| m.source.to_str().is_none()) {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "mount source {:?} is not UTF-8, which the engine API cannot carry",
+            m.source
+        )));
+    }
     Ok(())
 }
 
@@ -497,6 +588,22 @@ impl Backend for DockerBackend {
         check_spec(spec)
     }
 
+    async fn isolated_network(&self, name: &WorkloadName) -> Result<IpAddr, RuntimeError> {
+        let net = self.ensure_network(name).await?;
+        net.ipam
+            .and_then(|ipam| ipam.config)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.gateway?.parse::<IpAddr>().ok())
+            .min_by_key(IpAddr::is_ipv6)
+            .ok_or_else(|| {
+                RuntimeError::backend(
+                    format!("preparing the isolated network of `{name}`"),
+                    format!("network `{}` has no gateway address", network_name(name)),
+                )
+            })
+    }
+
     #[tracing::instrument(name = "backend.deploy", skip_all, fields(workload = %spec.name, backend = KIND))]
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
         self.check(&spec)?;
@@ -536,6 +643,12 @@ impl Backend for DockerBackend {
         }
 
         self.ensure_image(&spec.image).await?;
+        if spec.network == NetworkAccess::Isolated {
+            self.ensure_network(&name).await?;
+        } else if let Err(err) = self.remove_network(&name).await {
+            // A network left from an earlier configuration; harmless.
+            warn!(workload = %name, error = %err, "Could not remove the unused isolated network.");
+        }
 
         let opts = CreateContainerOptionsBuilder::new().name(&cname).build();
         let created = self
@@ -627,7 +740,13 @@ impl Backend for DockerBackend {
     #[tracing::instrument(name = "backend.remove", skip_all, fields(workload = %name, backend = KIND))]
     async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
         // A graceful stop first; the forced removal covers what is left.
-        self.stop(name).await?;
+        if let Err(err) = self.stop(name).await {
+            if matches!(err, RuntimeError::NotFound(_)) {
+                // No container, but maybe a network left behind.
+                self.remove_network(name).await?;
+            }
+            return Err(err);
+        }
         let found = self.find(name).await?;
         let opts = RemoveContainerOptionsBuilder::new()
             .force(true)
@@ -637,11 +756,13 @@ impl Backend for DockerBackend {
             .remove_container(&found.id, Some(opts))
             .await
             .map_err(|err| error::map(err, name, format!("removing the container of `{name}`")))?;
-        let mut map = self.lock();
-        if map.get(name).is_some_and(|r| r.container_id == found.id) {
-            map.remove(name);
+        {
+            let mut map = self.lock();
+            if map.get(name).is_some_and(|r| r.container_id == found.id) {
+                map.remove(name);
+            }
         }
-        drop(map);
+        self.remove_network(name).await?;
         info!(workload = %name, "Workload removed.");
         Ok(())
     }

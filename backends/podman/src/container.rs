@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use berth_runtime_api::{
-    ExitStatus, RuntimeState, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
+    ExitStatus, NetworkAccess, RuntimeState, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -32,6 +32,11 @@ const CPU_PERIOD: u64 = 100_000;
 /// The container name of workload `name`.
 pub(crate) fn container_name(name: &WorkloadName) -> String {
     format!("{NAME_PREFIX}{name}")
+}
+
+/// The isolated network of workload `name` (`NetworkAccess::Isolated`).
+pub(crate) fn network_name(name: &WorkloadName) -> String {
+    format!("{NAME_PREFIX}egress-{name}")
 }
 
 /// The workload whose container is named `container` (Podman may report
@@ -62,7 +67,34 @@ pub(crate) struct CreateBody<'a> {
     resource_limits: Resources,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     portmappings: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    mounts: Vec<BindMount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<Namespace>,
+    /// libpod spells this one in Go's case.
+    #[serde(rename = "Networks", skip_serializing_if = "BTreeMap::is_empty")]
+    networks: BTreeMap<String, PerNetwork>,
 }
+
+/// An OCI bind mount.
+#[derive(Debug, Serialize)]
+struct BindMount {
+    destination: String,
+    source: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    options: [&'static str; 2],
+}
+
+/// A namespace mode (`none`, `bridge`).
+#[derive(Debug, Serialize)]
+struct Namespace {
+    nsmode: &'static str,
+}
+
+/// Per-network options; berth sets none.
+#[derive(Debug, Serialize)]
+struct PerNetwork {}
 
 #[derive(Debug, Default, Serialize)]
 struct Resources {
@@ -101,8 +133,9 @@ struct PortMapping {
 impl<'a> CreateBody<'a> {
     /// The container for `spec`: stdin open without a terminal, an init
     /// process, no new privileges, no capabilities, the configured limits,
-    /// and for HTTP transports the target port published on 127.0.0.1 at a
-    /// port Podman picks.
+    /// for HTTP transports the target port published on 127.0.0.1 at a
+    /// port Podman picks, the spec's bind mounts, and its network: Podman's
+    /// default, none, or the workload's isolated network.
     pub(crate) fn new(spec: &'a WorkloadSpec, config: &PodmanConfig) -> Self {
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
@@ -124,6 +157,24 @@ impl<'a> CreateBody<'a> {
                 protocol: "tcp",
             }],
         };
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| BindMount {
+                destination: m.target.clone(),
+                source: m.source.to_string_lossy().into_owned(),
+                kind: "bind",
+                options: [if m.read_only { "ro" } else { "rw" }, "rbind"],
+            })
+            .collect();
+        let (netns, networks) = match spec.network {
+            NetworkAccess::None => (Some(Namespace { nsmode: "none" }), BTreeMap::new()),
+            NetworkAccess::Isolated => (
+                Some(Namespace { nsmode: "bridge" }),
+                BTreeMap::from([(network_name(&spec.name), PerNetwork {})]),
+            ),
+            _ => (None, BTreeMap::new()),
+        };
         Self {
             name: container_name(&spec.name),
             image: &spec.image,
@@ -138,7 +189,61 @@ impl<'a> CreateBody<'a> {
             cap_drop: ["ALL"],
             resource_limits: Resources { memory, cpu },
             portmappings,
+            mounts,
+            netns,
+            networks,
         }
+    }
+}
+
+/// The body of `POST /libpod/networks/create` for an isolated network:
+/// internal (no route out). Podman's DNS server stays on: without it,
+/// Podman gives an internal network no host address (gateway), and that
+/// address is where berth's egress proxy listens.
+#[derive(Debug, Serialize)]
+pub(crate) struct NetworkBody {
+    name: String,
+    driver: &'static str,
+    internal: bool,
+    dns_enabled: bool,
+    labels: BTreeMap<String, String>,
+}
+
+impl NetworkBody {
+    pub(crate) fn new(name: &WorkloadName) -> Self {
+        Self {
+            name: network_name(name),
+            driver: "bridge",
+            internal: true,
+            dns_enabled: true,
+            labels: BTreeMap::from([
+                (LABEL_MANAGED.to_owned(), "true".to_owned()),
+                (LABEL_WORKLOAD.to_owned(), name.to_string()),
+            ]),
+        }
+    }
+}
+
+/// What berth reads of a libpod network.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Network {
+    #[serde(default)]
+    subnets: Vec<Subnet>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Subnet {
+    #[serde(default)]
+    gateway: Option<String>,
+}
+
+impl Network {
+    /// The host's address on the network (IPv4 first).
+    pub(crate) fn gateway(&self) -> Option<IpAddr> {
+        self.subnets
+            .iter()
+            .filter_map(|s| s.gateway.as_deref()?.parse::<IpAddr>().ok())
+            .min_by_key(IpAddr::is_ipv6)
     }
 }
 

@@ -23,6 +23,14 @@
 //! server whose earlier attachment ended has read end-of-file by then, and
 //! most such servers have exited, so berth deploys them again.
 //!
+//! Mounts are bind mounts; `NetworkAccess::None` is network namespace mode
+//! `none`; `NetworkAccess::Isolated` puts the container alone on the
+//! internal network `berth-egress-<name>` (no route out),
+//! created by [`Backend::isolated_network`] and removed with the workload.
+//! Podman configures the host's address on that network only while a
+//! container runs on it. Restricted networks take stdio workloads only for
+//! now: a published port is not reachable on them.
+//!
 //! Containers outlive berth: [`shutdown`](Backend::shutdown) leaves them
 //! running for the next berth to find.
 //!
@@ -58,13 +66,14 @@ pub use container::{LABEL_MANAGED, LABEL_WORKLOAD};
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, RuntimeError, RuntimeState, StdioHandle, WorkloadInfo,
-    WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, NetworkAccess, RuntimeError, RuntimeState, StdioHandle,
+    Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use futures::TryStreamExt;
 use podman_api::Podman;
@@ -75,7 +84,9 @@ use podman_api::opts::{
 };
 use tracing::{info, warn};
 
-use crate::container::{Container, CreateBody, Created, container_name, workload_of};
+use crate::container::{
+    Container, CreateBody, Created, Network, NetworkBody, container_name, network_name, workload_of,
+};
 use crate::error::{ApiFailure, PodmanError, api_error, unavailable};
 use crate::libpod::{Endpoint, Libpod};
 use crate::stdio::Attachment;
@@ -270,12 +281,52 @@ impl PodmanBackend {
         })
     }
 
+    /// The isolated network of `name`, created if it does not exist.
+    async fn ensure_network(&self, name: &WorkloadName) -> Result<Network, RuntimeError> {
+        let path = format!("/libpod/networks/{}/json", network_name(name));
+        match self.libpod.get::<Network>(&path).await {
+            Ok(net) => return Ok(net),
+            Err(err) if err.status() == Some(404) => {}
+            Err(err) => return Err(self.fail(name, "inspecting the isolated network of", err)),
+        }
+        match self
+            .libpod
+            .post::<_, Network>("/libpod/networks/create", &NetworkBody::new(name))
+            .await
+        {
+            Ok(net) => {
+                info!(workload = %name, network = %network_name(name), "Isolated network created.");
+                Ok(net)
+            }
+            // Created meanwhile.
+            Err(err) if err.status() == Some(409) => self
+                .libpod
+                .get::<Network>(&path)
+                .await
+                .map_err(|err| self.fail(name, "inspecting the isolated network of", err)),
+            Err(err) => Err(self.fail(name, "creating the isolated network of", err)),
+        }
+    }
+
+    /// Removes the isolated network of `name`, if there is one.
+    async fn remove_network(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        let net = network_name(name);
+        match self.libpod.delete(&format!("/libpod/networks/{net}")).await {
+            Ok(()) => {
+                info!(workload = %name, network = %net, "Isolated network removed.");
+                Ok(())
+            }
+            Err(err) if err.status() == Some(404) => Ok(()),
+            Err(err) => Err(self.fail(name, "removing the isolated network of", err)),
+        }
+    }
+
     /// Attaches (for stdio), starts the created container `id` and reports
     /// it. Failures leave the container for the caller to remove.
     async fn start(&self, spec: &WorkloadSpec, id: &str) -> Result<WorkloadInfo, RuntimeError> {
         let name = &spec.name;
         let container = self.podman.containers().get(id);
-        let attachment = if spec.transport == berth_runtime_api::Transport::Stdio {
+        let attachment = if spec.transport == Transport::Stdio {
             let attachment = stdio::attach(&container)
                 .await
                 .map_err(|err| self.fail(name, "attaching to the container of", err))?;
@@ -342,13 +393,43 @@ impl Backend for PodmanBackend {
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
         check_image(&spec.image)?;
-        if spec.transport != berth_runtime_api::Transport::Stdio && spec.target_port.is_none() {
+        if spec.transport != Transport::Stdio && spec.target_port.is_none() {
             return Err(RuntimeError::InvalidSpec(format!(
                 "a {} workload needs a target port to publish",
                 spec.transport
             )));
         }
+        match spec.network {
+            NetworkAccess::Full => {}
+            NetworkAccess::None | NetworkAccess::Isolated if spec.transport != Transport::Stdio => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "a {} workload with a restricted network cannot be reached by berth's proxy on podman yet; use the stdio transport or the `network` profile",
+                    spec.transport
+                )));
+            }
+            NetworkAccess::None | NetworkAccess::Isolated => {}
+            other => {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "the podman backend does not know network access {other:?}"
+                )));
+            }
+        }
+        if let Some(m) = spec.mounts.iter().find(|m| m.source.to_str().is_none()) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "mount source {:?} is not UTF-8, which the Podman API cannot carry",
+                m.source
+            )));
+        }
         Ok(())
+    }
+
+    async fn isolated_network(&self, name: &WorkloadName) -> Result<IpAddr, RuntimeError> {
+        self.ensure_network(name).await?.gateway().ok_or_else(|| {
+            RuntimeError::backend(
+                format!("preparing the isolated network of `{name}`"),
+                format!("network `{}` has no gateway address", network_name(name)),
+            )
+        })
     }
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
@@ -362,6 +443,12 @@ impl Backend for PodmanBackend {
             self.delete(&name, &old.id).await?;
         }
         self.ensure_image(&name, &spec.image).await?;
+        if spec.network == NetworkAccess::Isolated {
+            self.ensure_network(&name).await?;
+        } else if let Err(err) = self.remove_network(&name).await {
+            // A network left from an earlier configuration; harmless.
+            warn!(workload = %name, error = %err, "Could not remove the unused isolated network.");
+        }
 
         let body = CreateBody::new(&spec, &self.config);
         let id = match self
@@ -415,13 +502,18 @@ impl Backend for PodmanBackend {
     }
 
     async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        let c = self.get(name).await?;
+        let Some(c) = self.find(name).await? else {
+            // No container, but maybe a network left behind.
+            self.remove_network(name).await?;
+            return Err(RuntimeError::NotFound(name.clone()));
+        };
         if c.is_live() {
             self.lock().stopped.insert(c.id.clone());
         }
         if !self.delete(name, &c.id).await? {
             return Err(RuntimeError::NotFound(name.clone()));
         }
+        self.remove_network(name).await?;
         info!(workload = %name, "Container removed.");
         Ok(())
     }

@@ -137,6 +137,11 @@ impl Libpod {
         serde_json::from_slice(&answer).map_err(LibpodError::Decode)
     }
 
+    /// `DELETE {path}`, the answer ignored.
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), LibpodError> {
+        self.request(Method::DELETE, path, None).await.map(drop)
+    }
+
     async fn request(
         &self,
         method: Method,

@@ -302,6 +302,28 @@ impl fmt::Debug for ProcessBackend {
     }
 }
 
+/// Refuses what a native process cannot be held to: it shares berth's
+/// file system and network, so mounts and network restrictions could only be
+/// ignored, and a permission profile that is not enforced must not look as
+/// if it were.
+fn check_confinement(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+    if !spec.mounts.is_empty() {
+        return Err(RuntimeError::InvalidSpec(
+            "the process runtime cannot give a workload mounts (volumes or profile read/write paths): \
+             a native process sees the host's whole file system; use a container runtime"
+                .to_owned(),
+        ));
+    }
+    if spec.network != berth_runtime_api::NetworkAccess::Full {
+        return Err(RuntimeError::InvalidSpec(
+            "the process runtime cannot restrict a workload's network: a native process shares \
+             the host's network; use a container runtime, or the `network` permission profile"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Backend for ProcessBackend {
     fn kind(&self) -> &'static str {
@@ -317,6 +339,7 @@ impl Backend for ProcessBackend {
     }
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+        check_confinement(spec)?;
         command::resolve(&self.config, &spec.image, &spec.args).map(drop)
     }
 
@@ -325,6 +348,7 @@ impl Backend for ProcessBackend {
     }
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
+        check_confinement(&spec)?;
         let invocation = command::resolve(&self.config, &spec.image, &spec.args)?;
         let name = spec.name.clone();
         if self.lock().get(&name).is_some_and(Instance::is_running) {
@@ -558,5 +582,30 @@ fn signal_group(pgid: i32, signal: Signal) {
         Err(err) => {
             error!(pgid, signal = signal.as_str(), error = %err, "Could not signal a workload process group.");
         }
+    }
+}
+
+#[cfg(test)]
+mod confinement_tests {
+    use berth_runtime_api::{Mount, NetworkAccess, WorkloadName, WorkloadSpec};
+
+    use super::check_confinement;
+
+    #[test]
+    fn restrictive_specs_are_refused() {
+        let spec = WorkloadSpec::new(WorkloadName::parse("w").unwrap(), "exec:///bin/cat");
+        assert!(check_confinement(&spec).is_ok());
+        let mut none = spec.clone();
+        none.network = NetworkAccess::None;
+        let why = check_confinement(&none).unwrap_err().to_string();
+        assert!(why.contains("cannot restrict"), "{why}");
+        let mut mounted = spec;
+        mounted.mounts.push(Mount {
+            source: "/tmp".into(),
+            target: "/data".into(),
+            read_only: true,
+        });
+        let why = check_confinement(&mounted).unwrap_err().to_string();
+        assert!(why.contains("mounts"), "{why}");
     }
 }

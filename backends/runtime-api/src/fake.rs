@@ -6,6 +6,10 @@
 //! - `fake://fail`: deploy fails with a backend error.
 //!
 //! Anything else is an invalid spec, as an OCI image is on the process backend.
+//!
+//! Mounts and network restrictions are accepted and only recorded
+//! ([`FakeBackend::spec_of`]); the isolated network of every workload is
+//! `127.0.0.1`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -56,6 +60,12 @@ impl FakeBackend {
     pub fn deploy_count(&self, name: &WorkloadName) -> u32 {
         let map = self.instances.lock().expect("fake backend lock");
         map.get(name).map_or(0, |i| i.deploys)
+    }
+
+    /// The spec `name` was last deployed with.
+    pub fn spec_of(&self, name: &WorkloadName) -> Option<WorkloadSpec> {
+        let map = self.instances.lock().expect("fake backend lock");
+        map.get(name).map(|i| i.spec.clone())
     }
 
     fn with<T>(
@@ -117,6 +127,13 @@ impl Backend for FakeBackend {
                 "the fake backend runs fake:// images, not `{other}`"
             ))),
         }
+    }
+
+    async fn isolated_network(
+        &self,
+        _name: &WorkloadName,
+    ) -> Result<std::net::IpAddr, RuntimeError> {
+        Ok(std::net::Ipv4Addr::LOCALHOST.into())
     }
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {

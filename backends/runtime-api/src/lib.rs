@@ -32,9 +32,11 @@ pub mod fake;
 
 pub use error::{BoxError, RuntimeError};
 pub use name::{InvalidName, MAX_NAME_LEN, WorkloadName};
-pub use spec::{Transport, UnknownTransport, WorkloadSpec};
+pub use spec::{Mount, NetworkAccess, Transport, UnknownTransport, WorkloadSpec};
 pub use status::{BackendHealth, ExitStatus, RuntimeState, WorkloadInfo};
 pub use stdio::StdioHandle;
+
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 
@@ -64,6 +66,24 @@ pub trait Backend: Send + Sync + 'static {
     /// outlive berth (native processes) stop them here; the others keep them
     /// running so that berth re-attaches after its restart.
     async fn shutdown(&self) {}
+
+    /// Makes sure the isolated network of workload `name` exists (see
+    /// [`NetworkAccess::Isolated`]) and returns the host's address on it,
+    /// the only address an instance on that network can reach.
+    ///
+    /// Idempotent: the same network and address until [`remove`](Backend::remove)
+    /// deletes the network with the instance. The address may not be
+    /// configured on the host until an instance runs on the network, so a
+    /// listener for it must bind without that (`IP_FREEBIND`). Backends
+    /// that cannot isolate a network refuse with
+    /// [`RuntimeError::InvalidSpec`], as the default does.
+    async fn isolated_network(&self, name: &WorkloadName) -> Result<IpAddr, RuntimeError> {
+        let _ = name;
+        Err(RuntimeError::InvalidSpec(format!(
+            "the {} runtime cannot restrict a workload's network to an allowlist",
+            self.kind()
+        )))
+    }
 
     /// Creates and starts an instance of `spec`.
     ///

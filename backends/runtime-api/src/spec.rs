@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::WorkloadName;
@@ -78,6 +79,10 @@ pub struct WorkloadSpec {
     pub target_port: Option<u16>,
     /// Labels attached to the instance, for identification.
     pub labels: BTreeMap<String, String>,
+    /// Host paths bound into the instance, in order. Empty: none.
+    pub mounts: Vec<Mount>,
+    /// What the instance may reach over the network.
+    pub network: NetworkAccess,
 }
 
 impl WorkloadSpec {
@@ -91,6 +96,51 @@ impl WorkloadSpec {
             transport: Transport::Stdio,
             target_port: None,
             labels: BTreeMap::new(),
+            mounts: Vec::new(),
+            network: NetworkAccess::Full,
         }
     }
+
+    /// Whether the spec asks for anything beyond an unrestricted default
+    /// runtime: mounts, or a network other than [`NetworkAccess::Full`].
+    /// A backend that cannot enforce these must refuse such a spec
+    /// ([`RuntimeError::InvalidSpec`](crate::RuntimeError::InvalidSpec)),
+    /// never run it without them.
+    pub fn is_confined(&self) -> bool {
+        !self.mounts.is_empty() || self.network != NetworkAccess::Full
+    }
+}
+
+/// A host path bound into a container.
+///
+/// Invariants (checked by berth before a spec reaches a backend): `source`
+/// is an absolute path that existed when the workload was accepted, and
+/// `target` is an absolute path without `..` components. Backends bind
+/// `source` at `target` as it is, never creating `source`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mount {
+    /// The path on the host.
+    pub source: PathBuf,
+    /// Where it appears inside the instance.
+    pub target: String,
+    /// Whether the instance may only read it.
+    pub read_only: bool,
+}
+
+/// What a workload may reach over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum NetworkAccess {
+    /// The runtime's default network, with unrestricted outbound access.
+    #[default]
+    Full,
+    /// No network at all: only a loopback interface.
+    None,
+    /// Only the workload's own *isolated* network, which has no route out:
+    /// its one other peer is the host side of that network, the address
+    /// [`Backend::isolated_network`](crate::Backend::isolated_network)
+    /// returns, where berth runs the workload's egress proxy. The backend
+    /// only provides the network; what the proxy lets through is berth's
+    /// business.
+    Isolated,
 }

@@ -172,3 +172,57 @@ fn workload_names_from_container_names() {
     assert_eq!(workload_of("berth-"), None);
     assert_eq!(workload_of("berth-.hidden"), None);
 }
+
+#[test]
+fn confinement_in_the_body() {
+    use berth_runtime_api::{Mount, NetworkAccess};
+    let mut spec = spec();
+    spec.mounts = vec![
+        Mount {
+            source: "/srv/in".into(),
+            target: "/in".into(),
+            read_only: true,
+        },
+        Mount {
+            source: "/srv/out".into(),
+            target: "/out".into(),
+            read_only: false,
+        },
+    ];
+    spec.network = NetworkAccess::None;
+    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    assert_eq!(
+        body["mounts"],
+        json!([
+            {"destination": "/in", "source": "/srv/in", "type": "bind", "options": ["ro", "rbind"]},
+            {"destination": "/out", "source": "/srv/out", "type": "bind", "options": ["rw", "rbind"]}
+        ])
+    );
+    assert_eq!(body["netns"], json!({"nsmode": "none"}));
+    assert_eq!(body.get("Networks"), None);
+
+    spec.network = NetworkAccess::Isolated;
+    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    assert_eq!(body["netns"], json!({"nsmode": "bridge"}));
+    assert_eq!(body["Networks"], json!({"berth-egress-fetch": {}}));
+
+    spec.network = NetworkAccess::Full;
+    spec.mounts.clear();
+    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    assert_eq!(body.get("netns"), None);
+    assert_eq!(body.get("mounts"), None);
+}
+
+#[test]
+fn isolated_network_body_and_gateway() {
+    let body = serde_json::to_value(NetworkBody::new(&WorkloadName::parse("w").unwrap())).unwrap();
+    assert_eq!(
+        body,
+        json!({"name": "berth-egress-w", "driver": "bridge", "internal": true, "dns_enabled": true,
+            "labels": {"berth.managed": "true", "berth.workload": "w"}})
+    );
+    let net: Network = serde_json::from_value(json!({"name": "berth-egress-w",
+        "subnets": [{"subnet": "fd00::/64", "gateway": "fd00::1"}, {"subnet": "10.89.3.0/24", "gateway": "10.89.3.1"}]}))
+    .unwrap();
+    assert_eq!(net.gateway(), Some("10.89.3.1".parse().unwrap()));
+}

@@ -52,6 +52,10 @@ struct BridgeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Put this middleware plugin (a `[[plugins]]` name from the
+    /// configuration file) on the request path; repeat for a chain, in order.
+    #[arg(long = "middleware", value_name = "PLUGIN")]
+    middleware: Vec<String>,
     /// The server's command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -293,9 +297,40 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
         .command
         .split_first()
         .context("a command is required")?;
+    let chain = if args.middleware.is_empty() {
+        None
+    } else {
+        let wanted: Vec<_> = config
+            .plugins
+            .iter()
+            .filter(|p| args.middleware.contains(&p.name))
+            .cloned()
+            .map(|mut p| {
+                p.global = false;
+                p
+            })
+            .collect();
+        let host = config.plugin_host.clone();
+        let plugins = tokio::task::spawn_blocking(move || Plugins::load(host, wanted, None))
+            .await
+            .context("loading plugins")?
+            .context("setting up the plugin host")?;
+        let plugins = Arc::new(plugins);
+        for name in &args.middleware {
+            let info = plugins
+                .info(name)
+                .with_context(|| format!("--middleware {name}: no such [[plugins]] entry"))?;
+            if let Some(error) = info.error {
+                bail!("plugin `{name}` did not load: {error}");
+            }
+        }
+        let attachments: Vec<(String, Option<serde_json::Value>)> =
+            args.middleware.iter().map(|n| (n.clone(), None)).collect();
+        plugins.chain(&attachments)?
+    };
     let proxies = Proxies::new(config.proxy);
     let addr = SocketAddr::new(args.host, args.port);
-    proxies.start("bridge", addr, None, None).await?;
+    proxies.start("bridge", addr, None, chain).await?;
     let mut child = tokio::process::Command::new(program)
         .args(argv)
         .stdin(std::process::Stdio::piped())

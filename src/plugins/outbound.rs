@@ -134,8 +134,8 @@ impl Outbound {
         HttpError::HttpRequestDenied
     }
 
-    /// Checks the destination and returns the address to connect to.
-    async fn destination(&self, host: &str, port: u16) -> Result<SocketAddr, HttpError> {
+    /// Checks the destination and returns the addresses to connect to.
+    async fn destination(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let lower = host.to_ascii_lowercase();
         if !self.rules.iter().any(|r| r.matches(&lower, port)) {
@@ -168,7 +168,26 @@ impl Outbound {
                 "{lower} resolves to the private address {ip} and allow_private is off"
             )));
         }
-        Ok(SocketAddr::new(ips[0], port))
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// Connects to the first of the checked addresses that answers.
+    async fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, HttpError> {
+        let mut last = HttpError::DestinationUnavailable;
+        for addr in addrs {
+            match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    last = HttpError::ConnectionRefused;
+                }
+                Ok(Err(e)) => last = HttpError::Connect(e),
+                Err(_) => last = HttpError::ConnectionTimeout,
+            }
+        }
+        Err(last)
     }
 
     async fn send(
@@ -183,18 +202,12 @@ impl Outbound {
             .ok_or(HttpError::HttpRequestUriInvalid)?
             .to_owned();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let addr = self.destination(&host, port).await?;
+        let addrs = self.destination(&host, port).await?;
         let connect_timeout = options
             .and_then(|o| o.connect_timeout)
             .unwrap_or(CONNECT_TIMEOUT)
             .min(CONNECT_TIMEOUT);
-        let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::ConnectionRefused => HttpError::ConnectionRefused,
-                _ => HttpError::Connect(e),
-            })?;
+        let tcp = Self::connect(&addrs, connect_timeout).await?;
         let _ = tcp.set_nodelay(true);
         *req.uri_mut() = uri
             .path_and_query()

@@ -9,5 +9,6 @@ mod clients;
 mod confinement;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
 mod containers;
+mod plugins;
 mod proxy;
 mod serve;

@@ -5,4 +5,5 @@ mod support;
 
 mod api;
 mod openapi;
+mod plugins;
 mod remote;

@@ -23,3 +23,5 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+pub mod plugins;

@@ -1,0 +1,265 @@
+//! WebAssembly middleware on the proxy path, through the `berth` binary
+//! and real MCP clients.
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Value, json};
+
+use crate::proxy::mcp_echo;
+use crate::serve::{Berth, free_port};
+use crate::support::plugins::wasm;
+
+fn toml_path(p: std::path::PathBuf) -> String {
+    p.display().to_string().replace('\\', "\\\\")
+}
+
+async fn url_of(b: &Berth, name: &str) -> String {
+    let (_, body) = b
+        .req(reqwest::Method::GET, &format!("/workloads/{name}"), None)
+        .await;
+    let (_, list) = b.req(reqwest::Method::GET, "/workloads", None).await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    list["workloads"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {body}"))["url"]
+        .as_str()
+        .expect("url")
+        .to_owned()
+}
+
+fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_guard_hides_and_refuses_a_tool_for_a_real_client() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[[plugins]]\nname = \"guard\"\nkind = \"middleware\"\npath = \"{}\"\nconfig = {{ deny = [\"crash\"] }}\n",
+        toml_path(wasm("middleware-tool-guard"))
+    );
+    let b = Berth::start_with(root.path(), free_port(), &toml).await;
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "guarded", "image": mcp_echo(),
+                "middleware_configs": [{"type": "wasm", "parameters": {"plugin": "guard", "config": {"deny": ["crash", "sleep"]}}}]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("guarded", "running").await;
+    let (code, cfg) = b
+        .req(reqwest::Method::GET, "/workloads/guarded", None)
+        .await;
+    assert_eq!(code, 200);
+    assert!(cfg.contains("\"plugin\":\"guard\""), "{cfg}");
+
+    let url = url_of(&b, "guarded").await;
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("rmcp connects");
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(tools.contains(&"echo".to_owned()), "{tools:?}");
+    assert!(
+        !tools.contains(&"sleep".to_owned()),
+        "sleep is hidden: {tools:?}"
+    );
+    assert!(
+        !tools.contains(&"crash".to_owned()),
+        "crash is hidden: {tools:?}"
+    );
+    let refused = client
+        .call_tool(CallToolRequestParams::new("sleep").with_arguments(args(json!({"ms": 1}))))
+        .await
+        .expect_err("sleep is refused");
+    let text = refused.to_string();
+    assert!(text.contains("not allowed"), "{text}");
+    let ok = client
+        .call_tool(
+            CallToolRequestParams::new("echo").with_arguments(args(json!({"message": "guarded"}))),
+        )
+        .await
+        .expect("echo works");
+    assert!(
+        serde_json::to_string(&ok.content)
+            .expect("json")
+            .contains("echo: guarded")
+    );
+    let _ = client.cancel().await;
+
+    // The plugin's statistics are in the API.
+    let (code, body) = b
+        .req(reqwest::Method::GET, "/x/berth/plugins/guard", None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let info: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(info["state"], "loaded");
+    assert_eq!(info["wit_version"], "0.1.0");
+    assert!(info["calls"].as_u64().expect("calls") >= 3, "{info}");
+    assert_eq!(info["traps"], 0);
+
+    // Unknown plugins and other middleware types are refused at create.
+    for (mw, want) in [
+        (
+            json!({"type": "wasm", "parameters": {"plugin": "nope"}}),
+            "plugin `nope` not found",
+        ),
+        (json!({"type": "authz", "parameters": {}}), "not supported"),
+    ] {
+        let (code, body) = b
+            .post(
+                "/workloads",
+                json!({"name": "bad", "image": mcp_echo(), "middleware_configs": [mw]}),
+            )
+            .await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains(want), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_middleware_fails_its_calls_while_berth_keeps_serving() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let toml = format!(
+        "[[plugins]]\nname = \"spin\"\nkind = \"middleware\"\npath = \"{}\"\ntimeout_ms = 200\n\n\
+         [[plugins]]\nname = \"teapot\"\nkind = \"middleware\"\npath = \"{}\"\nglobal = true\n",
+        toml_path(wasm("test-spin")),
+        toml_path(wasm("test-echo-mw"))
+    );
+    let b = Berth::start_with(root.path(), free_port(), &toml).await;
+    for (name, mw) in [
+        (
+            "hostile",
+            json!([{"type": "wasm", "parameters": {"plugin": "spin"}}]),
+        ),
+        ("fine", json!([])),
+    ] {
+        let (code, body) = b
+            .post(
+                "/workloads",
+                json!({"name": name, "image": mcp_echo(), "middleware_configs": mw}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        b.wait_status(name, "running").await;
+    }
+    let hostile = url_of(&b, "hostile").await;
+    let fine = url_of(&b, "fine").await;
+
+    let http = reqwest::Client::new();
+    let session = |url: String| {
+        let http = http.clone();
+        async move {
+            let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+            let r = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .json(&init)
+                .send()
+                .await
+                .expect("initialize");
+            r.headers()["mcp-session-id"]
+                .to_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let call = |url: String, sid: String, id: u64, args: Value| {
+        let http = http.clone();
+        async move {
+            let mut body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "echo", "arguments": args}});
+            if body["params"]["arguments"]["__berth_test_deny"] == true {
+                // The test middleware looks for the marker in the params.
+                body["params"]["__berth_test_deny"] = json!(true);
+            }
+            let r = http
+                .post(&url)
+                .header("accept", "application/json")
+                .header("mcp-session-id", sid)
+                .json(&body)
+                .send()
+                .await
+                .expect("call");
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    let hs = session(hostile.clone()).await;
+    let fs = session(fine.clone()).await;
+    // Several hostile calls in flight; meanwhile the other workload and the
+    // API answer.
+    let mut stuck = Vec::new();
+    for i in 0..4 {
+        stuck.push(tokio::spawn(call(
+            hostile.clone(),
+            hs.clone(),
+            10 + i,
+            json!({"message": "x"}),
+        )));
+    }
+    for i in 0..10 {
+        let a = call(
+            fine.clone(),
+            fs.clone(),
+            100 + i,
+            json!({"message": format!("m{i}")}),
+        )
+        .await;
+        assert_eq!(
+            a["result"]["content"][0]["text"],
+            format!("echo: m{i}"),
+            "{a}"
+        );
+        let h = reqwest::get(format!("{}/health", b.base))
+            .await
+            .expect("health");
+        assert_eq!(h.status(), 204);
+    }
+    for s in stuck {
+        let a = s.await.expect("joined");
+        assert_eq!(a["error"]["code"], -32003, "{a}");
+        let msg = a["error"]["message"].as_str().expect("message");
+        assert!(msg.contains("spin") && msg.contains("timed out"), "{msg}");
+    }
+    // The global middleware runs on every workload.
+    let a = call(
+        fine.clone(),
+        fs.clone(),
+        500,
+        json!({"message": "m", "__berth_test_deny": true}),
+    )
+    .await;
+    assert_eq!(a["error"]["code"], -32003, "{a}");
+    assert_eq!(a["error"]["data"]["status"], 418, "{a}");
+
+    let (_, body) = b.req(reqwest::Method::GET, "/x/berth/plugins", None).await;
+    let list: Value = serde_json::from_str(&body).expect("json");
+    let spin = list["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .find(|p| p["name"] == "spin")
+        .expect("spin listed")
+        .clone();
+    assert!(spin["traps"].as_u64().expect("traps") >= 4, "{spin}");
+    // Reload recompiles (from the cache) and the plugin stays usable.
+    let (code, body) = b.post("/x/berth/plugins/spin/reload", json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let info: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(info["state"], "loaded");
+    assert_eq!(info["cached"], true);
+    let (code, _) = b.post("/x/berth/plugins/nope/reload", json!({})).await;
+    assert_eq!(code, 404);
+}

@@ -143,7 +143,10 @@ pub struct HostConfig {
     pub memory_limit_bytes: usize,
     /// Instances alive at once, across all plugins.
     pub max_instances: u32,
-    /// Idle instances kept per plugin use (workload attachment).
+    /// Idle instances kept per plugin use (workload attachment). Instances
+    /// are made only when that many calls run at once, so this bounds what
+    /// a burst leaves behind (about 40 KiB each for a small plugin), and a
+    /// concurrency above it pays an instantiation per call.
     pub pool_size: usize,
 }
 
@@ -153,8 +156,8 @@ impl Default for HostConfig {
             middleware_timeout_ms: 100,
             call_timeout_ms: 5000,
             memory_limit_bytes: 64 * 1024 * 1024,
-            max_instances: 256,
-            pool_size: 4,
+            max_instances: 1000,
+            pool_size: 64,
         }
     }
 }
@@ -830,6 +833,9 @@ impl<B: Bindings> Pool<B> {
         let Instance {
             store, bindings, ..
         } = &mut inst;
+        // The deadline counts from now: the first yield to tokio comes after
+        // one epoch tick of this call, not at its first instruction.
+        store.set_epoch_deadline(1);
         let outcome = tokio::time::timeout(self.plugin.timeout, f(store, bindings)).await;
         stats.record(started.elapsed());
         match outcome {

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::PluginError;
 
 /// How often the epoch advances: the granularity of call deadlines.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(2);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The engine and its ticker.
 pub(crate) struct PluginEngine {

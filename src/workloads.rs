@@ -137,6 +137,11 @@ impl Default for RestartPolicy {
     }
 }
 
+/// The longest wait between start attempts while the runtime is
+/// unreachable: trying costs nothing, and a workload should answer again
+/// within seconds of its engine's return, however long the engine was away.
+const UNREACHABLE_RETRY_MAX: Duration = Duration::from_secs(5);
+
 impl RestartPolicy {
     fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u64 << attempt.saturating_sub(1).min(20);
@@ -145,6 +150,17 @@ impl RestartPolicy {
                 .saturating_mul(factor)
                 .min(self.max_delay_ms),
         )
+    }
+
+    /// The wait before start attempt `attempt`; shorter while the runtime
+    /// is unreachable (see [`UNREACHABLE_RETRY_MAX`]).
+    fn retry_delay(&self, attempt: u32, runtime_unreachable: bool) -> Duration {
+        let delay = self.delay(attempt);
+        if runtime_unreachable {
+            delay.min(UNREACHABLE_RETRY_MAX)
+        } else {
+            delay
+        }
     }
 }
 
@@ -1436,7 +1452,10 @@ impl Workloads {
         let why = format!("lost the running instance: {}", error_chain(err));
         warn!(workload = %name, error = %why, "Workload instance lost.");
         self.wlog(name, &why);
-        self.revive_after(name, generation, why);
+        // An engine that went away is no fault of the workload: never a
+        // reason to give up on it.
+        let unreachable = matches!(err, RuntimeError::Unavailable { .. });
+        self.revive(name, generation, why, !unreachable);
     }
 
     fn on_exit(&self, name: &WorkloadName, generation: u64, exit: &ExitStatus) {
@@ -1468,8 +1487,8 @@ impl Workloads {
     /// doubles with every attempt in a row; a run of at least `stable_secs`
     /// starts the count again. With `may_give_up`, too many attempts leave
     /// the workload in `error`; without (the runtime itself is unreachable,
-    /// which is no fault of the workload) berth keeps trying at the longest
-    /// delay.
+    /// which is no fault of the workload) berth keeps trying, at most
+    /// [`UNREACHABLE_RETRY_MAX`] apart.
     fn revive(&self, name: &WorkloadName, generation: u64, why: String, may_give_up: bool) {
         let policy = self.inner.settings.restart;
         let attempt = {
@@ -1503,7 +1522,7 @@ impl Workloads {
             self.set_status(name, WorkloadStatus::Error, msg, None);
             return;
         }
-        let delay = policy.delay(attempt);
+        let delay = policy.retry_delay(attempt, !may_give_up);
         let msg = format!("{why}; restarting in {delay:?} (attempt {attempt})");
         self.wlog(name, &msg);
         self.update(name, |s| {

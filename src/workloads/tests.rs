@@ -163,3 +163,20 @@ fn spec_carries_the_profile() {
         "the proxy address is added at start"
     );
 }
+
+#[test]
+fn an_unreachable_runtime_is_retried_every_few_seconds() {
+    let policy = RestartPolicy::default();
+    // A crashing server backs off up to the policy's longest delay...
+    assert_eq!(policy.retry_delay(1, false), Duration::from_secs(1));
+    assert_eq!(policy.retry_delay(10, false), Duration::from_secs(60));
+    // ...while an engine that is away is asked again every few seconds, so
+    // the workload answers soon after the engine is back.
+    assert_eq!(policy.retry_delay(1, true), Duration::from_secs(1));
+    assert_eq!(policy.retry_delay(10, true), UNREACHABLE_RETRY_MAX);
+    let short = RestartPolicy {
+        max_delay_ms: 200,
+        ..policy
+    };
+    assert_eq!(short.retry_delay(10, true), Duration::from_millis(200));
+}

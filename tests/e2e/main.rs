@@ -9,6 +9,8 @@ mod clients;
 mod confinement;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
 mod containers;
+#[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
+mod engine_restart;
 mod plugins;
 mod proxy;
 mod serve;

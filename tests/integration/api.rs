@@ -529,6 +529,43 @@ async fn crashes_are_restarted_and_reported_honestly() {
     assert_eq!(x["restart_count"], 2);
 }
 
+/// Regression: an engine that goes away while a workload runs is waited
+/// for, never a reason to give up, however often it happens (the harness's
+/// policy gives up after 2 quick restarts in a row).
+#[tokio::test]
+async fn an_engine_that_goes_away_is_waited_for() {
+    let h = harness().await;
+    h.create(echo("e1")).await;
+    h.wait_status("e1", "running").await;
+    let name = WorkloadName::parse("e1").expect("name");
+    for round in 1..=3 {
+        h.fake.set_reachable(false);
+        let restarts = |w: &Value| w["restart_count"].as_u64().expect("count");
+        let before = restarts(&h.listed("?all=true").await[0]);
+        // Several failed attempts while it is away, more than the policy
+        // allows for a crashing server; the status says why all along.
+        let w = eventually(Duration::from_secs(5), "attempts while away", || async {
+            let w = h.listed("?all=true").await[0].clone();
+            let context = w["status_context"].as_str().unwrap_or("");
+            assert_ne!(w["status"], "error", "round {round}: {w}");
+            (w["status"] == "starting"
+                && context.contains("backend `fake` is unavailable")
+                && restarts(&w) >= before + 3)
+                .then_some(w)
+        })
+        .await;
+        assert_eq!(
+            h.get("/health").await.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{w}"
+        );
+        h.fake.set_reachable(true);
+        h.wait_status("e1", "running").await;
+        assert_eq!(h.fake.deploy_count(&name), round + 1);
+        assert_eq!(h.get("/health").await.status, StatusCode::NO_CONTENT);
+    }
+}
+
 #[tokio::test]
 async fn edit_replaces_and_rolls_back() {
     let h = harness().await;

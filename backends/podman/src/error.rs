@@ -44,7 +44,8 @@ pub(crate) enum PodmanError {
 pub(crate) trait ApiFailure: std::error::Error + Send + Sync + Sized + 'static {
     /// The HTTP status Podman answered with, if it answered.
     fn status(&self) -> Option<u16>;
-    /// Whether the socket could not be reached at all.
+    /// Whether Podman could not be reached: the socket refused, or the
+    /// connection broke off before an answer (the service went away).
     fn is_unreachable(&self) -> bool;
 }
 
@@ -60,7 +61,10 @@ impl ApiFailure for podman_api::Error {
 
     fn is_unreachable(&self) -> bool {
         match self {
-            Self::Error(podman_api::conn::Error::Hyper(e)) => e.is_connect(),
+            Self::Error(podman_api::conn::Error::Hyper(e)) => {
+                e.is_connect() || e.is_closed() || e.is_incomplete_message() || e.is_canceled()
+            }
+            Self::Error(podman_api::conn::Error::IO(_)) => true,
             _ => false,
         }
     }
@@ -75,7 +79,7 @@ impl ApiFailure for LibpodError {
     }
 
     fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Connect(_))
+        matches!(self, Self::Connect(_) | Self::Http(_))
     }
 }
 

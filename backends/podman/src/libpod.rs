@@ -242,6 +242,39 @@ mod tests {
         check("tcp://", None);
     }
 
+    /// A service that goes away mid-exchange (killed while berth waits for
+    /// an answer) is an unreachable runtime, not a failed operation.
+    #[tokio::test]
+    async fn a_connection_that_breaks_off_is_unavailable() {
+        use berth_runtime_api::{RuntimeError, WorkloadName};
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                // Read the request, then hang up without answering.
+                let _ = conn.read(&mut [0; 4096]).await;
+            }
+        });
+        let libpod = Libpod::new(Endpoint::Tcp(addr.to_string()));
+        let err = libpod
+            .get::<serde_json::Value>("/libpod/containers/x/json")
+            .await
+            .expect_err("no answer");
+        assert!(matches!(err, LibpodError::Http(_)), "{err:?}");
+        let name = WorkloadName::parse("x").expect("name");
+        let socket = format!("tcp://{addr}");
+        match crate::error::api_error(&socket, &name, "inspecting", err) {
+            RuntimeError::Unavailable { source, .. } => {
+                assert!(source.to_string().contains(&socket), "{source}");
+            }
+            other => panic!("not unavailable: {other:?}"),
+        }
+    }
+
     #[test]
     fn name_conflicts() {
         let status = |status, message: &str| LibpodError::Status {

@@ -7,12 +7,17 @@
 //!
 //! Anything else is an invalid spec, as an OCI image is on the process backend.
 //!
+//! [`FakeBackend::set_reachable`] simulates an engine that goes away: every
+//! call fails with [`RuntimeError::Unavailable`], pending waits end with it,
+//! and the instances that ran are gone (exited) when it comes back.
+//!
 //! Mounts and network restrictions are accepted and only recorded
 //! ([`FakeBackend::spec_of`]); the isolated network of every workload is
 //! `127.0.0.1`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -28,16 +33,25 @@ struct Instance {
     spec: WorkloadSpec,
     state: RuntimeState,
     started_at: OffsetDateTime,
-    exit: watch::Sender<Option<ExitStatus>>,
+    exit: watch::Sender<Option<Ended>>,
     stdio: Option<StdioHandle>,
     echo: Option<JoinHandle<()>>,
     deploys: u32,
+}
+
+/// How an instance's run ended, as its waiters learn it.
+#[derive(Clone)]
+enum Ended {
+    Exited(ExitStatus),
+    /// The engine went away while the instance ran.
+    Lost,
 }
 
 /// A backend that keeps its instances in memory; see the module docs.
 #[derive(Default)]
 pub struct FakeBackend {
     instances: Mutex<BTreeMap<WorkloadName, Instance>>,
+    unreachable: AtomicBool,
 }
 
 impl FakeBackend {
@@ -53,6 +67,38 @@ impl FakeBackend {
             .get_mut(name)
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
         finish(inst, Some(code), None, false);
+        Ok(())
+    }
+
+    /// Takes the simulated engine away (`false`) or brings it back. Going
+    /// away ends every running instance, as an engine restart does (Docker
+    /// without live-restore stops them, Podman's closed attach ends a stdio
+    /// server), and their waiters get [`RuntimeError::Unavailable`].
+    pub fn set_reachable(&self, reachable: bool) {
+        let mut map = self.instances.lock().expect("fake backend lock");
+        self.unreachable.store(!reachable, Ordering::SeqCst);
+        if reachable {
+            return;
+        }
+        for inst in map.values_mut().filter(|i| i.state.is_running()) {
+            if let Some(task) = inst.echo.take() {
+                task.abort();
+            }
+            inst.stdio = None;
+            inst.state = RuntimeState::Exited(ExitStatus {
+                code: None,
+                signal: Some(9),
+                stopped_by_request: false,
+                at: OffsetDateTime::now_utc(),
+            });
+            inst.exit.send_replace(Some(Ended::Lost));
+        }
+    }
+
+    fn reachable(&self) -> Result<(), RuntimeError> {
+        if self.unreachable.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
         Ok(())
     }
 
@@ -73,6 +119,7 @@ impl FakeBackend {
         name: &WorkloadName,
         f: impl FnOnce(&mut Instance) -> Result<T, RuntimeError>,
     ) -> Result<T, RuntimeError> {
+        self.reachable()?;
         let mut map = self.instances.lock().expect("fake backend lock");
         let inst = map
             .get_mut(name)
@@ -96,7 +143,14 @@ fn finish(inst: &mut Instance, code: Option<i32>, signal: Option<i32>, requested
         at: OffsetDateTime::now_utc(),
     };
     inst.state = RuntimeState::Exited(status.clone());
-    inst.exit.send_replace(Some(status));
+    inst.exit.send_replace(Some(Ended::Exited(status)));
+}
+
+fn unavailable() -> RuntimeError {
+    RuntimeError::Unavailable {
+        backend: "fake",
+        source: "the fake engine is down".into(),
+    }
 }
 
 fn info(inst: &Instance) -> WorkloadInfo {
@@ -117,6 +171,7 @@ impl Backend for FakeBackend {
     }
 
     async fn health(&self) -> Result<BackendHealth, RuntimeError> {
+        self.reachable()?;
         Ok(BackendHealth::new("fake", "0"))
     }
 
@@ -133,10 +188,12 @@ impl Backend for FakeBackend {
         &self,
         _name: &WorkloadName,
     ) -> Result<std::net::IpAddr, RuntimeError> {
+        self.reachable()?;
         Ok(std::net::Ipv4Addr::LOCALHOST.into())
     }
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
+        self.reachable()?;
         let mut map = self.instances.lock().expect("fake backend lock");
         let deploys = match map.get(&spec.name) {
             Some(old) if old.state.is_running() => {
@@ -190,6 +247,7 @@ impl Backend for FakeBackend {
     }
 
     async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
+        self.reachable()?;
         let mut map = self.instances.lock().expect("fake backend lock");
         let mut inst = map
             .remove(name)
@@ -203,6 +261,7 @@ impl Backend for FakeBackend {
     }
 
     async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
+        self.reachable()?;
         let map = self.instances.lock().expect("fake backend lock");
         Ok(map.values().map(info).collect())
     }
@@ -224,10 +283,14 @@ impl Backend for FakeBackend {
 
     async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError> {
         let mut rx = self.with(name, |inst| Ok(inst.exit.subscribe()))?;
-        let status = rx
+        let ended = rx
             .wait_for(Option::is_some)
             .await
-            .map_err(|e| RuntimeError::backend("waiting for fake workload", e))?;
-        Ok(status.clone().expect("waited for Some"))
+            .map_err(|e| RuntimeError::backend("waiting for fake workload", e))?
+            .clone();
+        match ended.expect("waited for Some") {
+            Ended::Exited(status) => Ok(status),
+            Ended::Lost => Err(unavailable()),
+        }
     }
 }

@@ -9,5 +9,7 @@ mod clients;
 mod confinement;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
 mod containers;
+#[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
+mod packages;
 mod proxy;
 mod serve;

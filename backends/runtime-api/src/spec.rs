@@ -158,7 +158,10 @@ pub enum NetworkAccess {
 /// milestones ("building image …", "using cached image …") and the
 /// engine's own output. Reporting never blocks for long and never fails.
 #[derive(Clone, Default)]
-pub struct Progress(Option<Arc<dyn Fn(&str) + Send + Sync>>);
+pub struct Progress(Option<Arc<ReportFn>>);
+
+/// What a [`Progress`] calls with each line.
+type ReportFn = dyn Fn(&str) + Send + Sync;
 
 impl Progress {
     /// A receiver that calls `f` with each line.

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_runtime_api::{
-    Backend, ExitStatus, InvalidName, RuntimeError, RuntimeState, Transport, WorkloadName,
-    WorkloadSpec,
+    Backend, ExitStatus, InvalidName, Progress, RuntimeError, RuntimeState, Transport,
+    WorkloadName, WorkloadSpec,
 };
 use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
@@ -49,6 +49,9 @@ const WORKLOAD_LOG_MAX_BYTES: u64 = 4 * 1024 * 1024;
 pub const LABEL_WORKLOAD: &str = "berth.workload";
 /// Label with the workload's group.
 pub const LABEL_GROUP: &str = "berth.group";
+/// How often image build output may replace a starting workload's status
+/// context (each write is an fsync'ed status file).
+const PROGRESS_CONTEXT_EVERY: Duration = Duration::from_millis(500);
 
 /// What went wrong in a workload operation.
 #[derive(Debug, thiserror::Error)]
@@ -1291,7 +1294,51 @@ impl Workloads {
         if let Some(addr) = self.start_egress(name, config).await? {
             spec.env.extend(proxy_env(addr));
         }
+        spec.progress = self.progress_of(name);
         Ok(spec)
+    }
+
+    /// Where a deploy of `name` reports image pulls and builds: every line
+    /// to berth's log of the workload, and (at most once per
+    /// [`PROGRESS_CONTEXT_EVERY`], milestones always) to its status context
+    /// while it is starting.
+    fn progress_of(&self, name: &WorkloadName) -> Progress {
+        let weak = Arc::downgrade(&self.inner);
+        let name = name.clone();
+        let last = Mutex::new(None::<std::time::Instant>);
+        Progress::new(move |line| {
+            let Some(inner) = weak.upgrade() else { return };
+            let this = Workloads { inner };
+            this.wlog(&name, line);
+            let milestone = [
+                "pulling image",
+                "pulled image",
+                "building image",
+                "built image",
+                "using cached image",
+            ]
+            .iter()
+            .any(|m| line.starts_with(m));
+            let now = std::time::Instant::now();
+            {
+                let mut last = last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !milestone
+                    && last.is_some_and(|t| now.duration_since(t) < PROGRESS_CONTEXT_EVERY)
+                {
+                    return;
+                }
+                *last = Some(now);
+            }
+            let starting = this
+                .table()
+                .get(&name)
+                .is_some_and(|e| e.status.status == WorkloadStatus::Starting);
+            if starting {
+                this.set_context(&name, line.to_owned());
+            }
+        })
     }
 
     /// Runs the egress proxy of a workload with an outbound allowlist, on

@@ -11,6 +11,8 @@ mod confinement;
 mod containers;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
 mod engine_restart;
+#[cfg(any(feature = "docker-tests", feature = "podman-tests"))]
+mod packages;
 mod plugins;
 mod proxy;
 mod serve;

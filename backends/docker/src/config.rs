@@ -29,6 +29,15 @@ pub struct DockerConfig {
     pub pull: PullPolicy,
     /// Seconds a pull may take before the deploy fails.
     pub pull_timeout_secs: u64,
+    /// The image `npx://` packages are installed on (it needs `npm` and
+    /// `npx`); pulled as [`pull`](Self::pull) says when absent.
+    pub node_base_image: String,
+    /// The image `uvx://` packages are installed on (it needs `pip`, which
+    /// installs `uv`); pulled as [`pull`](Self::pull) says when absent.
+    pub python_base_image: String,
+    /// Seconds the build of a package image may take before the deploy
+    /// fails.
+    pub build_timeout_secs: u64,
 }
 
 /// When a deploy pulls the workload's image.
@@ -53,6 +62,9 @@ impl Default for DockerConfig {
             cpu_limit: 1.0,
             pull: PullPolicy::IfNotPresent,
             pull_timeout_secs: 300,
+            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
+            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
+            build_timeout_secs: 600,
         }
     }
 }
@@ -71,6 +83,17 @@ impl DockerConfig {
                 .map(Some)
                 .map_err(|_| format!("memory_limit_bytes {n} is too large")),
         }
+    }
+
+    /// Checks the configured base images of package images.
+    pub(crate) fn check_base_images(&self) -> Result<(), String> {
+        for (key, image) in [
+            ("node_base_image", &self.node_base_image),
+            ("python_base_image", &self.python_base_image),
+        ] {
+            berth_package_image::check_base_image(image).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The CPU limit for the engine in billionths of a core, `None` for no
@@ -105,6 +128,30 @@ mod tests {
         assert_eq!(config.memory(), Ok(Some(1 << 30)));
         assert_eq!(config.nano_cpus(), Ok(Some(1_000_000_000)));
         assert_eq!(config.pull, PullPolicy::IfNotPresent);
+        assert_eq!(config.node_base_image, "docker.io/library/node:22-alpine");
+        assert_eq!(
+            config.python_base_image,
+            "docker.io/library/python:3.12-slim"
+        );
+        assert_eq!(config.build_timeout_secs, 600);
+        assert!(config.check_base_images().is_ok());
+    }
+
+    #[test]
+    fn base_images_are_configurable_and_checked() {
+        let config =
+            parse(r#"{"node_base_image":"localhost/berth-test/fake-node:latest"}"#).expect("parse");
+        assert_eq!(
+            config.node_base_image,
+            "localhost/berth-test/fake-node:latest"
+        );
+        assert!(config.check_base_images().is_ok());
+        let bad = parse(r#"{"python_base_image":"python AS x"}"#).expect("parse");
+        let err = bad.check_base_images().unwrap_err();
+        assert!(
+            err.contains("python_base_image") && err.contains("invalid base image"),
+            "{err}"
+        );
     }
 
     #[test]

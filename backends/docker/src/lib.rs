@@ -61,6 +61,7 @@
 
 #![deny(missing_docs)]
 
+mod build;
 mod config;
 mod convert;
 mod engine;
@@ -77,9 +78,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_package_image::{Package, Scheme};
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, NetworkAccess, RuntimeError, StdioHandle, Transport,
-    WorkloadInfo, WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, StdioHandle,
+    Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use bollard::Docker;
 use bollard::container::AttachContainerResults;
@@ -114,6 +116,9 @@ pub struct DockerBackend {
     memory: Option<i64>,
     nano_cpus: Option<i64>,
     instances: Mutex<BTreeMap<WorkloadName, Instance>>,
+    /// Serializes package image builds, so that two workloads of one
+    /// package build it once.
+    building: tokio::sync::Mutex<()>,
 }
 
 /// What this berth process knows of one container beyond what the engine
@@ -165,6 +170,7 @@ impl DockerBackend {
         let invalid = |why: String| RuntimeError::backend("invalid docker configuration", why);
         let memory = config.memory().map_err(invalid)?;
         let nano_cpus = config.nano_cpus().map_err(invalid)?;
+        config.check_base_images().map_err(invalid)?;
         // A stop answers only once the container has stopped, after up to
         // the grace period.
         let timeout = config
@@ -182,6 +188,7 @@ impl DockerBackend {
             memory,
             nano_cpus,
             instances: Mutex::new(BTreeMap::new()),
+            building: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -268,8 +275,28 @@ impl DockerBackend {
         }
     }
 
-    /// Makes sure the engine has `image`, pulling it as the pull policy says.
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    /// The image to run for `spec`: its own, pulled as the pull policy
+    /// says, or for a package scheme the package's image, built unless a
+    /// build of the same inputs exists.
+    async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
+        match Package::parse(&spec.image) {
+            None => {
+                self.ensure_image(&spec.image, None, &spec.progress).await?;
+                Ok(spec.image.clone())
+            }
+            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
+            Some(Ok(package)) => self.package_image(&package, &spec.progress).await,
+        }
+    }
+
+    /// Makes sure the engine has `image`, pulling it as the pull policy
+    /// says; `base_of` names the package scheme when it is a base image.
+    async fn ensure_image(
+        &self,
+        image: &str,
+        base_of: Option<Scheme>,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
         let present = match self.docker.inspect_image(image).await {
             Ok(_) => true,
             Err(err) if classify(&err) == Class::NotFound => false,
@@ -278,13 +305,18 @@ impl DockerBackend {
         match (self.config.pull, present) {
             (PullPolicy::IfNotPresent | PullPolicy::Never, true) => return Ok(()),
             (PullPolicy::Never, false) => {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "image `{image}` is not present locally and pulling is disabled (docker pull policy `never`)"
-                )));
+                return Err(RuntimeError::InvalidSpec(match base_of {
+                    None => format!(
+                        "image `{image}` is not present locally and pulling is disabled (docker pull policy `never`)"
+                    ),
+                    Some(scheme) => format!(
+                        "base image {image} for {scheme} is not available locally and cannot be pulled: pulling is disabled (docker pull policy `never`)"
+                    ),
+                }));
             }
             (PullPolicy::Always | PullPolicy::IfNotPresent, _) => {}
         }
-        match self.pull(image).await {
+        match self.pull(image, progress).await {
             Ok(()) => Ok(()),
             Err(PullError::Engine(err)) if classify(&err) == Class::Unreachable => {
                 Err(error::unavailable(err))
@@ -293,30 +325,41 @@ impl DockerBackend {
                 warn!(image, error = %err, "Pulling the image failed; using the local copy.");
                 Ok(())
             }
-            Err(err) => Err(RuntimeError::InvalidSpec(format!(
-                "image `{image}` is not present locally and could not be pulled: {err}"
-            ))),
+            Err(err) => Err(RuntimeError::InvalidSpec(match base_of {
+                None => {
+                    format!("image `{image}` is not present locally and could not be pulled: {err}")
+                }
+                Some(scheme) => format!(
+                    "base image {image} for {scheme} is not available locally and cannot be pulled: {err}"
+                ),
+            })),
         }
     }
 
-    /// Pulls `image`, logging the engine's progress.
-    async fn pull(&self, image: &str) -> Result<(), PullError> {
+    /// Pulls `image`, reporting the engine's progress.
+    async fn pull(&self, image: &str, progress: &Progress) -> Result<(), PullError> {
         let reference = convert::pull_reference(image);
         info!(image = %reference, "Pulling image.");
+        progress.report(&format!("pulling image {reference}"));
         let opts = CreateImageOptionsBuilder::new()
             .from_image(&reference)
             .build();
-        let mut progress = self.docker.create_image(Some(opts), None, None);
+        let mut items = self.docker.create_image(Some(opts), None, None);
         let limit = Duration::from_secs(self.config.pull_timeout_secs);
         let pulled = tokio::time::timeout(limit, async {
             let mut last: Option<(Option<String>, Option<String>)> = None;
-            while let Some(item) = progress.next().await {
+            while let Some(item) = items.next().await {
                 let item = item.map_err(PullError::Engine)?;
                 if let Some(message) = item.error_detail.and_then(|d| d.message) {
                     return Err(PullError::Refused(message));
                 }
                 let step = (item.id, item.status);
                 if last.as_ref() != Some(&step) {
+                    if let (Some(layer), Some(status)) = &step {
+                        progress.report(&format!("{layer}: {status}"));
+                    } else if let (None, Some(status)) = &step {
+                        progress.report(status);
+                    }
                     debug!(
                         image = %reference,
                         layer = step.0.as_deref().unwrap_or(""),
@@ -332,6 +375,7 @@ impl DockerBackend {
         match pulled {
             Ok(Ok(())) => {
                 info!(image = %reference, "Image pulled.");
+                progress.report(&format!("pulled image {reference}"));
                 Ok(())
             }
             Ok(Err(err)) => Err(err),
@@ -339,8 +383,9 @@ impl DockerBackend {
         }
     }
 
-    /// The engine's description of the container for `spec`.
-    fn container_body(&self, spec: &WorkloadSpec) -> ContainerCreateBody {
+    /// The engine's description of the container for `spec`, running
+    /// `image`.
+    fn container_body(&self, spec: &WorkloadSpec, image: &str) -> ContainerCreateBody {
         let mut host = HostConfig {
             init: Some(true),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
@@ -384,7 +429,7 @@ impl DockerBackend {
             exposed = Some(vec![key]);
         }
         ContainerCreateBody {
-            image: Some(spec.image.clone()),
+            image: Some(image.to_owned()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(convert::container_labels(&spec.name, &spec.labels)),
@@ -500,8 +545,9 @@ impl fmt::Debug for DockerBackend {
     }
 }
 
-/// What [`Backend::check`] refuses: no image, package schemes, an HTTP
-/// transport without a target port.
+/// What [`Backend::check`] refuses: no image, an invalid `npx://` or
+/// `uvx://` spec, other schemes (`exec://`, `go://`), an HTTP transport
+/// without a target port.
 fn check_spec(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
     let image = spec.image.trim();
     if image.is_empty() {
@@ -509,10 +555,16 @@ fn check_spec(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
             "the docker backend needs a container image".to_owned(),
         ));
     }
-    if let Some(scheme) = convert::package_scheme(image) {
-        return Err(RuntimeError::InvalidSpec(format!(
-            "`{scheme}` images need a container image built from the package, which the docker backend cannot do yet; give a container image, or run the workload on the process backend"
-        )));
+    match Package::parse(image) {
+        Some(Ok(_)) => {}
+        Some(Err(why)) => return Err(RuntimeError::InvalidSpec(why.to_string())),
+        None => {
+            if let Some(scheme) = convert::package_scheme(image) {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "`{scheme}` images cannot run in containers; give a container image, an npx:// or uvx:// package, or run the workload on the process backend"
+                )));
+            }
+        }
     }
     if spec.transport != Transport::Stdio && spec.target_port.is_none() {
         return Err(RuntimeError::InvalidSpec(format!(
@@ -642,7 +694,7 @@ impl Backend for DockerBackend {
             self.lock().remove(&name);
         }
 
-        self.ensure_image(&spec.image).await?;
+        let image = self.prepare_image(&spec).await?;
         if spec.network == NetworkAccess::Isolated {
             self.ensure_network(&name).await?;
         } else if let Err(err) = self.remove_network(&name).await {
@@ -653,12 +705,11 @@ impl Backend for DockerBackend {
         let opts = CreateContainerOptionsBuilder::new().name(&cname).build();
         let created = self
             .docker
-            .create_container(Some(opts), self.container_body(&spec))
+            .create_container(Some(opts), self.container_body(&spec, &image))
             .await
             .map_err(|err| match classify(&err) {
                 Class::NotFound => RuntimeError::InvalidSpec(format!(
-                    "image `{}` is not present locally: {err}",
-                    spec.image
+                    "image `{image}` is not present locally: {err}"
                 )),
                 // Another deploy of the name won the race.
                 Class::Conflict => RuntimeError::AlreadyExists(name.clone()),
@@ -714,7 +765,7 @@ impl Backend for DockerBackend {
         info!(
             workload = %name,
             container = %&id[..id.len().min(12)],
-            image = %spec.image,
+            image = %image,
             endpoint = ?info.http_endpoint,
             "Workload container started."
         );
@@ -905,18 +956,25 @@ mod tests {
             }
         };
         assert!(refuse(WorkloadSpec::new(name.clone(), " ")).contains("needs a container image"));
-        let why = refuse(WorkloadSpec::new(
-            name.clone(),
-            "npx://@modelcontextprotocol/server-everything",
-        ));
+        for image in [
+            "npx://@modelcontextprotocol/server-everything@2.0.0",
+            "uvx://mcp-server-time==2025.1.0",
+        ] {
+            assert!(
+                check_spec(&WorkloadSpec::new(name.clone(), image)).is_ok(),
+                "{image}"
+            );
+        }
+        let why = refuse(WorkloadSpec::new(name.clone(), "npx://pkg@^1.0"));
+        assert!(why.contains("invalid version"), "{why}");
+        let why = refuse(WorkloadSpec::new(name.clone(), "uvx://pkg;id"));
+        assert!(why.contains("invalid Python package"), "{why}");
+        let why = refuse(WorkloadSpec::new(name.clone(), "exec:///bin/cat"));
         assert!(
-            why.contains("`npx://`") && why.contains("process backend"),
+            why.contains("`exec://`") && why.contains("process backend"),
             "{why}"
         );
-        assert!(
-            refuse(WorkloadSpec::new(name.clone(), "uvx://mcp-server-time")).contains("`uvx://`")
-        );
-        assert!(refuse(WorkloadSpec::new(name.clone(), "exec:///bin/cat")).contains("`exec://`"));
+        assert!(refuse(WorkloadSpec::new(name.clone(), "go://x.y/z")).contains("`go://`"));
         let mut http = WorkloadSpec::new(name.clone(), "ghcr.io/x/y:1");
         http.transport = Transport::StreamableHttp;
         assert!(refuse(http.clone()).contains("target port"));

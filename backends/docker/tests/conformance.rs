@@ -319,14 +319,17 @@ async fn logs_hold_stderr_and_honour_tail() {
     b.remove(&name).await.expect("remove");
 }
 
-/// Package schemes are refused before anything runs.
+/// Invalid package specs and schemes no container runs are refused
+/// before anything runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn package_schemes_are_refused() {
+async fn invalid_packages_and_other_schemes_are_refused() {
     let b = backend().await;
     for image in [
-        "npx://@modelcontextprotocol/server-everything",
-        "uvx://mcp-server-time",
+        "npx://@modelcontextprotocol/server-everything@^1.0",
+        "npx://--registry=http://evil",
+        "uvx://mcp-server-time;id",
         "exec:///bin/cat",
+        "go://example.com/x",
         "",
     ] {
         let spec = WorkloadSpec::new(name("dkr-scheme"), image);

@@ -27,6 +27,15 @@ pub struct PodmanConfig {
     /// The CPU limit of each container, in CPUs (`0.5` is half a CPU);
     /// `0` sets none.
     pub cpu_limit: f64,
+    /// The image `npx://` packages are installed on (it needs `npm` and
+    /// `npx`); pulled when absent.
+    pub node_base_image: String,
+    /// The image `uvx://` packages are installed on (it needs `pip`, which
+    /// installs `uv`); pulled when absent.
+    pub python_base_image: String,
+    /// Seconds the build of a package image may take before the deploy
+    /// fails.
+    pub build_timeout_secs: u64,
 }
 
 impl Default for PodmanConfig {
@@ -36,6 +45,9 @@ impl Default for PodmanConfig {
             stop_grace_secs: 10,
             memory_limit_bytes: 1024 * 1024 * 1024,
             cpu_limit: 1.0,
+            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
+            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
+            build_timeout_secs: 600,
         }
     }
 }
@@ -44,6 +56,17 @@ impl PodmanConfig {
     /// The socket to connect to, as written or the default.
     pub fn socket(&self) -> &str {
         self.socket.as_deref().unwrap_or(DEFAULT_SOCKET)
+    }
+
+    /// Checks the configured base images of package images.
+    pub(crate) fn check_base_images(&self) -> Result<(), String> {
+        for (key, image) in [
+            ("node_base_image", &self.node_base_image),
+            ("python_base_image", &self.python_base_image),
+        ] {
+            berth_package_image::check_base_image(image).map_err(|e| format!("{key}: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -59,6 +82,30 @@ mod tests {
         assert_eq!(config.memory_limit_bytes, 1 << 30);
         assert_eq!(config.cpu_limit, 1.0);
         assert_eq!(config.socket(), DEFAULT_SOCKET);
+        assert_eq!(config.node_base_image, "docker.io/library/node:22-alpine");
+        assert_eq!(
+            config.python_base_image,
+            "docker.io/library/python:3.12-slim"
+        );
+        assert_eq!(config.build_timeout_secs, 600);
+        assert!(config.check_base_images().is_ok());
+    }
+
+    #[test]
+    fn base_images_are_configurable_and_checked() {
+        let config: PodmanConfig = serde_json::from_str(
+            r#"{"python_base_image":"localhost/berth-test/fake-python:latest"}"#,
+        )
+        .expect("parse");
+        assert_eq!(
+            config.python_base_image,
+            "localhost/berth-test/fake-python:latest"
+        );
+        assert!(config.check_base_images().is_ok());
+        let bad: PodmanConfig =
+            serde_json::from_str(r#"{"node_base_image":"node\nRUN id"}"#).expect("parse");
+        let err = bad.check_base_images().unwrap_err();
+        assert!(err.contains("node_base_image"), "{err}");
     }
 
     #[test]

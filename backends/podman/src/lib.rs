@@ -55,6 +55,7 @@
 
 #![deny(missing_docs)]
 
+mod build;
 mod config;
 mod container;
 mod error;
@@ -71,9 +72,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_package_image::{Package, Scheme};
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, NetworkAccess, RuntimeError, RuntimeState, StdioHandle,
-    Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, RuntimeState,
+    StdioHandle, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use futures::TryStreamExt;
 use podman_api::Podman;
@@ -110,6 +112,9 @@ pub struct PodmanBackend {
     /// Serializes attaches, so that one container never gets two attach
     /// connections from this backend.
     attaching: tokio::sync::Mutex<()>,
+    /// Serializes package image builds, so that two workloads of one
+    /// package build it once.
+    building: tokio::sync::Mutex<()>,
 }
 
 /// What berth remembers of its containers between calls.
@@ -131,6 +136,9 @@ impl PodmanBackend {
     /// source names the socket, when nothing answers there.
     pub async fn connect(config: PodmanConfig) -> Result<Self, RuntimeError> {
         let socket = config.socket().to_owned();
+        config
+            .check_base_images()
+            .map_err(|why| RuntimeError::backend("invalid podman configuration", why))?;
         let endpoint = Endpoint::parse(&socket).map_err(unavailable)?;
         let backend = Self {
             podman: endpoint.podman().map_err(unavailable)?,
@@ -138,6 +146,7 @@ impl PodmanBackend {
             config,
             state: Mutex::new(State::default()),
             attaching: tokio::sync::Mutex::new(()),
+            building: tokio::sync::Mutex::new(()),
         };
         let version = backend.version().await?;
         info!(socket = %socket, version = %version, "Connected to Podman.");
@@ -235,8 +244,33 @@ impl PodmanBackend {
         }
     }
 
-    /// Makes sure `image` is present, pulling it when it is not.
-    async fn ensure_image(&self, name: &WorkloadName, image: &str) -> Result<(), RuntimeError> {
+    /// The image to run for `spec`: its own, pulled when absent, or for a
+    /// package scheme the package's image, built unless a build of the
+    /// same inputs exists.
+    async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
+        match Package::parse(&spec.image) {
+            None => {
+                self.ensure_image(&spec.name, &spec.image, None, &spec.progress)
+                    .await?;
+                Ok(spec.image.clone())
+            }
+            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
+            Some(Ok(package)) => {
+                self.package_image(&spec.name, &package, &spec.progress)
+                    .await
+            }
+        }
+    }
+
+    /// Makes sure `image` is present, pulling it when it is not;
+    /// `base_of` names the package scheme when it is a base image.
+    async fn ensure_image(
+        &self,
+        name: &WorkloadName,
+        image: &str,
+        base_of: Option<Scheme>,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
         let images = self.podman.images();
         let exists = images
             .get(image)
@@ -247,6 +281,7 @@ impl PodmanBackend {
             return Ok(());
         }
         info!(workload = %name, image, "Pulling the image.");
+        progress.report(&format!("pulling image {image}"));
         let opts = PullOpts::builder().reference(image).quiet(true).build();
         let pulled = async {
             let mut reports = images.pull(&opts);
@@ -266,9 +301,21 @@ impl PodmanBackend {
             }
         }
         .await;
+        if pulled.is_ok() {
+            progress.report(&format!("pulled image {image}"));
+        }
         pulled.map_err(|err| {
             if err.is_unreachable() {
                 return self.fail(name, "pulling the image of", err);
+            }
+            if let Some(scheme) = base_of {
+                let why = match err {
+                    podman_api::Error::StringError(msg) => msg,
+                    other => other.to_string(),
+                };
+                return RuntimeError::InvalidSpec(format!(
+                    "base image {image} for {scheme} is not available locally and cannot be pulled: {why}"
+                ));
             }
             let source = match err {
                 podman_api::Error::StringError(msg) => PodmanError::Pull(msg).into(),
@@ -367,12 +414,16 @@ fn check_image(image: &str) -> Result<(), RuntimeError> {
             "an image is required to run a workload on podman".to_owned(),
         ));
     }
+    if let Some(parsed) = Package::parse(image) {
+        return parsed
+            .map(drop)
+            .map_err(|why| RuntimeError::InvalidSpec(why.to_string()));
+    }
     if let Some((scheme, _)) = image.split_once("://") {
         let why = match scheme {
-            "npx" | "uvx" | "go" => format!(
-                "`{scheme}://` packages cannot run on podman yet: package schemes on containers \
-                 need the image build, which is not available; use the process backend or an image"
-            ),
+            "go" => "`go://` packages cannot run on podman yet; use an image, or an npx:// or \
+                     uvx:// package"
+                .to_owned(),
             "exec" => "`exec://` programs run on the process backend, not in containers".to_owned(),
             _ => format!("`{scheme}://` is not an image reference podman can run"),
         };
@@ -442,7 +493,9 @@ impl Backend for PodmanBackend {
             info!(workload = %name, state = %old.state.status, "Replacing the stopped container.");
             self.delete(&name, &old.id).await?;
         }
-        self.ensure_image(&name, &spec.image).await?;
+        let image = self.prepare_image(&spec).await?;
+        let mut spec = spec;
+        spec.image = image;
         if spec.network == NetworkAccess::Isolated {
             self.ensure_network(&name).await?;
         } else if let Err(err) = self.remove_network(&name).await {

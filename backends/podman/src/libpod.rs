@@ -142,6 +142,72 @@ impl Libpod {
         self.request(Method::DELETE, path, None).await.map(drop)
     }
 
+    /// `POST {path}` with a tar archive as the body; the answer is a stream
+    /// of JSON objects (a build's output), each handed to `each` as it
+    /// arrives.
+    pub(crate) async fn post_tar_streaming(
+        &self,
+        path: &str,
+        tar: Vec<u8>,
+        mut each: impl FnMut(serde_json::Value) + Send,
+    ) -> Result<(), LibpodError> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{API_PREFIX}{path}"))
+            .header(HOST, "podman")
+            .header(CONTENT_TYPE, "application/x-tar")
+            .body(Full::new(Bytes::from(tar)))
+            .expect("a request with a valid path and static headers");
+        let (mut sender, conn) = match &self.endpoint {
+            Endpoint::Unix(path) => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(LibpodError::Connect)?;
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .map(|(s, c)| (s, tokio::spawn(c)))
+            }
+            Endpoint::Tcp(host) => {
+                let stream = TcpStream::connect(host)
+                    .await
+                    .map_err(LibpodError::Connect)?;
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await
+                    .map(|(s, c)| (s, tokio::spawn(c)))
+            }
+        }
+        .map_err(LibpodError::Http)?;
+        let result = async {
+            let resp = sender.send_request(req).await.map_err(LibpodError::Http)?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            if !status.is_success() {
+                let body = body.collect().await.map_err(LibpodError::Http)?.to_bytes();
+                return Err(status_error(status.as_u16(), &body));
+            }
+            let mut pending = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(LibpodError::Http)?;
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                pending.extend_from_slice(data);
+                let mut objects =
+                    serde_json::Deserializer::from_slice(&pending).into_iter::<serde_json::Value>();
+                let mut used = 0;
+                while let Some(Ok(value)) = objects.next() {
+                    used = objects.byte_offset();
+                    each(value);
+                }
+                pending.drain(..used);
+            }
+            Ok(())
+        }
+        .await;
+        conn.abort();
+        result
+    }
+
     async fn request(
         &self,
         method: Method,
@@ -175,6 +241,28 @@ impl Libpod {
     }
 }
 
+/// The error of an answer with `status` and `body`.
+fn status_error(status: u16, body: &[u8]) -> LibpodError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    LibpodError::Status { status, message }
+}
+
+/// `s` percent-encoded for a query value: everything but ASCII letters,
+/// digits and `-._~`.
+pub(crate) fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Sends `req` on a fresh connection and reads the whole answer.
 async fn exchange<S>(stream: S, req: Request<Full<Bytes>>) -> Result<Bytes, LibpodError>
 where
@@ -196,13 +284,7 @@ where
         if status.is_success() {
             Ok(body)
         } else {
-            let message = serde_json::from_slice::<ErrorBody>(&body)
-                .map(|e| e.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            Err(LibpodError::Status {
-                status: status.as_u16(),
-                message,
-            })
+            Err(status_error(status.as_u16(), &body))
         }
     }
     .await;
@@ -273,6 +355,15 @@ mod tests {
             }
             other => panic!("not unavailable: {other:?}"),
         }
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(query_value("a-b.c_d~e"), "a-b.c_d~e");
+        assert_eq!(
+            query_value("localhost/x:1 {\"a\":\"b\"}&"),
+            "localhost%2Fx%3A1%20%7B%22a%22%3A%22b%22%7D%26"
+        );
     }
 
     #[test]

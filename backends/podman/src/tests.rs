@@ -48,11 +48,12 @@ fn images() {
     check("ghcr.io/example/fetch@sha256:0123", Ok(()));
     check("", Err("an image is required"));
     check("  ", Err("an image is required"));
-    check(
-        "npx://@modelcontextprotocol/server-everything",
-        Err("need the image build"),
-    );
-    check("uvx://mcp-server-time", Err("need the image build"));
+    check("npx://@modelcontextprotocol/server-everything", Ok(()));
+    check("uvx://mcp-server-time==2025.1.0", Ok(()));
+    check("npx://pkg@>=1", Err("invalid version"));
+    check("uvx://pkg[cli]", Err("invalid Python package"));
+    check("npx://", Err("names no package"));
+    check("go://example.com/x", Err("`go://`"));
     check("exec:///bin/cat", Err("process backend"));
     check("fake://echo", Err("not an image reference"));
 }

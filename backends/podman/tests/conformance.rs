@@ -286,12 +286,14 @@ async fn absent_image_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn package_schemes_are_refused() {
+async fn invalid_packages_and_other_schemes_are_refused() {
     let b = backend().await;
     for image in [
-        "npx://server-everything",
-        "uvx://mcp-server-time",
+        "npx://server-everything@^1.0",
+        "npx://--registry=http://evil",
+        "uvx://mcp-server-time;id",
         "exec:///bin/cat",
+        "go://example.com/x",
         "",
     ] {
         let spec = WorkloadSpec::new(name("pdm-scheme"), image);

@@ -32,7 +32,7 @@ pub mod fake;
 
 pub use error::{BoxError, RuntimeError};
 pub use name::{InvalidName, MAX_NAME_LEN, WorkloadName};
-pub use spec::{Mount, NetworkAccess, Transport, UnknownTransport, WorkloadSpec};
+pub use spec::{Mount, NetworkAccess, Progress, Transport, UnknownTransport, WorkloadSpec};
 pub use status::{BackendHealth, ExitStatus, RuntimeState, WorkloadInfo};
 pub use stdio::StdioHandle;
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::WorkloadName;
 
@@ -83,6 +84,10 @@ pub struct WorkloadSpec {
     pub mounts: Vec<Mount>,
     /// What the instance may reach over the network.
     pub network: NetworkAccess,
+    /// Where the deploy reports what it is doing before the instance
+    /// starts (image pulls and builds), line by line. Not part of what
+    /// runs: two specs that differ only here are equal.
+    pub progress: Progress,
 }
 
 impl WorkloadSpec {
@@ -98,6 +103,7 @@ impl WorkloadSpec {
             labels: BTreeMap::new(),
             mounts: Vec::new(),
             network: NetworkAccess::Full,
+            progress: Progress::default(),
         }
     }
 
@@ -143,4 +149,69 @@ pub enum NetworkAccess {
     /// only provides the network; what the proxy lets through is berth's
     /// business.
     Isolated,
+}
+
+/// A receiver of progress lines of a deploy (an image pull or build),
+/// handed in with the [`WorkloadSpec`]. The default discards them.
+///
+/// Lines are short, single-line and human-readable; a backend reports
+/// milestones ("building image …", "using cached image …") and the
+/// engine's own output. Reporting never blocks for long and never fails.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<ReportFn>>);
+
+/// What a [`Progress`] calls with each line.
+type ReportFn = dyn Fn(&str) + Send + Sync;
+
+impl Progress {
+    /// A receiver that calls `f` with each line.
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    /// Reports one line; blank lines are dropped, others trimmed.
+    pub fn report(&self, line: &str) {
+        let line = line.trim();
+        if let (Some(f), false) = (&self.0, line.is_empty()) {
+            f(line);
+        }
+    }
+}
+
+impl fmt::Debug for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(..)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
+/// Progress receivers are not part of a spec's identity.
+impl PartialEq for Progress {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Progress {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn progress_reports_trimmed_lines_and_is_not_identity() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let progress = Progress::new(move |l| sink.lock().expect("lock").push(l.to_owned()));
+        progress.report(" Step 1/3 : FROM x\n");
+        progress.report("\n");
+        Progress::default().report("dropped");
+        assert_eq!(*seen.lock().expect("lock"), vec!["Step 1/3 : FROM x"]);
+        assert_eq!(progress, Progress::default());
+        assert_eq!(format!("{progress:?}"), "Progress(..)");
+    }
 }

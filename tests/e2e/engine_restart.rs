@@ -5,7 +5,8 @@
 //!
 //! Each test brings up its own engine instance, so that killing it disturbs
 //! nothing else on the machine: a second `dockerd` (own data root, exec root,
-//! pid file, socket and containerd; no bridge, no iptables changes) or a
+//! pid file, socket and containerd, in a network namespace of its own; no
+//! bridge, no iptables changes) or a
 //! second `podman system service` on its own socket (shared storage, a
 //! workload name unique to the test). Features `docker-tests` /
 //! `podman-tests`; they fail, never skip, when an engine binary or the test
@@ -100,8 +101,14 @@ impl Engine {
         let dir = self.path().display().to_string();
         let mut cmd = match self.kind {
             "docker" => {
-                let mut c = Command::new("dockerd");
+                // In a network namespace of its own: a dockerd with
+                // `--bridge=none` deletes the host's `docker0`, which the
+                // machine's own dockerd (and every other test) needs.
+                let mut c = Command::new("unshare");
                 c.args([
+                    "--net",
+                    "--",
+                    "dockerd",
                     "--config-file",
                     &format!("{dir}/daemon.json"),
                     "--data-root",

@@ -56,6 +56,7 @@ impl DockerBackend {
             Err(err) if classify(&err) == Class::NotFound => None,
             Err(err) => {
                 return Err(error::other(
+                    self.config.socket(),
                     err,
                     format!("looking up image `{}`", recipe.image),
                 ));
@@ -72,7 +73,7 @@ impl DockerBackend {
         match self.build(&recipe, progress).await {
             Ok(()) => {}
             Err(BuildError::Engine(err)) if classify(&err) == Class::Unreachable => {
-                return Err(error::unavailable(err));
+                return Err(error::unreachable(self.config.socket(), err));
             }
             Err(err) => {
                 return Err(RuntimeError::InvalidSpec(format!(

@@ -42,23 +42,33 @@ pub(crate) fn classify(err: &EngineError) -> Class {
 /// A 409 means different things to different operations (a name taken on
 /// create, a stopped container on attach); callers that care map it first.
 pub(crate) fn map(
+    socket: &str,
     err: EngineError,
     name: &WorkloadName,
     context: impl Into<String>,
 ) -> RuntimeError {
     match classify(&err) {
         Class::NotFound => RuntimeError::NotFound(name.clone()),
-        Class::Unreachable => unavailable(err),
+        Class::Unreachable => unreachable(socket, err),
         Class::Conflict | Class::Other => RuntimeError::backend(context, err),
     }
 }
 
 /// Maps an engine error where no status code has a special meaning.
-pub(crate) fn other(err: EngineError, context: impl Into<String>) -> RuntimeError {
+pub(crate) fn other(socket: &str, err: EngineError, context: impl Into<String>) -> RuntimeError {
     match classify(&err) {
-        Class::Unreachable => unavailable(err),
+        Class::Unreachable => unreachable(socket, err),
         _ => RuntimeError::backend(context, err),
     }
+}
+
+/// The engine at `socket` cannot be reached: `Unavailable`, naming the
+/// socket.
+pub(crate) fn unreachable(socket: &str, err: EngineError) -> RuntimeError {
+    unavailable(ConnectError::Engine {
+        socket: socket.to_owned(),
+        source: err,
+    })
 }
 
 /// The engine cannot be reached.
@@ -135,26 +145,45 @@ mod tests {
 
     #[test]
     fn mapping() {
+        const SOCKET: &str = "unix:///var/run/docker.sock";
         let name = WorkloadName::parse("w").expect("name");
-        assert!(matches!(map(status(404), &name, "c"), RuntimeError::NotFound(n) if n == name));
+        assert!(
+            matches!(map(SOCKET, status(404), &name, "c"), RuntimeError::NotFound(n) if n == name)
+        );
         assert!(matches!(
-            map(status(409), &name, "c"),
+            map(SOCKET, status(409), &name, "c"),
             RuntimeError::Backend { .. }
         ));
-        assert!(matches!(
-            map(EngineError::RequestTimeoutError, &name, "c"),
-            RuntimeError::Unavailable {
-                backend: "docker",
-                ..
-            }
-        ));
-        match map(status(500), &name, "starting `w`") {
+        let down = map(SOCKET, EngineError::RequestTimeoutError, &name, "c");
+        assert!(
+            matches!(
+                down,
+                RuntimeError::Unavailable {
+                    backend: "docker",
+                    ..
+                }
+            ),
+            "{down:?}"
+        );
+        // The socket tried is named in the error's chain.
+        let mut text = down.to_string();
+        let mut source = std::error::Error::source(&down);
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(text.contains(SOCKET), "{text}");
+        match map(SOCKET, status(500), &name, "starting `w`") {
             RuntimeError::Backend { context, .. } => assert_eq!(context, "starting `w`"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            other(status(404), "c"),
+            other(SOCKET, status(404), "c"),
             RuntimeError::Backend { .. }
+        ));
+        assert!(matches!(
+            other(SOCKET, EngineError::RequestTimeoutError, "c"),
+            RuntimeError::Unavailable { .. }
         ));
     }
 }

@@ -222,6 +222,7 @@ impl DockerBackend {
             Ok(c) => Ok(Some(c)),
             Err(err) if classify(&err) == Class::NotFound => Ok(None),
             Err(err) => Err(error::map(
+                self.config.socket(),
                 err,
                 name,
                 format!("inspecting the container of `{name}`"),
@@ -300,7 +301,13 @@ impl DockerBackend {
         let present = match self.docker.inspect_image(image).await {
             Ok(_) => true,
             Err(err) if classify(&err) == Class::NotFound => false,
-            Err(err) => return Err(error::other(err, format!("looking up image `{image}`"))),
+            Err(err) => {
+                return Err(error::other(
+                    self.config.socket(),
+                    err,
+                    format!("looking up image `{image}`"),
+                ));
+            }
         };
         match (self.config.pull, present) {
             (PullPolicy::IfNotPresent | PullPolicy::Never, true) => return Ok(()),
@@ -319,7 +326,7 @@ impl DockerBackend {
         match self.pull(image, progress).await {
             Ok(()) => Ok(()),
             Err(PullError::Engine(err)) if classify(&err) == Class::Unreachable => {
-                Err(error::unavailable(err))
+                Err(error::unreachable(self.config.socket(), err))
             }
             Err(err) if present => {
                 warn!(image, error = %err, "Pulling the image failed; using the local copy.");
@@ -451,7 +458,14 @@ impl DockerBackend {
         match self.docker.inspect_network(&net, None).await {
             Ok(found) => return Ok(found),
             Err(err) if classify(&err) == Class::NotFound => {}
-            Err(err) => return Err(error::map(err, name, format!("inspecting network `{net}`"))),
+            Err(err) => {
+                return Err(error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("inspecting network `{net}`"),
+                ));
+            }
         }
         let labels = HashMap::from([
             (convert::LABEL_MANAGED.to_owned(), "true".to_owned()),
@@ -468,12 +482,26 @@ impl DockerBackend {
             Ok(_) => info!(workload = %name, network = %net, "Isolated network created."),
             // Created meanwhile.
             Err(err) if classify(&err) == Class::Conflict => {}
-            Err(err) => return Err(error::map(err, name, format!("creating network `{net}`"))),
+            Err(err) => {
+                return Err(error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("creating network `{net}`"),
+                ));
+            }
         }
         self.docker
             .inspect_network(&net, None)
             .await
-            .map_err(|err| error::map(err, name, format!("inspecting network `{net}`")))
+            .map_err(|err| {
+                error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("inspecting network `{net}`"),
+                )
+            })
     }
 
     /// Removes the isolated network of `name`, if there is one.
@@ -485,7 +513,12 @@ impl DockerBackend {
                 Ok(())
             }
             Err(err) if classify(&err) == Class::NotFound => Ok(()),
-            Err(err) => Err(error::map(err, name, format!("removing network `{net}`"))),
+            Err(err) => Err(error::map(
+                self.config.socket(),
+                err,
+                name,
+                format!("removing network `{net}`"),
+            )),
         }
     }
 
@@ -526,6 +559,7 @@ impl DockerBackend {
                 Some(Err(EngineError::RequestTimeoutError)) => {}
                 Some(Err(err)) => {
                     return Err(error::map(
+                        self.config.socket(),
                         err,
                         name,
                         format!("waiting for the container of `{name}`"),
@@ -685,6 +719,7 @@ impl Backend for DockerBackend {
             {
                 Err(err) if classify(&err) != Class::NotFound => {
                     return Err(error::other(
+                        self.config.socket(),
                         err,
                         format!("removing the stopped container of `{name}`"),
                     ));
@@ -713,7 +748,12 @@ impl Backend for DockerBackend {
                 )),
                 // Another deploy of the name won the race.
                 Class::Conflict => RuntimeError::AlreadyExists(name.clone()),
-                _ => error::map(err, &name, format!("creating the container of `{name}`")),
+                _ => error::map(
+                    self.config.socket(),
+                    err,
+                    &name,
+                    format!("creating the container of `{name}`"),
+                ),
             })?;
         for warning in &created.warnings {
             warn!(workload = %name, warning = %warning, "The engine warned about the container.");
@@ -728,6 +768,7 @@ impl Backend for DockerBackend {
                 Err(err) => {
                     self.discard(&name, &id).await;
                     return Err(error::other(
+                        self.config.socket(),
                         err,
                         format!("attaching to the container of `{name}`"),
                     ));
@@ -739,6 +780,7 @@ impl Backend for DockerBackend {
         if let Err(err) = self.docker.start_container(&id, None).await {
             self.discard(&name, &id).await;
             return Err(error::other(
+                self.config.socket(),
                 err,
                 format!("starting the container of `{name}`"),
             ));
@@ -749,7 +791,12 @@ impl Backend for DockerBackend {
             .inspect_container(&id, None)
             .await
             .map_err(|err| {
-                error::map(err, &name, format!("inspecting the container of `{name}`"))
+                error::map(
+                    self.config.socket(),
+                    err,
+                    &name,
+                    format!("inspecting the container of `{name}`"),
+                )
             })?;
         let info = convert::info(name.clone(), &inspect, false);
         self.lock().insert(
@@ -785,7 +832,14 @@ impl Backend for DockerBackend {
         self.docker
             .stop_container(&found.id, Some(opts))
             .await
-            .map_err(|err| error::map(err, name, format!("stopping the container of `{name}`")))
+            .map_err(|err| {
+                error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("stopping the container of `{name}`"),
+                )
+            })
     }
 
     #[tracing::instrument(name = "backend.remove", skip_all, fields(workload = %name, backend = KIND))]
@@ -806,7 +860,14 @@ impl Backend for DockerBackend {
         self.docker
             .remove_container(&found.id, Some(opts))
             .await
-            .map_err(|err| error::map(err, name, format!("removing the container of `{name}`")))?;
+            .map_err(|err| {
+                error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("removing the container of `{name}`"),
+                )
+            })?;
         {
             let mut map = self.lock();
             if map.get(name).is_some_and(|r| r.container_id == found.id) {
@@ -834,7 +895,7 @@ impl Backend for DockerBackend {
             .docker
             .list_containers(Some(opts))
             .await
-            .map_err(|err| error::other(err, "listing containers"))?;
+            .map_err(|err| error::other(self.config.socket(), err, "listing containers"))?;
         let mut infos = Vec::with_capacity(containers.len());
         for summary in containers {
             let container = summary.names.as_ref().and_then(|n| n.first());
@@ -852,7 +913,13 @@ impl Backend for DockerBackend {
                 }
                 // Removed since it was listed.
                 Err(err) if classify(&err) == Class::NotFound => {}
-                Err(err) => return Err(error::other(err, format!("inspecting container `{id}`"))),
+                Err(err) => {
+                    return Err(error::other(
+                        self.config.socket(),
+                        err,
+                        format!("inspecting container `{id}`"),
+                    ));
+                }
             }
         }
         infos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -873,8 +940,14 @@ impl Backend for DockerBackend {
         let mut chunks = self.docker.logs(&found.id, Some(opts));
         let mut out = Vec::new();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk
-                .map_err(|err| error::map(err, name, format!("reading the logs of `{name}`")))?;
+            let chunk = chunk.map_err(|err| {
+                error::map(
+                    self.config.socket(),
+                    err,
+                    name,
+                    format!("reading the logs of `{name}`"),
+                )
+            })?;
             out.extend_from_slice(chunk.as_ref());
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -907,9 +980,12 @@ impl Backend for DockerBackend {
                     .map_err(|err| match classify(&err) {
                         // It stopped since it was inspected.
                         Class::Conflict => RuntimeError::NotRunning(name.clone()),
-                        _ => {
-                            error::map(err, name, format!("attaching to the container of `{name}`"))
-                        }
+                        _ => error::map(
+                            self.config.socket(),
+                            err,
+                            name,
+                            format!("attaching to the container of `{name}`"),
+                        ),
                     })?
             }
         };
@@ -934,6 +1010,7 @@ impl Backend for DockerBackend {
                 at: OffsetDateTime::now_utc(),
             }),
             Err(err) => Err(error::map(
+                self.config.socket(),
                 err,
                 name,
                 format!("inspecting the container of `{name}`"),

@@ -39,8 +39,13 @@ async fn docker(config: &Config, socket: Option<&str>) -> Result<Arc<dyn Backend
 }
 
 #[cfg(feature = "backend-podman")]
-async fn podman(config: &Config, socket: Option<&str>) -> Result<Arc<dyn Backend>, RuntimeError> {
+async fn podman(
+    config: &Config,
+    state_dir: &Path,
+    socket: Option<&str>,
+) -> Result<Arc<dyn Backend>, RuntimeError> {
     let mut c = config.podman.clone();
+    c.stdio_dir = Some(state_dir.join("podman"));
     if c.socket.is_none() {
         c.socket = socket.map(str::to_owned);
     }
@@ -76,6 +81,7 @@ pub async fn build(
         RuntimeKind::Podman => {
             podman(
                 config,
+                state_dir,
                 sockets
                     .podman
                     .iter()
@@ -103,7 +109,7 @@ pub async fn build(
             }
             #[cfg(feature = "backend-podman")]
             for s in sockets.podman.iter().filter(|s| present(s)) {
-                match podman(config, Some(s)).await {
+                match podman(config, state_dir, Some(s)).await {
                     Ok(b) => return Ok(b),
                     Err(err) => {
                         warn!(socket = %s, error = %err, "Podman socket present but not answering.")

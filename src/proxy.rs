@@ -236,6 +236,16 @@ impl Proxies {
         }
     }
 
+    /// Makes a stdio workload's proxy let go of its server connection (see
+    /// [`Mux::release`]).
+    pub async fn release(&self, name: &str) {
+        let mux = match self.map().get(name).map(|r| r.upstream.clone()) {
+            Some(Upstream::Stdio(mux)) => mux,
+            _ => return,
+        };
+        mux.release().await;
+    }
+
     /// The multiplexer of a stdio workload's proxy.
     pub fn mux(&self, name: &str) -> Option<Mux> {
         match self.map().get(name).map(|r| r.upstream.clone()) {

@@ -1645,6 +1645,9 @@ impl Workloads {
     ) -> Result<(), String> {
         self.start_proxy(name, config, endpoint).await?;
         if config.transport == Transport::Stdio.as_str() {
+            // A proxy still connected to a server that ran on (its engine
+            // was unreachable meanwhile) lets go first: one holder at a time.
+            self.inner.proxies.release(name.as_str()).await;
             let io = self
                 .inner
                 .backend

@@ -42,6 +42,8 @@ struct Conn {
     /// (0 for anything else).
     tx: mpsc::Sender<(u64, Bytes)>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The task reading the server's stdout.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Pending {
@@ -335,9 +337,18 @@ impl Mux {
         self.state().conn = Some(Conn {
             tx,
             writer: Some(writer),
+            reader: None,
         });
         let this = self.clone();
-        tokio::spawn(async move { this.read_loop(io.stdout, generation).await });
+        let reader = tokio::spawn(async move { this.read_loop(io.stdout, generation).await });
+        {
+            let mut state = self.state();
+            if state.generation == generation
+                && let Some(conn) = state.conn.as_mut()
+            {
+                conn.reader = Some(reader);
+            }
+        }
         let replay = self.state().init.as_ref().map(|c| c.params.clone());
         match replay {
             None => {
@@ -359,6 +370,27 @@ impl Mux {
                 });
             }
         }
+    }
+
+    /// Lets go of the attached server connection, both pipes, as if the
+    /// server's output had closed, so that the backend can lend the stdio
+    /// out again (berth re-attaching to a server that kept running while
+    /// its engine was unreachable). Nothing happens without a connection.
+    pub async fn release(&self) {
+        let (generation, reader) = {
+            let mut state = self.state();
+            let generation = state.generation;
+            let Some(conn) = state.conn.as_mut() else {
+                return;
+            };
+            (generation, conn.reader.take())
+        };
+        if let Some(reader) = reader {
+            reader.abort();
+            // Dropped (with the stdout pipe) once the abort is seen.
+            let _ = reader.await;
+        }
+        self.detach(generation).await;
     }
 
     /// Marks the server as gone: requests wait for the next one (up to the

@@ -203,9 +203,10 @@ async fn scenario(engine: &'static str) {
     assert!(export.contains(IMAGE));
 
     // kill -9 berth: the containers keep running; the new berth re-attaches
-    // (HTTP: always; stdio: where the engine keeps stdin open across attaches)
-    // and the same URLs answer.
+    // to both (stdio on Docker through the engine's attach, on Podman
+    // through berth's relay in the container) and the same URLs answer.
     let before = started_at(engine, "berth-ch");
+    let before_stdio = started_at(engine, "berth-ct");
     b.signal("-KILL");
     let _ = b.child.wait();
     drop(b);
@@ -216,6 +217,11 @@ async fn scenario(engine: &'static str) {
         started_at(engine, "berth-ch"),
         before,
         "the container was not restarted"
+    );
+    assert_eq!(
+        started_at(engine, "berth-ct"),
+        before_stdio,
+        "the stdio container was not restarted"
     );
     let answer = eventually(T, "the HTTP workload after the restart", || async {
         echo_through(&http_url, "after restart").await.ok()

@@ -36,6 +36,12 @@ pub struct PodmanConfig {
     /// Seconds the build of a package image may take before the deploy
     /// fails.
     pub build_timeout_secs: u64,
+    /// Where the backend installs the stdio relay and keeps the socket
+    /// directory of each stdio container (see the crate docs). Not read
+    /// from berth's config file: berth sets it to `podman/` in its state
+    /// directory. Without it, stdio workloads are refused.
+    #[serde(skip)]
+    pub stdio_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for PodmanConfig {
@@ -48,6 +54,7 @@ impl Default for PodmanConfig {
             node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
             python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
             build_timeout_secs: 600,
+            stdio_dir: None,
         }
     }
 }

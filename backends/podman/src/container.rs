@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::PodmanConfig;
+use crate::relay::{IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER};
 
 /// The label every container berth creates carries, with value `true`.
 pub const LABEL_MANAGED: &str = "berth.managed";
@@ -46,15 +47,67 @@ pub(crate) fn workload_of(container: &str) -> Option<WorkloadName> {
     WorkloadName::parse(name.strip_prefix(NAME_PREFIX)?).ok()
 }
 
+/// Label of containers whose stdio is served by berth's relay.
+pub(crate) const LABEL_STDIO: &str = "berth.stdio";
+/// [`LABEL_STDIO`]'s value.
+pub(crate) const STDIO_RELAY: &str = "relay";
+
+/// How a stdio container runs the relay: host paths of the relay binary
+/// and of the workload's socket directory, and the server's command line.
+#[derive(Debug)]
+pub(crate) struct RelaySetup {
+    pub(crate) binary: String,
+    pub(crate) io_dir: String,
+    pub(crate) command: Vec<String>,
+}
+
+/// What berth reads of `GET /libpod/images/{name}/json`: the image's
+/// entrypoint and command.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ImageCommand {
+    #[serde(rename = "Config", default)]
+    config: Option<ImageConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ImageConfig {
+    #[serde(rename = "Entrypoint", default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(rename = "Cmd", default)]
+    cmd: Option<Vec<String>>,
+}
+
+impl ImageCommand {
+    /// The command line a container of the image runs with `args`: the
+    /// entrypoint followed by `args`, or by the image's command when there
+    /// are none (as `podman run IMAGE [ARGS]`).
+    pub(crate) fn command_line(&self, args: &[String]) -> Vec<String> {
+        let config = self.config.as_ref();
+        let mut line: Vec<String> = config
+            .and_then(|c| c.entrypoint.clone())
+            .unwrap_or_default();
+        if args.is_empty() {
+            line.extend(config.and_then(|c| c.cmd.clone()).unwrap_or_default());
+        } else {
+            line.extend(args.iter().cloned());
+        }
+        line
+    }
+}
+
 /// The body of `POST /libpod/containers/create`.
 #[derive(Debug, Serialize)]
 pub(crate) struct CreateBody<'a> {
     name: String,
     image: &'a str,
-    /// Appended to the image's entrypoint; left out to keep the image's own
+    /// Replaces the image's entrypoint (the stdio relay); left out to keep
+    /// it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    entrypoint: Vec<String>,
+    /// Appended to the entrypoint; left out to keep the image's own
     /// command.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    command: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    command: Vec<String>,
     env: &'a BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     stdin: bool,
@@ -136,7 +189,14 @@ impl<'a> CreateBody<'a> {
     /// for HTTP transports the target port published on 127.0.0.1 at a
     /// port Podman picks, the spec's bind mounts, and its network: Podman's
     /// default, none, or the workload's isolated network.
-    pub(crate) fn new(spec: &'a WorkloadSpec, config: &PodmanConfig) -> Self {
+    ///
+    /// With `relay`, the container runs the stdio relay in front of the
+    /// server's command line and has no stdin of its own.
+    pub(crate) fn new(
+        spec: &'a WorkloadSpec,
+        config: &PodmanConfig,
+        relay: Option<RelaySetup>,
+    ) -> Self {
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
         labels.insert(LABEL_WORKLOAD.to_owned(), spec.name.to_string());
@@ -157,7 +217,7 @@ impl<'a> CreateBody<'a> {
                 protocol: "tcp",
             }],
         };
-        let mounts = spec
+        let mut mounts: Vec<BindMount> = spec
             .mounts
             .iter()
             .map(|m| BindMount {
@@ -167,6 +227,33 @@ impl<'a> CreateBody<'a> {
                 options: [if m.read_only { "ro" } else { "rw" }, "rbind"],
             })
             .collect();
+        let (entrypoint, command) = match relay {
+            None => (Vec::new(), spec.args.clone()),
+            Some(relay) => {
+                labels.insert(LABEL_STDIO.to_owned(), STDIO_RELAY.to_owned());
+                mounts.push(BindMount {
+                    destination: RELAY_IN_CONTAINER.to_owned(),
+                    source: relay.binary,
+                    kind: "bind",
+                    options: ["ro", "rbind"],
+                });
+                mounts.push(BindMount {
+                    destination: IO_DIR_IN_CONTAINER.to_owned(),
+                    source: relay.io_dir,
+                    kind: "bind",
+                    options: ["rw", "rbind"],
+                });
+                (
+                    vec![
+                        RELAY_IN_CONTAINER.to_owned(),
+                        SOCKET_IN_CONTAINER.to_owned(),
+                        "--".to_owned(),
+                    ],
+                    relay.command,
+                )
+            }
+        };
+        let stdin = entrypoint.is_empty();
         let (netns, networks) = match spec.network {
             NetworkAccess::None => (Some(Namespace { nsmode: "none" }), BTreeMap::new()),
             NetworkAccess::Isolated => (
@@ -178,10 +265,11 @@ impl<'a> CreateBody<'a> {
         Self {
             name: container_name(&spec.name),
             image: &spec.image,
-            command: &spec.args,
+            entrypoint,
+            command,
             env: &spec.env,
             labels,
-            stdin: true,
+            stdin,
             terminal: false,
             init: true,
             stop_timeout: config.stop_grace_secs,
@@ -324,6 +412,11 @@ impl Container {
             self.state.status.as_str(),
             "running" | "paused" | "stopping" | "restarting"
         )
+    }
+
+    /// Whether berth's stdio relay serves the container's stdio.
+    pub(crate) fn has_relay(&self) -> bool {
+        self.labels().get(LABEL_STDIO).map(String::as_str) == Some(STDIO_RELAY)
     }
 
     /// Whether berth created this container.

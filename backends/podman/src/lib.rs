@@ -7,21 +7,25 @@
 //! with `berth.managed=true`, in any state.
 //!
 //! Containers run with an init process, no new privileges, every capability
-//! dropped and the configured memory and CPU limits. Their stdin stays open
-//! without a terminal. HTTP-transport servers have their target port
-//! published on 127.0.0.1 only, at a port Podman picks, reported as
-//! [`WorkloadInfo::http_endpoint`].
+//! dropped and the configured memory and CPU limits. HTTP-transport servers
+//! have their target port published on 127.0.0.1 only, at a port Podman
+//! picks, reported as [`WorkloadInfo::http_endpoint`].
 //!
-//! For stdio servers the backend attaches before it starts the container, so
-//! no early output is lost, and keeps that one attach connection while the
-//! container runs: [`attach`](Backend::attach) lends its stdin and stdout
-//! out, one holder at a time ([`RuntimeError::AlreadyAttached`] meanwhile),
-//! and dropping the [`StdioHandle`] gives them back, with the server's stdin
-//! still open. This matters because conmon closes a container's stdin as
-//! soon as any attach connection to it ends. A container this backend did not
-//! start (berth restarted) is attached anew on the first `attach`; a stdio
-//! server whose earlier attachment ended has read end-of-file by then, and
-//! most such servers have exited, so berth deploys them again.
+//! **stdio servers run behind berth's relay** (`relay/main.rs`, see
+//! [`relay`]): conmon closes a container's stdin as soon as an attach
+//! connection to it ends, so a server attached through Podman's API would
+//! read end-of-file when berth restarts. Instead the container's entrypoint
+//! is the relay, mounted read-only from [`PodmanConfig::stdio_dir`], which
+//! runs the image's command line (its entrypoint, then the workload's
+//! arguments or the image's command) with piped stdin and stdout and serves
+//! them on a Unix socket in the workload's directory there, mounted at
+//! `/.berth/io`. [`attach`](Backend::attach) connects to that socket, one
+//! holder at a time ([`RuntimeError::AlreadyAttached`] meanwhile); a berth
+//! that restarted (or a backend that reconnected) connects again and the
+//! server never notices. The server's stderr is the container's log. The
+//! relay needs no network, so it works with every network mode, and it does
+//! not go through the Podman service: a stdio server keeps answering while
+//! that service is down.
 //!
 //! Mounts are bind mounts; `NetworkAccess::None` is network namespace mode
 //! `none`; `NetworkAccess::Isolated` puts the container alone on the
@@ -60,12 +64,12 @@ mod config;
 mod container;
 mod error;
 mod libpod;
-mod stdio;
+mod relay;
 
 pub use config::{DEFAULT_SOCKET, PodmanConfig};
 pub use container::{LABEL_MANAGED, LABEL_WORKLOAD};
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -87,11 +91,12 @@ use podman_api::opts::{
 use tracing::{info, warn};
 
 use crate::container::{
-    Container, CreateBody, Created, Network, NetworkBody, container_name, network_name, workload_of,
+    Container, CreateBody, Created, ImageCommand, Network, NetworkBody, RelaySetup, container_name,
+    network_name, workload_of,
 };
 use crate::error::{ApiFailure, PodmanError, api_error, unavailable};
 use crate::libpod::{Endpoint, Libpod};
-use crate::stdio::Attachment;
+use crate::relay::Relays;
 
 const KIND: &str = "podman";
 
@@ -103,15 +108,19 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// reports as exited but that runs once more by the time berth looks.
 const WAIT_ROUNDS: usize = 5;
 
+/// How long [`Backend::attach`] waits for a started container's stdio relay
+/// to listen.
+const RELAY_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs workloads as Podman containers; see the crate docs.
 pub struct PodmanBackend {
     config: PodmanConfig,
     podman: Podman,
     libpod: Libpod,
     state: Mutex<State>,
-    /// Serializes attaches, so that one container never gets two attach
-    /// connections from this backend.
-    attaching: tokio::sync::Mutex<()>,
+    /// The stdio relay of stdio containers; `None` without
+    /// [`PodmanConfig::stdio_dir`].
+    relays: Option<Relays>,
     /// Serializes package image builds, so that two workloads of one
     /// package build it once.
     building: tokio::sync::Mutex<()>,
@@ -120,10 +129,6 @@ pub struct PodmanBackend {
 /// What berth remembers of its containers between calls.
 #[derive(Default)]
 struct State {
-    /// The attach connection of each stdio container this backend started or
-    /// attached to, kept while the container runs (see [`stdio`]): by
-    /// workload, with the container's id.
-    attached: BTreeMap<WorkloadName, (String, Attachment)>,
     /// Ids of the containers berth asked to stop.
     stopped: HashSet<String>,
 }
@@ -140,12 +145,21 @@ impl PodmanBackend {
             .check_base_images()
             .map_err(|why| RuntimeError::backend("invalid podman configuration", why))?;
         let endpoint = Endpoint::parse(&socket).map_err(unavailable)?;
+        let relays = match &config.stdio_dir {
+            None => None,
+            Some(dir) => Some(Relays::new(dir).map_err(|err| {
+                RuntimeError::backend(
+                    format!("installing the stdio relay in {}", dir.display()),
+                    err,
+                )
+            })?),
+        };
         let backend = Self {
             podman: endpoint.podman().map_err(unavailable)?,
             libpod: Libpod::new(endpoint),
             config,
             state: Mutex::new(State::default()),
-            attaching: tokio::sync::Mutex::new(()),
+            relays,
             building: tokio::sync::Mutex::new(()),
         };
         let version = backend.version().await?;
@@ -222,11 +236,8 @@ impl PodmanBackend {
 
     /// Drops everything berth remembers of container `id` of `name`.
     fn forget(&self, name: &WorkloadName, id: &str) {
-        let mut state = self.lock();
-        state.stopped.remove(id);
-        if state.attached.get(name).is_some_and(|(held, _)| held == id) {
-            state.attached.remove(name);
-        }
+        let _ = name;
+        self.lock().stopped.remove(id);
     }
 
     /// Force-removes container `id` of `name`; `Ok(false)` when it was gone.
@@ -368,34 +379,56 @@ impl PodmanBackend {
         }
     }
 
-    /// Attaches (for stdio), starts the created container `id` and reports
-    /// it. Failures leave the container for the caller to remove.
+    /// Starts the created container `id` and reports it. Failures leave
+    /// the container for the caller to remove.
     async fn start(&self, spec: &WorkloadSpec, id: &str) -> Result<WorkloadInfo, RuntimeError> {
         let name = &spec.name;
-        let container = self.podman.containers().get(id);
-        let attachment = if spec.transport == Transport::Stdio {
-            let attachment = stdio::attach(&container)
-                .await
-                .map_err(|err| self.fail(name, "attaching to the container of", err))?;
-            Some(attachment)
-        } else {
-            None
-        };
-        container
+        self.podman
+            .containers()
+            .get(id)
             .start(None)
             .await
             .map_err(|err| self.fail(name, "starting the container of", err))?;
-        if let Some(attachment) = attachment {
-            self.lock()
-                .attached
-                .insert(name.clone(), (id.to_owned(), attachment));
-        }
         let c = self
             .find_id(name, id)
             .await?
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
         Ok(self.info(name.clone(), &c))
     }
+
+    /// How a stdio container of `spec` (its image resolved) runs the relay:
+    /// the image's command line, and a fresh socket directory.
+    async fn relay_setup(&self, spec: &WorkloadSpec) -> Result<RelaySetup, RuntimeError> {
+        let name = &spec.name;
+        let relays = self.relays.as_ref().ok_or_else(no_stdio_dir)?;
+        let image = self
+            .libpod
+            .get::<ImageCommand>(&format!("/libpod/images/{}/json", spec.image))
+            .await
+            .map_err(|err| self.fail(name, "reading the image's command for", err))?;
+        let command = image.command_line(&spec.args);
+        if command.is_empty() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "image `{}` has neither an entrypoint nor a command, and the workload gives no arguments",
+                spec.image
+            )));
+        }
+        let io_dir = relays.prepare(name).map_err(|err| {
+            RuntimeError::backend(format!("preparing the stdio relay of `{name}`"), err)
+        })?;
+        Ok(RelaySetup {
+            binary: relays.binary().to_string_lossy().into_owned(),
+            io_dir: io_dir.to_string_lossy().into_owned(),
+            command,
+        })
+    }
+}
+
+/// Why a stdio workload is refused by a backend without a stdio directory.
+fn no_stdio_dir() -> RuntimeError {
+    RuntimeError::InvalidSpec(
+        "this podman backend has no directory for stdio relays (PodmanConfig::stdio_dir), so it cannot run stdio workloads".to_owned(),
+    )
 }
 
 impl fmt::Debug for PodmanBackend {
@@ -444,6 +477,9 @@ impl Backend for PodmanBackend {
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
         check_image(&spec.image)?;
+        if spec.transport == Transport::Stdio && self.relays.is_none() {
+            return Err(no_stdio_dir());
+        }
         if spec.transport != Transport::Stdio && spec.target_port.is_none() {
             return Err(RuntimeError::InvalidSpec(format!(
                 "a {} workload needs a target port to publish",
@@ -503,7 +539,11 @@ impl Backend for PodmanBackend {
             warn!(workload = %name, error = %err, "Could not remove the unused isolated network.");
         }
 
-        let body = CreateBody::new(&spec, &self.config);
+        let relay = match spec.transport {
+            Transport::Stdio => Some(self.relay_setup(&spec).await?),
+            _ => None,
+        };
+        let body = CreateBody::new(&spec, &self.config, relay);
         let id = match self
             .libpod
             .post::<_, Created>("/libpod/containers/create", &body)
@@ -547,10 +587,6 @@ impl Backend for PodmanBackend {
             }
             info!(workload = %name, "Container stopped.");
         }
-        let mut state = self.lock();
-        if state.attached.get(name).is_some_and(|(id, _)| *id == c.id) {
-            state.attached.remove(name);
-        }
         Ok(())
     }
 
@@ -567,6 +603,11 @@ impl Backend for PodmanBackend {
             return Err(RuntimeError::NotFound(name.clone()));
         }
         self.remove_network(name).await?;
+        if let Some(relays) = &self.relays
+            && let Err(err) = relays.remove(name)
+        {
+            warn!(workload = %name, error = %err, "Could not remove the stdio relay's directory.");
+        }
         info!(workload = %name, "Container removed.");
         Ok(())
     }
@@ -646,34 +687,45 @@ impl Backend for PodmanBackend {
     }
 
     async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError> {
-        let c = self.get(name).await?;
-        if !c.runtime_state(false).is_running() {
-            return Err(RuntimeError::NotRunning(name.clone()));
+        let mut c = self.get(name).await?;
+        let relays = self.relays.as_ref().ok_or_else(no_stdio_dir)?;
+        if !c.has_relay() {
+            return Err(RuntimeError::backend(
+                format!("attaching to the container of `{name}`"),
+                "the container was not started with berth's stdio relay (an HTTP workload, or deployed by an older berth); deploy it again",
+            ));
         }
-        let _attaching = self.attaching.lock().await;
-        if let Some((id, attachment)) = self.lock().attached.get(name)
-            && *id == c.id
-        {
-            return attachment
-                .lease()
-                .ok_or_else(|| RuntimeError::AlreadyAttached(name.clone()));
+        // The relay listens a moment after the container starts.
+        let deadline = tokio::time::Instant::now() + RELAY_LISTEN_TIMEOUT;
+        loop {
+            if !c.runtime_state(false).is_running() {
+                return Err(RuntimeError::NotRunning(name.clone()));
+            }
+            match relays.connect(name, &c.id).await {
+                Ok(Some(pipes)) => return Ok(pipes),
+                Ok(None) if tokio::time::Instant::now() < deadline => {}
+                Ok(None) => {
+                    return Err(RuntimeError::backend(
+                        format!("attaching to the container of `{name}`"),
+                        format!(
+                            "its stdio relay did not listen within {} s",
+                            RELAY_LISTEN_TIMEOUT.as_secs()
+                        ),
+                    ));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                    return Err(RuntimeError::AlreadyAttached(name.clone()));
+                }
+                Err(err) => {
+                    return Err(RuntimeError::backend(
+                        format!("connecting to the stdio relay of `{name}`"),
+                        err,
+                    ));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c = self.get(name).await?;
         }
-        // Not started by this backend (berth restarted): attach anew, and keep
-        // that connection from now on.
-        warn!(
-            workload = %name,
-            "Attaching anew to a container this backend did not start; if an earlier attachment to it ended, Podman has closed its stdin and a stdio server reads no more input."
-        );
-        let attachment = stdio::attach(&self.podman.containers().get(&c.id))
-            .await
-            .map_err(|err| self.fail(name, "attaching to the container of", err))?;
-        let pipes = attachment
-            .lease()
-            .expect("a new attachment is not lent out");
-        self.lock()
-            .attached
-            .insert(name.clone(), (c.id, attachment));
-        Ok(pipes)
     }
 
     async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError> {

@@ -32,6 +32,9 @@ fn socket() -> String {
 fn config() -> PodmanConfig {
     PodmanConfig {
         socket: Some(socket()),
+        // Shared by every test and backend here, as berth's state directory
+        // is shared by one berth and the next.
+        stdio_dir: Some(std::env::temp_dir().join("berth-podman-conformance")),
         ..PodmanConfig::default()
     }
 }
@@ -338,31 +341,53 @@ async fn reattach_reuses_the_attachment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reattach_after_reconnect_keeps_the_container() {
-    // A server whose stdin no backend attached to yet: started with an HTTP
-    // transport, but serving stdio.
+async fn a_new_backend_attaches_to_a_running_stdio_server() {
+    // berth dies (kill -9) while a client is attached, in the middle of
+    // writing a message: the next berth attaches to the same server, which
+    // never read end-of-file nor the torn message.
     let b = backend().await;
     let name = name("pdm-adopt");
     let _ = b.remove(&name).await;
-    let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
-    spec.transport = Transport::StreamableHttp;
-    spec.target_port = Some(8080);
-    b.deploy(spec).await.expect("deploy");
+    b.deploy(WorkloadSpec::new(name.clone(), IMAGE))
+        .await
+        .expect("deploy");
     let started = eventually_running(&b, &name).await.started_at;
-
-    // berth restarts: a new backend finds the container and attaches anew.
+    let StdioHandle { mut stdin, stdout } = ping(b.attach(&name).await.expect("attach"), 1).await;
+    stdin
+        .write_all(br#"{"jsonrpc":"2.0","id":99,"meth"#)
+        .await
+        .expect("write half a message");
+    stdin.flush().await.expect("flush");
+    drop((stdin, stdout));
     drop(b);
+
     let b = backend().await;
     let info = b.inspect(&name).await.expect("inspect after reconnect");
     assert!(info.state.is_running(), "{:?}", info.state);
-    let io = ping(b.attach(&name).await.expect("attach after reconnect"), 1).await;
+    let io = ping(b.attach(&name).await.expect("attach after reconnect"), 2).await;
     drop(io);
-    let io = ping(b.attach(&name).await.expect("attach again"), 2).await;
+    let io = ping(b.attach(&name).await.expect("attach again"), 3).await;
     let after = b.inspect(&name).await.expect("inspect");
     assert!(after.state.is_running(), "{:?}", after.state);
     assert_eq!(after.started_at, started, "the container was not restarted");
     drop(io);
 
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_container_has_no_stdio_to_attach() {
+    let b = backend().await;
+    let name = name("pdm-http-attach");
+    let _ = b.remove(&name).await;
+    let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
+    b.deploy(spec).await.expect("deploy");
+    eventually_running(&b, &name).await;
+    let err = b.attach(&name).await.expect_err("no stdio relay");
+    assert!(chain(&err).contains("stdio relay"), "{}", chain(&err));
     b.remove(&name).await.expect("remove");
 }
 
@@ -382,7 +407,7 @@ async fn containers_outlive_the_backend() {
         .await
         .expect("deploy stdio");
     let before = eventually_running(&b, &http).await;
-    eventually_running(&b, &stdio).await;
+    let before_stdio = eventually_running(&b, &stdio).await;
     let io = ping(b.attach(&stdio).await.expect("attach"), 1).await;
 
     drop(io);
@@ -396,17 +421,14 @@ async fn containers_outlive_the_backend() {
     assert_eq!(after.http_endpoint, before.http_endpoint, "same endpoint");
     initialize(after.http_endpoint.expect("an endpoint")).await;
 
-    // The stdio server read end-of-file: conmon closes a container's stdin
-    // when its attach connection ends, so berth redeploys such servers.
-    let exit = tokio::time::timeout(TIMEOUT, b.wait(&stdio))
-        .await
-        .expect("the stdio server ends")
-        .expect("wait");
-    assert!(!exit.stopped_by_request, "{exit:?}");
-    b.deploy(WorkloadSpec::new(stdio.clone(), IMAGE))
-        .await
-        .expect("redeploy stdio");
-    eventually_running(&b, &stdio).await;
+    // So does the stdio server: its relay holds its stdin, and the new
+    // backend attaches to it.
+    let after_stdio = b.inspect(&stdio).await.expect("inspect stdio");
+    assert!(after_stdio.state.is_running(), "{:?}", after_stdio.state);
+    assert_eq!(
+        after_stdio.started_at, before_stdio.started_at,
+        "not restarted"
+    );
     drop(ping(b.attach(&stdio).await.expect("attach"), 2).await);
 
     b.remove(&http).await.expect("remove http");

@@ -17,18 +17,35 @@ fn spec() -> WorkloadSpec {
 }
 
 #[test]
-fn stdio_body() {
+fn stdio_body_runs_the_relay() {
     let mut spec = spec();
     spec.args.clear();
-    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    let relay = RelaySetup {
+        binary: "/var/lib/berth/podman/berth-stdio-relay".into(),
+        io_dir: "/var/lib/berth/podman/fetch".into(),
+        command: vec!["/mcp-echo".into(), "--quiet".into()],
+    };
+    let body = serde_json::to_value(CreateBody::new(
+        &spec,
+        &PodmanConfig::default(),
+        Some(relay),
+    ))
+    .unwrap();
     assert_eq!(
         body,
         json!({
             "name": "berth-fetch",
             "image": "localhost/x:1",
+            "entrypoint": ["/.berth/relay", "/.berth/io/stdio.sock", "--"],
+            "command": ["/mcp-echo", "--quiet"],
             "env": {"MCP_PORT": "8080"},
-            "labels": {"berth.group": "default", "berth.managed": "true", "berth.workload": "fetch"},
-            "stdin": true,
+            "labels": {
+                "berth.group": "default",
+                "berth.managed": "true",
+                "berth.stdio": "relay",
+                "berth.workload": "fetch"
+            },
+            "stdin": false,
             "terminal": false,
             "init": true,
             "stop_timeout": 10,
@@ -37,9 +54,42 @@ fn stdio_body() {
             "resource_limits": {
                 "memory": {"limit": 1_073_741_824_i64},
                 "cpu": {"quota": 100_000, "period": 100_000}
-            }
+            },
+            "mounts": [
+                {
+                    "destination": "/.berth/relay",
+                    "source": "/var/lib/berth/podman/berth-stdio-relay",
+                    "type": "bind",
+                    "options": ["ro", "rbind"]
+                },
+                {
+                    "destination": "/.berth/io",
+                    "source": "/var/lib/berth/podman/fetch",
+                    "type": "bind",
+                    "options": ["rw", "rbind"]
+                }
+            ]
         })
     );
+}
+
+#[test]
+fn image_command_lines() {
+    let image: ImageCommand = serde_json::from_value(json!({
+        "Config": {"Entrypoint": ["/mcp-echo"], "Cmd": ["--quiet"]}
+    }))
+    .unwrap();
+    assert_eq!(image.command_line(&[]), ["/mcp-echo", "--quiet"]);
+    assert_eq!(
+        image.command_line(&["--http".into(), ":80".into()]),
+        ["/mcp-echo", "--http", ":80"]
+    );
+    let cmd_only: ImageCommand =
+        serde_json::from_value(json!({"Config": {"Cmd": ["python", "-m", "srv"]}})).unwrap();
+    assert_eq!(cmd_only.command_line(&[]), ["python", "-m", "srv"]);
+    assert_eq!(cmd_only.command_line(&["x".into()]), ["x"]);
+    let empty: ImageCommand = serde_json::from_value(json!({"Config": null})).unwrap();
+    assert!(empty.command_line(&[]).is_empty());
 }
 
 #[test]
@@ -53,7 +103,7 @@ fn http_body_publishes_on_loopback_without_limits() {
         stop_grace_secs: 3,
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec, &config)).unwrap();
+    let body = serde_json::to_value(CreateBody::new(&spec, &config, None)).unwrap();
     assert_eq!(body["command"], json!(["--http", "0.0.0.0:8080"]));
     assert_eq!(body["stop_timeout"], json!(3));
     assert_eq!(body.get("resource_limits"), None);
@@ -69,7 +119,7 @@ fn half_a_cpu() {
         cpu_limit: 0.5,
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec(), &config)).unwrap();
+    let body = serde_json::to_value(CreateBody::new(&spec(), &config, None)).unwrap();
     assert_eq!(
         body["resource_limits"]["cpu"],
         json!({"quota": 50_000, "period": 100_000})
@@ -190,7 +240,8 @@ fn confinement_in_the_body() {
         },
     ];
     spec.network = NetworkAccess::None;
-    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    let body =
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
     assert_eq!(
         body["mounts"],
         json!([
@@ -202,13 +253,15 @@ fn confinement_in_the_body() {
     assert_eq!(body.get("Networks"), None);
 
     spec.network = NetworkAccess::Isolated;
-    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    let body =
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
     assert_eq!(body["netns"], json!({"nsmode": "bridge"}));
     assert_eq!(body["Networks"], json!({"berth-egress-fetch": {}}));
 
     spec.network = NetworkAccess::Full;
     spec.mounts.clear();
-    let body = serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default())).unwrap();
+    let body =
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
     assert_eq!(body.get("netns"), None);
     assert_eq!(body.get("mounts"), None);
 }

@@ -45,6 +45,12 @@ pub struct Config {
     pub plugin_host: HostConfig,
     /// The WebAssembly plugins (`[[plugins]]` entries).
     pub plugins: Vec<PluginConfig>,
+    /// Threads of berth's async runtime (API, proxies, egress); `0` means
+    /// half the machine's cores, at least one. The proxies share the
+    /// machine with the MCP servers and their clients: on the 2-core
+    /// benchmark machine one thread did as well as two or better in every
+    /// measured cell (bench/README.md, "Runtime threads").
+    pub worker_threads: usize,
 }
 
 impl Default for Config {
@@ -65,6 +71,18 @@ impl Default for Config {
             log_format: LogFormat::Text,
             plugin_host: HostConfig::default(),
             plugins: Vec::new(),
+            worker_threads: 0,
+        }
+    }
+}
+
+impl Config {
+    /// The runtime's thread count: [`Config::worker_threads`], or for `0`
+    /// half of `cores` (at least one).
+    pub fn runtime_threads(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => (cores / 2).max(1),
+            n => n,
         }
     }
 }
@@ -166,6 +184,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "restart",
     "log_format",
     "plugin_host",
+    "egress",
+    "worker_threads",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;
@@ -245,6 +265,21 @@ mod tests {
             jail.create_file("range.toml", "[ports]\nstart = 5000\nend = 4000\n")?;
             let err = load(Some(Path::new("range.toml")), None, Figment::new()).unwrap_err();
             assert!(err.to_string().contains("ports.start"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn runtime_threads_default_to_half_the_cores() {
+        Jail::expect_with(|jail| {
+            let c = load(None, None, Figment::new()).expect("defaults");
+            assert_eq!(c.worker_threads, 0);
+            assert_eq!(c.runtime_threads(1), 1);
+            assert_eq!(c.runtime_threads(2), 1);
+            assert_eq!(c.runtime_threads(16), 8);
+            jail.set_env("BERTH_WORKER_THREADS", "3");
+            let c = load(None, None, Figment::new()).expect("env");
+            assert_eq!(c.runtime_threads(2), 3, "a set count wins");
             Ok(())
         });
     }

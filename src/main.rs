@@ -194,11 +194,7 @@ fn main() -> anyhow::Result<()> {
                 Figment::new(),
             )?;
             init_tracing(args.log_format);
-            return tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?
-                .block_on(bridge(config, args));
+            return runtime(&config)?.block_on(bridge(config, args));
         }
     };
     let config = config::load(
@@ -207,11 +203,17 @@ fn main() -> anyhow::Result<()> {
         overrides(&args),
     )?;
     init_tracing(config.log_format);
+    runtime(&config)?.block_on(serve(config))
+}
+
+/// berth's async runtime, with [`Config::runtime_threads`] worker threads.
+fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.runtime_threads(cores))
         .enable_all()
         .build()
-        .context("starting the async runtime")?
-        .block_on(serve(config))
+        .context("starting the async runtime")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

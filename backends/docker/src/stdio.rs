@@ -5,13 +5,11 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 
 use berth_runtime_api::StdioHandle;
 use bollard::container::{AttachContainerResults, LogOutput};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::StreamReader;
 
 /// Held by both halves of a handed-out [`StdioHandle`]; the backend keeps a
@@ -40,62 +38,7 @@ pub(crate) fn handle(streams: AttachContainerResults, token: Arc<HolderToken>) -
         }
     });
     let stdout: Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> = Box::pin(stdout);
-    StdioHandle::new(
-        Held {
-            inner: input,
-            _token: token.clone(),
-        },
-        Held {
-            inner: StreamReader::new(stdout),
-            _token: token,
-        },
-    )
-}
-
-/// An I/O half that keeps the holder token alive while it exists.
-struct Held<T> {
-    inner: T,
-    _token: Arc<HolderToken>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Held<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Held<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+    StdioHandle::guarded(input, StreamReader::new(stdout), token)
 }
 
 #[cfg(test)]

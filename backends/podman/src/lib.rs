@@ -234,9 +234,8 @@ impl PodmanBackend {
         c.info(name, self.stopped_by_request(&c.id))
     }
 
-    /// Drops everything berth remembers of container `id` of `name`.
-    fn forget(&self, name: &WorkloadName, id: &str) {
-        let _ = name;
+    /// Drops everything berth remembers of container `id`.
+    fn forget(&self, id: &str) {
         self.lock().stopped.remove(id);
     }
 
@@ -247,7 +246,7 @@ impl PodmanBackend {
             .volumes(true)
             .build();
         let result = self.podman.containers().get(id).delete(&opts).await;
-        self.forget(name, id);
+        self.forget(id);
         match result {
             Ok(()) => Ok(true),
             Err(err) if err.status() == Some(404) => Ok(false),

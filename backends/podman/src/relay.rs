@@ -11,18 +11,16 @@
 //! restarted berth connects again and the server never notices.
 //!
 //! One holder at a time per container: a [`StdioHandle`] carries a lease
-//! that its two halves give back when both are dropped.
+//! that its two halves give back when both are dropped
+//! ([`StdioHandle::guarded`]).
 
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
 use berth_runtime_api::{StdioHandle, WorkloadName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 
 /// The relay executable, built for the target by `build.rs`.
@@ -134,10 +132,10 @@ impl Relays {
                     "the stdio of this container is lent out",
                 ));
             }
-            Arc::new(Lease {
+            Lease {
                 leases: self.leases.clone(),
                 id: id.to_owned(),
-            })
+            }
         };
         let stream = match UnixStream::connect(self.socket(name)).await {
             Ok(stream) => stream,
@@ -152,16 +150,7 @@ impl Relays {
             Err(err) => return Err(err),
         };
         let (read, write) = stream.into_split();
-        Ok(Some(StdioHandle::new(
-            Leased {
-                inner: write,
-                _lease: lease.clone(),
-            },
-            Leased {
-                inner: read,
-                _lease: lease,
-            },
-        )))
+        Ok(Some(StdioHandle::guarded(write, read, lease)))
     }
 }
 
@@ -177,52 +166,6 @@ impl Drop for Lease {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.id);
-    }
-}
-
-/// One half of a relay connection, holding the lease.
-struct Leased<T> {
-    inner: T,
-    _lease: Arc<Lease>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Leased<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Leased<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

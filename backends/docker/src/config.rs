@@ -87,13 +87,7 @@ impl DockerConfig {
 
     /// Checks the configured base images of package images.
     pub(crate) fn check_base_images(&self) -> Result<(), String> {
-        for (key, image) in [
-            ("node_base_image", &self.node_base_image),
-            ("python_base_image", &self.python_base_image),
-        ] {
-            berth_package_image::check_base_image(image).map_err(|e| format!("{key}: {e}"))?;
-        }
-        Ok(())
+        berth_package_image::check_base_images(&self.node_base_image, &self.python_base_image)
     }
 
     /// The CPU limit for the engine in billionths of a core, `None` for no

@@ -96,6 +96,17 @@ impl Scheme {
     }
 }
 
+impl Scheme {
+    /// Of a backend's two base images, the one packages of this scheme are
+    /// installed on: `node` for `npx://`, `python` for `uvx://`.
+    pub fn base_image<'a>(self, node: &'a str, python: &'a str) -> &'a str {
+        match self {
+            Self::Npx => node,
+            Self::Uvx => python,
+        }
+    }
+}
+
 impl fmt::Display for Scheme {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://", self.as_str())
@@ -325,6 +336,15 @@ pub fn check_base_image(image: &str) -> Result<(), InvalidPackage> {
             "invalid base image `{image}`: expected an image reference such as `{DEFAULT_NODE_BASE_IMAGE}`"
         )))
     }
+}
+
+/// Checks a backend's `node_base_image` and `python_base_image` settings;
+/// the error names the setting.
+pub fn check_base_images(node: &str, python: &str) -> Result<(), String> {
+    for (key, image) in [("node_base_image", node), ("python_base_image", python)] {
+        check_base_image(image).map_err(|e| format!("{key}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// How to build the image of one package on one base image.

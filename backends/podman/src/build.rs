@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_package_image::{Package, Recipe, Scheme};
+use berth_package_image::{Package, Recipe};
 use berth_runtime_api::{Progress, RuntimeError, WorkloadName};
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -31,10 +31,9 @@ impl PodmanBackend {
         package: &Package,
         progress: &Progress,
     ) -> Result<String, RuntimeError> {
-        let base = match package.scheme {
-            Scheme::Npx => &self.config.node_base_image,
-            Scheme::Uvx => &self.config.python_base_image,
-        };
+        let base = package
+            .scheme
+            .base_image(&self.config.node_base_image, &self.config.python_base_image);
         let recipe =
             Recipe::new(package, base).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         let _building = self.building.lock().await;

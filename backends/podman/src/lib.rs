@@ -214,7 +214,9 @@ impl PodmanBackend {
             .await
         {
             Ok(c) => Ok(c.is_managed().then_some(c)),
-            Err(err) if err.status() == Some(404) => Ok(None),
+            // Also when it was removed while the inspect ran (a `list`
+            // racing a delete).
+            Err(err) if err.is_no_such_container() => Ok(None),
             Err(err) => Err(self.fail(name, "inspecting the container of", err)),
         }
     }

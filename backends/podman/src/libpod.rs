@@ -107,6 +107,17 @@ impl LibpodError {
             _ => false,
         }
     }
+
+    /// Whether the container asked about does not exist: 404, or the 500
+    /// "…does not exist in database: no such container" libpod 4 answers
+    /// when it is removed while the inspect runs.
+    pub(crate) fn is_no_such_container(&self) -> bool {
+        match self {
+            Self::Status { status: 404, .. } => true,
+            Self::Status { message, .. } => message.contains("no such container"),
+            _ => false,
+        }
+    }
 }
 
 /// A client for single libpod calls; see the module docs.
@@ -382,5 +393,23 @@ mod tests {
         );
         assert!(!status(500, "no such image").is_name_conflict());
         assert!(!status(404, "no such container").is_name_conflict());
+    }
+
+    #[test]
+    fn containers_removed_meanwhile_are_absent() {
+        let status = |status, message: &str| LibpodError::Status {
+            status,
+            message: message.to_owned(),
+        };
+        assert!(status(404, "no such container").is_no_such_container());
+        assert!(
+            status(
+                500,
+                "container 70c9781bf602 does not exist in database: no such container"
+            )
+            .is_no_such_container()
+        );
+        assert!(!status(500, "no such image").is_no_such_container());
+        assert!(!status(500, "internal error").is_no_such_container());
     }
 }

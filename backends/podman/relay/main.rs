@@ -161,9 +161,13 @@ fn main() -> ExitCode {
         let shared = shared.clone();
         thread::spawn(move || accept(&listener, &shared, &stdin));
     }
+    let (drained, output_done) = std::sync::mpsc::channel::<()>();
     {
         let shared = shared.clone();
-        thread::spawn(move || to_clients(stdout, &shared));
+        thread::spawn(move || {
+            to_clients(stdout, &shared);
+            let _ = drained.send(());
+        });
     }
 
     let status = loop {
@@ -176,6 +180,9 @@ fn main() -> ExitCode {
             }
         }
     };
+    // The server's last lines still go out to a connected client; with
+    // nobody connected they are not waited for long.
+    let _ = output_done.recv_timeout(std::time::Duration::from_secs(2));
     let _ = std::fs::remove_file(&socket);
     match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

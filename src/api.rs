@@ -14,12 +14,17 @@ mod workloads;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{ApiToken, BrowserGuard};
 use crate::workloads::Workloads;
+use error::ApiError;
 
 pub use openapi::ApiDoc;
 
@@ -34,10 +39,23 @@ pub struct AppState {
     /// Random per-process nonce sent on `/health`, so that a client can tell
     /// it talks to the server it started.
     pub nonce: Arc<str>,
+    /// Who may call.
+    pub access: Access,
+}
+
+/// Who may call the API.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Refuses what a web page could send; `None` on a Unix socket, which
+    /// no browser can reach.
+    pub guard: Option<Arc<BrowserGuard>>,
+    /// The bearer token every route but `/health` requires, if any.
+    pub token: Option<ApiToken>,
 }
 
 /// The whole API as one router.
 pub fn router(state: AppState) -> Router {
+    let access = state.access.clone();
     Router::new()
         .merge(system::routes())
         .nest("/api/v1beta/workloads", workloads::routes())
@@ -45,9 +63,49 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1beta/x/berth/plugins", plugins::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Before any handler, routing included: a refused request changes
+        // nothing and learns nothing.
+        .layer(axum::middleware::from_fn_with_state(access, check_access))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("x-content-type-options"),
             HeaderValue::from_static("nosniff"),
         ))
         .layer(TraceLayer::new_for_http())
+        // Outermost: no trace line at any level shows these values.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+            header::COOKIE,
+        ]))
+}
+
+/// The browser guard, then the token.
+async fn check_access(State(access): State<Access>, req: Request, next: Next) -> Response {
+    if let Some(guard) = &access.guard
+        && let Err(why) = guard.check(req.headers())
+    {
+        tracing::warn!(reason = %why, path = ?req.uri().path(), "Refused a request a web page could have sent.");
+        return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
+    }
+    if let Some(token) = &access.token
+        && req.uri().path() != "/health"
+    {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| token.verify(v.as_bytes()));
+        if !ok {
+            let mut resp = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "a valid API token is required: `Authorization: Bearer <token>`",
+            )
+            .into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"berth\""),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
 }

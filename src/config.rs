@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use berth_backend_process::ProcessConfig;
 
+use crate::auth::{ApiAuth, BrowserGuard};
 use crate::egress::EgressConfig;
 use crate::plugins::{HostConfig, PluginConfig};
 use crate::proxy::ProxyConfig;
@@ -99,6 +100,23 @@ pub struct ApiConfig {
     pub socket: Option<PathBuf>,
     /// Allow binding a non-loopback address without authentication.
     pub insecure_allow_remote: bool,
+    /// How callers authenticate: `none` or `token` (a bearer token on every
+    /// route but `/health`). Unset: `token` when `BERTH_API_TOKEN` is set,
+    /// else `none`.
+    pub auth: Option<ApiAuth>,
+    /// The token file of `auth = "token"` when `BERTH_API_TOKEN` is unset;
+    /// `$XDG_CONFIG_HOME/berth/api-token` by default, created with mode
+    /// 0600 holding a random 256-bit token when absent.
+    pub token_file: Option<PathBuf>,
+    /// Web origins (`https://app.example.com`) whose pages may call the
+    /// API; compared exactly (scheme, host, port). None by default, loopback
+    /// ones included: any other web page would otherwise drive berth.
+    pub allowed_origins: Vec<String>,
+    /// Host names besides `localhost` under which the API may be reached
+    /// (`Host` header), e.g. the name of a server berth is bound to; IP
+    /// addresses are always allowed. Others are refused, against DNS
+    /// rebinding.
+    pub public_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -108,6 +126,10 @@ impl Default for ApiConfig {
             port: 8080,
             socket: None,
             insecure_allow_remote: false,
+            auth: None,
+            token_file: None,
+            allowed_origins: Vec::new(),
+            public_hosts: Vec::new(),
         }
     }
 }
@@ -211,7 +233,11 @@ pub fn load(
                 // not configuration keys.
                 .filter(|key| {
                     let key = key.as_str().to_ascii_lowercase();
-                    TOP_LEVEL_KEYS.iter().any(|k| {
+                    // BERTH_API_TOKEN would read as `api` + `_token`.
+                    !NEVER_INHERITED.iter().any(|n| {
+                        n.strip_prefix("BERTH_")
+                            .is_some_and(|n| n.eq_ignore_ascii_case(&key))
+                    }) && TOP_LEVEL_KEYS.iter().any(|k| {
                         key.strip_prefix(k)
                             .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '_']))
                     })
@@ -226,7 +252,27 @@ pub fn load(
             config.ports.start, config.ports.end
         )));
     }
+    if let Err(e) = BrowserGuard::new(&config.api.allowed_origins, &config.api.public_hosts, false)
+    {
+        return Err(ConfigError::Inconsistent(format!("[api]: {e}")));
+    }
+    if let Err(e) = config.proxy.browser_guard() {
+        return Err(ConfigError::Inconsistent(format!(
+            "[proxy] allowed_origins: {e}"
+        )));
+    }
     Ok(config)
+}
+
+/// berth's own secrets among its environment variables: no workload ever
+/// inherits them, whatever `process.inherit_env` says.
+pub const NEVER_INHERITED: &[&str] = &["BERTH_API_TOKEN", "BERTH_SECRETS_PASSWORD"];
+
+impl Config {
+    /// Whether workloads inherit berth's environment variable `name`.
+    pub fn inherits_env(&self, name: &str) -> bool {
+        !NEVER_INHERITED.contains(&name) && self.process.inherits(name)
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +287,7 @@ mod tests {
             jail.create_file("berth.toml", "[api]\nport = 9001\nhost = \"127.0.0.2\"\n")?;
             jail.set_env("BERTH_API__PORT", "9002");
             jail.set_env("BERTH_SECRETS_PASSWORD", "not configuration");
+            jail.set_env("BERTH_API_TOKEN", "not configuration either");
             jail.set_env("BERTH_LOG_FORMAT", "json");
             let overrides = Figment::new().merge(Serialized::default("api.host", "127.0.0.3"));
             let c = load(Some(Path::new("berth.toml")), None, overrides).expect("load");

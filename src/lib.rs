@@ -7,6 +7,7 @@
 //! the outbound proxies of workloads with an allowlist.
 
 pub mod api;
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod egress;

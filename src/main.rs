@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use berth::api::{self, AppState};
+use berth::auth::{ApiAuth, ApiToken, BrowserGuard, TokenSource};
 use berth::config::{self, Config, LogFormat, RuntimeKind};
 use berth::groups::Groups;
 use berth::plugins::Plugins;
@@ -108,10 +109,15 @@ fn default_state_dir() -> anyhow::Result<PathBuf> {
     }
 }
 
-fn default_config_file() -> Option<PathBuf> {
+/// berth's configuration directory, `$XDG_CONFIG_HOME/berth`.
+fn config_dir() -> Option<PathBuf> {
     env_path("XDG_CONFIG_HOME")
         .or_else(|| home().map(|h| h.join(".config")))
-        .map(|d| d.join("berth/berth.toml"))
+        .map(|d| d.join("berth"))
+}
+
+fn default_config_file() -> Option<PathBuf> {
+    config_dir().map(|d| d.join("berth.toml"))
 }
 
 /// Container engine sockets to try, from the environment and the usual places.
@@ -131,7 +137,7 @@ fn engine_sockets() -> berth::backends::EngineSockets {
 /// variables `process.inherit_env` names.
 fn base_env(config: &Config) -> BTreeMap<String, String> {
     std::env::vars()
-        .filter(|(k, _)| config.process.inherits(k))
+        .filter(|(k, _)| config.inherits_env(k))
         .collect()
 }
 
@@ -216,17 +222,70 @@ fn runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Who may call the API: the browser guard on TCP, the token if
+/// `[api] auth` (or `BERTH_API_TOKEN`) asks for one.
+fn api_access(config: &Config) -> anyhow::Result<api::Access> {
+    let from_env = std::env::var("BERTH_API_TOKEN").ok();
+    let auth = match (config.api.auth, &from_env) {
+        (Some(auth), _) => auth,
+        (None, Some(_)) => ApiAuth::Token,
+        (None, None) => ApiAuth::None,
+    };
     if config.api.socket.is_none()
         && !config.api.host.is_loopback()
+        && auth == ApiAuth::None
         && !config.api.insecure_allow_remote
     {
         bail!(
-            "refusing to listen on {} without authentication; berth has no API authentication yet, \
-             so bind a loopback address or pass --insecure-allow-remote",
+            "refusing to listen on {} without authentication; set `[api] auth = \"token\"` \
+             (or BERTH_API_TOKEN), bind a loopback address, or pass --insecure-allow-remote",
             config.api.host
         );
     }
+    let token = match auth {
+        ApiAuth::None => {
+            if from_env.is_some() {
+                tracing::warn!(
+                    "BERTH_API_TOKEN is set but `[api] auth` is \"none\": the API takes no token."
+                );
+            }
+            None
+        }
+        ApiAuth::Token => {
+            let file = match &config.api.token_file {
+                Some(file) => file.clone(),
+                None => config_dir()
+                    .context("cannot find the configuration directory for the API token file: set XDG_CONFIG_HOME or HOME, or `[api] token_file`")?
+                    .join("api-token"),
+            };
+            let (token, source) = ApiToken::resolve(from_env.as_deref(), &file)?;
+            match source {
+                TokenSource::Environment => {
+                    info!("The API requires the token from BERTH_API_TOKEN.")
+                }
+                TokenSource::File(path) => {
+                    info!(file = %path.display(), "The API requires the token in this file.")
+                }
+                TokenSource::Created(path) => {
+                    info!(file = %path.display(), "The API requires a token; a new one was written to this file (mode 0600).")
+                }
+            }
+            Some(token)
+        }
+    };
+    let guard = match config.api.socket {
+        Some(_) => None,
+        None => Some(Arc::new(BrowserGuard::new(
+            &config.api.allowed_origins,
+            &config.api.public_hosts,
+            false,
+        )?)),
+    };
+    Ok(api::Access { guard, token })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let access = api_access(&config)?;
     let state_dir = match &config.state_dir {
         Some(dir) => dir.clone(),
         None => default_state_dir()?,
@@ -265,6 +324,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = api::router(AppState {
         workloads: workloads.clone(),
         nonce: nonce.into(),
+        access,
     });
 
     match &config.api.socket {

@@ -15,13 +15,13 @@ mod sse;
 mod streamable;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span, warn};
+
+use crate::auth::{BrowserGuard, GuardError};
 
 pub use middleware::{Chain, Decision, McpRequest, Middleware, MiddlewareFailure};
 pub use mux::{LogSink, Mux};
@@ -71,6 +73,18 @@ impl Default for ProxyConfig {
 }
 
 impl ProxyConfig {
+    /// The browser guard of every proxy: loopback origins and the
+    /// configured ones (entries with `://`) are allowed, and the configured
+    /// host names (the other entries).
+    pub fn browser_guard(&self) -> Result<BrowserGuard, GuardError> {
+        let (origins, hosts): (Vec<String>, Vec<String>) = self
+            .allowed_origins
+            .iter()
+            .cloned()
+            .partition(|o| o.contains("://"));
+        BrowserGuard::new(&origins, &hosts, true)
+    }
+
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
@@ -180,7 +194,7 @@ impl Proxies {
             )),
         };
         let stop = CancellationToken::new();
-        let app = router(name, &upstream, chain, &self.config, addr.ip());
+        let app = router(name, &upstream, chain, &self.config);
         let token = stop.clone();
         let mut tasks = vec![];
         if let Upstream::Stdio(mux) = &upstream {
@@ -288,7 +302,6 @@ pub fn router(
     upstream: &Upstream,
     chain: Option<Chain>,
     config: &ProxyConfig,
-    bind: IpAddr,
 ) -> Router {
     let routes = match upstream {
         Upstream::Stdio(mux) => {
@@ -320,10 +333,13 @@ pub fn router(
             .fallback(any(reverse::forward))
             .with_state(reverse::ReverseState::new(target)),
     };
-    let guard = OriginGuard {
-        loopback: bind.is_loopback(),
-        allowed: config.allowed_origins.clone(),
-    };
+    // Checked when the configuration was loaded; an invalid list allows
+    // only loopback origins.
+    let guard = Arc::new(
+        config
+            .browser_guard()
+            .unwrap_or_else(|_| BrowserGuard::new(&[], &[], true).expect("empty lists are valid")),
+    );
     routes
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(guard, check_origin))
@@ -345,84 +361,14 @@ async fn health(mux: Mux) -> Response {
     }
 }
 
-#[derive(Clone)]
-struct OriginGuard {
-    loopback: bool,
-    allowed: Vec<String>,
-}
-
-fn host_of(authority: &str) -> &str {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-}
-
-fn local_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-impl OriginGuard {
-    fn origin_ok(&self, origin: &str) -> bool {
-        if origin == "null" {
-            return false;
-        }
-        let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
-        local_host(host_of(authority)) || self.allowed.iter().any(|a| a == origin)
-    }
-
-    fn host_ok(&self, host: &str) -> bool {
-        let h = host_of(host);
-        h.parse::<IpAddr>().is_ok() || local_host(h) || self.allowed.iter().any(|a| a == h)
-    }
-}
-
-/// Refuses, on loopback binds, requests from foreign web origins or for
-/// foreign host names: a web page cannot reach the local MCP servers by
-/// DNS rebinding.
-async fn check_origin(State(g): State<OriginGuard>, req: Request, next: Next) -> Response {
-    if g.loopback {
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok());
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok());
-        let refused = match (origin, host) {
-            (Some(o), _) if !g.origin_ok(o) => Some(format!("origin `{o}` is not allowed")),
-            (_, Some(h)) if !g.host_ok(h) => Some(format!("host `{h}` is not allowed")),
-            _ => None,
-        };
-        if let Some(why) = refused {
-            let body = jsonrpc::error(serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
-            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
-        }
+/// Refuses what a web page could send (see [`crate::auth::browser`]): a
+/// page cannot reach the local MCP servers by DNS rebinding or cross-site
+/// requests.
+async fn check_origin(State(g): State<Arc<BrowserGuard>>, req: Request, next: Next) -> Response {
+    if let Err(why) = g.check(req.headers()) {
+        warn!(reason = %why, "Refused a request a web page could have sent.");
+        let body = jsonrpc::error(serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
     }
     next.run(req).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_and_hosts() {
-        let g = OriginGuard {
-            loopback: true,
-            allowed: vec!["https://app.example.com".into(), "berth.internal".into()],
-        };
-        assert!(g.origin_ok("http://localhost:3000"));
-        assert!(g.origin_ok("http://127.0.0.1:8080"));
-        assert!(g.origin_ok("http://[::1]:8080"));
-        assert!(g.origin_ok("https://app.example.com"));
-        assert!(!g.origin_ok("https://evil.example"));
-        assert!(!g.origin_ok("null"));
-        assert!(g.host_ok("127.0.0.1:20000"));
-        assert!(g.host_ok("localhost:20000"));
-        assert!(g.host_ok("berth.internal:20000"));
-        assert!(!g.host_ok("evil.example:20000"));
-    }
 }

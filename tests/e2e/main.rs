@@ -15,4 +15,5 @@ mod engine_restart;
 mod packages;
 mod plugins;
 mod proxy;
+mod security;
 mod serve;

@@ -24,7 +24,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-fn berth_cmd(root: &Path) -> Command {
+pub(crate) fn berth_cmd(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_berth"));
     cmd.env("XDG_STATE_HOME", root.join("state"))
         .env("XDG_CONFIG_HOME", root.join("config"))
@@ -75,10 +75,22 @@ impl Berth {
         runtime: Option<&str>,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::launch_args(root, port, runtime, &[], env).await
+    }
+
+    /// Starts berth with extra `serve` arguments and environment variables.
+    pub(crate) async fn launch_args(
+        root: &Path,
+        port: u16,
+        runtime: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut args = vec!["serve".to_owned(), "--port".to_owned(), port.to_string()];
         if let Some(r) = runtime {
             args.extend(["--runtime".to_owned(), r.to_owned()]);
         }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let child = berth_cmd(root)
             .args(&args)
             .envs(env.iter().copied())
@@ -97,7 +109,7 @@ impl Berth {
         b
     }
 
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.root.join("state/berth")
     }
 

@@ -60,6 +60,13 @@ async fn harness_in(dir: tempfile::TempDir, fake: Arc<FakeBackend>) -> Harness {
     let app = router(AppState {
         workloads: workloads.clone(),
         nonce: "0123".into(),
+        // As `berth serve` on TCP with the defaults.
+        access: berth::api::Access {
+            guard: Some(Arc::new(
+                berth::auth::BrowserGuard::new(&[], &[], false).expect("guard"),
+            )),
+            token: None,
+        },
     });
     Harness {
         app,

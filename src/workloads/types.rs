@@ -137,6 +137,7 @@ pub struct SecretParameter {
 /// Outbound network permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = permissions::OutboundNetworkPermissions)]
+#[serde(deny_unknown_fields)]
 pub struct OutboundNetworkPermissions {
     /// Allow every outbound connection.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -152,6 +153,7 @@ pub struct OutboundNetworkPermissions {
 /// Inbound network permissions.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = permissions::InboundNetworkPermissions)]
+#[serde(deny_unknown_fields)]
 pub struct InboundNetworkPermissions {
     /// Hosts that may connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -161,6 +163,7 @@ pub struct InboundNetworkPermissions {
 /// Network permissions of a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = permissions::NetworkPermissions)]
+#[serde(deny_unknown_fields)]
 pub struct NetworkPermissions {
     /// Network mode (`bridge`, `host`, `none`); empty for the default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -176,6 +179,7 @@ pub struct NetworkPermissions {
 /// What a workload may touch: mounts, network, privileges.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = permissions::Profile)]
+#[serde(deny_unknown_fields)]
 pub struct PermissionProfile {
     /// The profile's name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -215,6 +219,7 @@ impl PermissionProfile {
 /// OIDC options for the workload's proxy (not supported by berth yet).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = pkg_api_v1::oidcOptions)]
+#[serde(deny_unknown_fields)]
 pub struct OidcOptions {
     /// Expected audience.
     #[serde(default)]
@@ -376,6 +381,7 @@ pub struct RemoteHeader {
 /// Headers injected into requests to a remote server.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = pkg_api_v1::headerForwardConfig)]
+#[serde(deny_unknown_fields)]
 pub struct HeaderForward {
     /// Literal header values, stored as given. In API answers and exports,
     /// values of credential-like headers (`Authorization`, names with

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod bodies;
 mod openapi;
 mod plugins;
 mod remote;

@@ -1,0 +1,177 @@
+//! Request bodies a hostile or careless client sends: the wrong content
+//! type from a web page, arrays for objects, unknown keys in
+//! security-relevant objects.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use berth::api::{Access, AppState, router};
+use berth::auth::BrowserGuard;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::api::harness;
+
+const UI: &str = "https://ui.example.com";
+
+/// Sends `body` with these headers through a router that allows the web
+/// origin [`UI`].
+async fn send(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_web_page_must_send_json() {
+    let h = harness().await;
+    let app = router(AppState {
+        workloads: h.workloads.clone(),
+        nonce: "0".into(),
+        access: Access {
+            guard: Some(Arc::new(
+                BrowserGuard::new(&[UI.to_owned()], &[], false).expect("guard"),
+            )),
+            token: None,
+        },
+    });
+    let create = json!({"name": "w", "image": "fake://echo"}).to_string();
+    let group = json!({"name": "g"}).to_string();
+    let bulk = json!({"names": ["w"]}).to_string();
+    for (uri, body) in [
+        ("/api/v1beta/workloads", &create),
+        ("/api/v1beta/workloads/w/edit", &create),
+        ("/api/v1beta/groups", &group),
+        ("/api/v1beta/workloads/stop", &bulk),
+        ("/api/v1beta/workloads/delete", &bulk),
+    ] {
+        for ct in [
+            Some("text/plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            None,
+        ] {
+            let mut headers = vec![("origin", UI)];
+            headers.extend(ct.map(|c| ("content-type", c)));
+            let (status, text) = send(&app, Method::POST, uri, &headers, body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{uri} {ct:?}: {text}"
+            );
+        }
+    }
+    assert!(h.workloads.list(true, None).expect("list").is_empty());
+    // The same page sending JSON is served.
+    let json_headers = [("origin", UI), ("content-type", "application/json")];
+    let (status, text) = send(
+        &app,
+        Method::POST,
+        "/api/v1beta/workloads",
+        &json_headers,
+        &create,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    // Without `Origin` (curl's `-d`), the content type does not matter.
+    let (status, text) = send(
+        &app,
+        Method::POST,
+        "/api/v1beta/groups",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &group,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+}
+
+#[tokio::test]
+async fn arrays_and_unknown_security_keys_are_refused() {
+    let h = harness().await;
+    let valid = json!({"name": "w", "image": "fake://echo"});
+    for (uri, body) in [
+        ("/api/v1beta/workloads", json!([valid])),
+        ("/api/v1beta/workloads/w/edit", json!([valid])),
+        ("/api/v1beta/groups", json!([{"name": "g"}])),
+        ("/api/v1beta/workloads/stop", json!([{"names": ["w"]}])),
+        ("/api/v1beta/workloads", json!("w")),
+        ("/api/v1beta/workloads", json!(null)),
+    ] {
+        let r = h.post(uri, body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{uri} {body}: {}",
+            r.text
+        );
+    }
+    let with = |key: &str, value: Value| {
+        let mut b = valid.clone();
+        b[key] = value;
+        b
+    };
+    for (body, key) in [
+        (
+            with("permission_profile", json!({"netwrok": {}})),
+            "netwrok",
+        ),
+        (
+            with(
+                "permission_profile",
+                json!({"network": {"outbund": {"insecure_allow_all": false}}}),
+            ),
+            "outbund",
+        ),
+        (
+            with(
+                "permission_profile",
+                json!({"network": {"outbound": {"allow_hosts": ["a"]}}}),
+            ),
+            "allow_hosts",
+        ),
+        (
+            with(
+                "permission_profile",
+                json!({"network": {"inbound": {"allow": ["a"]}}}),
+            ),
+            "allow",
+        ),
+        (
+            with("oidc", json!({"issuer_url": "https://idp.example"})),
+            "issuer_url",
+        ),
+        (
+            with(
+                "header_forward",
+                json!({"add_plaintext_header": {"X": "y"}}),
+            ),
+            "add_plaintext_header",
+        ),
+    ] {
+        let r = h.create(body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+        assert!(r.text.contains(key), "the error names `{key}`: {}", r.text);
+    }
+    assert!(h.workloads.list(true, None).expect("list").is_empty());
+    // Unknown top-level fields are accepted (newer ToolHive clients send
+    // fields berth may not know).
+    let r = h.create(with("some_future_field", json!({"x": 1}))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

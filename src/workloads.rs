@@ -818,15 +818,11 @@ impl Workloads {
         let host = if req.host.is_empty() {
             "127.0.0.1".to_owned()
         } else {
-            req.host
-                .parse::<IpAddr>()
-                .map_err(|_| {
-                    WorkloadError::Invalid(format!(
-                        "invalid host `{}`: not an IP address",
-                        req.host
-                    ))
-                })?
-                .to_string()
+            let ip = req.host.parse::<IpAddr>().map_err(|_| {
+                WorkloadError::Invalid(format!("invalid host {:?}: not an IP address", req.host))
+            })?;
+            check_proxy_host(ip)?;
+            ip.to_string()
         };
         let group = if req.group.is_empty() {
             DEFAULT_GROUP
@@ -1595,7 +1591,12 @@ impl Workloads {
         config: &RunConfig,
         endpoint: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
-        let host: IpAddr = config.host.parse().unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        // A stored host that is not loopback (a hand-edited or older state
+        // file) never exposes the proxy: it is bound to 127.0.0.1 instead.
+        let host: IpAddr = match config.host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => ip,
+            _ => IpAddr::from([127, 0, 0, 1]),
+        };
         let addr = std::net::SocketAddr::new(host, config.port);
         let http = if config.is_remote() {
             let headers: Vec<(String, String)> = config
@@ -1768,4 +1769,21 @@ impl Workloads {
             warn!(workload = %name, error = %err, "Cannot write the workload log.");
         }
     }
+}
+
+/// A workload's proxy address must be loopback: the proxy has no
+/// authentication of its own yet, so beyond loopback anyone who can reach
+/// the machine could use the server. An address the machine cannot bind
+/// (e.g. `::1` without IPv6) is refused here, not later as "no free port".
+fn check_proxy_host(ip: IpAddr) -> Result<(), WorkloadError> {
+    if !ip.is_loopback() {
+        return Err(WorkloadError::Invalid(format!(
+            "host `{ip}` is not a loopback address: a workload's proxy has no authentication, \
+             so it listens on 127.0.0.1 or ::1 only"
+        )));
+    }
+    std::net::TcpListener::bind((ip, 0)).map_err(|e| {
+        WorkloadError::Invalid(format!("host `{ip}` cannot be bound on this machine: {e}"))
+    })?;
+    Ok(())
 }

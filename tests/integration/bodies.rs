@@ -1,6 +1,6 @@
 //! Request bodies a hostile or careless client sends: the wrong content
 //! type from a web page, arrays for objects, unknown keys in
-//! security-relevant objects.
+//! security-relevant objects, workload hosts beyond loopback.
 
 use std::sync::Arc;
 
@@ -174,4 +174,33 @@ async fn arrays_and_unknown_security_keys_are_refused() {
     // fields berth may not know).
     let r = h.create(with("some_future_field", json!({"x": 1}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn workload_hosts_stay_on_loopback() {
+    let h = harness().await;
+    for host in ["0.0.0.0", "::", "192.0.2.10", "8.8.8.8", "::ffff:127.0.0.1"] {
+        let r = h
+            .create(json!({"name": "w", "image": "fake://echo", "host": host}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{host}: {}", r.text);
+        assert!(r.text.contains("loopback"), "{host}: {}", r.text);
+    }
+    for host in ["127.0.0.1", "127.0.0.2"] {
+        let name = format!("w{}", host.replace('.', ""));
+        let r = h
+            .create(json!({"name": name, "image": "fake://echo", "host": host}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{host}: {}", r.text);
+        let shown = h.get(&format!("/api/v1beta/workloads/{name}")).await;
+        assert_eq!(shown.json()["host"], host, "{}", shown.text);
+    }
+    // An edit cannot move a workload off loopback either.
+    let r = h
+        .post(
+            "/api/v1beta/workloads/w127002/edit",
+            json!({"image": "fake://echo", "host": "0.0.0.0"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }

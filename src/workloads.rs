@@ -38,7 +38,7 @@ use permissions::Network;
 use types::{
     BulkOperationRequest, CreateRequest, CreateWorkloadResponse, Desired, HeaderForward,
     MiddlewareConfig, OidcOptions, PermissionProfile, REDACTED, RunConfig, SCHEMA_VERSION,
-    StatusRecord, Workload, WorkloadStatus, rfc3339, unsupported_fields,
+    StatusRecord, Workload, WorkloadStatus, redact_url, rfc3339, same_origin, unsupported_fields,
 };
 
 /// Lines of log served by the logs endpoints.
@@ -417,6 +417,7 @@ impl Workloads {
     pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
         let mut config = self.config(name)?;
         config.header_forward = config.header_forward.map(|h| h.redacted());
+        config.remote_url = redact_url(&config.remote_url);
         Ok(config)
     }
 
@@ -597,9 +598,17 @@ impl Workloads {
                 "either 'image' or 'url' is required".into(),
             ));
         }
+        let stored = self.config(name.as_str())?;
+        // The URL as answered by a GET (credentials redacted) stands for
+        // the stored one.
+        if !req.url.is_empty() && req.url == redact_url(&stored.remote_url) {
+            req.url.clone_from(&stored.remote_url);
+        }
         if let Some(forward) = &mut req.header_forward {
-            let stored = self.config(name.as_str())?.header_forward;
-            forward.restore_from(stored.as_ref());
+            let same_server = same_origin(&req.url, &stored.remote_url);
+            forward
+                .restore_from(stored.header_forward.as_ref(), same_server)
+                .map_err(WorkloadError::Invalid)?;
         }
         let draft = self.draft(&name, &req)?;
         let (old, config) = {
@@ -1037,6 +1046,12 @@ fn remote_target(req: &CreateRequest) -> Result<(Option<HeaderForward>, String),
         .iter()
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
+    let lower = req.url.to_ascii_lowercase();
+    if lower.contains(REDACTED) || lower.contains("%5bredacted%5d") {
+        return Err(WorkloadError::Invalid(format!(
+            "url has the placeholder value `{REDACTED}`: give its real value"
+        )));
+    }
     HttpTarget::remote(&req.url, &headers).map_err(|e| WorkloadError::Invalid(e.to_string()))?;
     let uri: axum::http::Uri = req.url.parse().expect("checked by HttpTarget::remote");
     let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
@@ -1209,7 +1224,10 @@ impl Workloads {
                 Ok(()) => {
                     self.bump_generation(name);
                     self.set_status(name, WorkloadStatus::Running, String::new(), Some(now()));
-                    self.wlog(name, &format!("proxying to {}", config.remote_url));
+                    self.wlog(
+                        name,
+                        &format!("proxying to {}", redact_url(&config.remote_url)),
+                    );
                     info!(workload = %name, "Remote workload started.");
                 }
                 Err(why) => {

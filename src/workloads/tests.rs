@@ -87,30 +87,77 @@ fn urls() {
 }
 
 #[test]
-fn header_values_of_credentials_are_redacted_and_restored() {
+fn every_header_value_is_redacted_and_restored_only_for_the_same_server() {
     let stored = HeaderForward {
         add_plaintext_headers: BTreeMap::from([
             ("Authorization".into(), "Bearer s3cret".into()),
-            ("X-Api-Key".into(), "k3y".into()),
+            ("X-Pass".into(), "p4ss".into()),
+            ("Pwd".into(), "pwd".into()),
+            ("X-Credential".into(), "cr3d".into()),
+            ("X-Jwt".into(), "eyJ".into()),
             ("X-Tenant".into(), "acme".into()),
         ]),
         ..HeaderForward::default()
     };
     let shown = stored.redacted();
-    assert_eq!(shown.add_plaintext_headers["Authorization"], REDACTED);
-    assert_eq!(shown.add_plaintext_headers["X-Api-Key"], REDACTED);
-    assert_eq!(shown.add_plaintext_headers["X-Tenant"], "acme");
+    for (name, value) in &shown.add_plaintext_headers {
+        assert_eq!(value, REDACTED, "{name}");
+    }
     let mut edited = shown.clone();
     edited
         .add_plaintext_headers
         .insert("X-Tenant".into(), "other".into());
-    edited.restore_from(Some(&stored));
+    let mut moved = edited.clone();
+    edited
+        .restore_from(Some(&stored), true)
+        .expect("same server");
     assert_eq!(
         edited.add_plaintext_headers["Authorization"],
         "Bearer s3cret"
     );
-    assert_eq!(edited.add_plaintext_headers["X-Api-Key"], "k3y");
+    assert_eq!(edited.add_plaintext_headers["X-Jwt"], "eyJ");
     assert_eq!(edited.add_plaintext_headers["X-Tenant"], "other");
+    let err = moved
+        .restore_from(Some(&stored), false)
+        .expect_err("another server");
+    assert!(err.contains("origin"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn credentials_in_urls_are_redacted() {
+    for (url, want) in [
+        (
+            "https://h.example/mcp?api_key=abc&team=x",
+            "https://h.example/mcp?api_key=%5Bredacted%5D&team=x",
+        ),
+        (
+            "https://u:pw@h.example/mcp",
+            "https://u:%5Bredacted%5D@h.example/mcp",
+        ),
+        (
+            "https://h.example/mcp?sig=1&token=2",
+            "https://h.example/mcp?sig=%5Bredacted%5D&token=%5Bredacted%5D",
+        ),
+        (
+            "https://h.example/mcp?team=x",
+            "https://h.example/mcp?team=x",
+        ),
+        ("https://h.example/mcp", "https://h.example/mcp"),
+    ] {
+        assert_eq!(redact_url(url), want, "{url}");
+    }
+    assert!(same_origin(
+        "https://a.example/x",
+        "https://a.example:443/y?z=1"
+    ));
+    assert!(!same_origin("https://a.example/x", "https://b.example/x"));
+    assert!(!same_origin("https://a.example/x", "http://a.example/x"));
+    assert!(!same_origin(
+        "https://a.example/x",
+        "https://a.example:8443/x"
+    ));
+    assert!(!same_origin("", ""));
 }
 
 #[test]

@@ -383,11 +383,10 @@ pub struct RemoteHeader {
 #[schema(as = pkg_api_v1::headerForwardConfig)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderForward {
-    /// Literal header values, stored as given. In API answers and exports,
-    /// values of credential-like headers (`Authorization`, names with
-    /// `token`, `key`, `secret`, `password`, `cookie` or `auth`) are shown
-    /// as `[redacted]`; an edit that sends `[redacted]` back keeps the
-    /// stored value.
+    /// Literal header values, stored as given. In API answers and exports
+    /// every value is shown as `[redacted]`; an edit that sends
+    /// `[redacted]` back keeps the stored value while the remote URL's
+    /// origin is unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub add_plaintext_headers: BTreeMap<String, String>,
     /// Header values from the secrets manager (not supported by berth yet).
@@ -398,38 +397,108 @@ pub struct HeaderForward {
 /// What berth shows instead of a credential-like header value.
 pub const REDACTED: &str = "[redacted]";
 
-/// Whether a header's value is treated as a credential in API answers.
-pub fn sensitive_header(name: &str) -> bool {
+/// Whether a URL query parameter's value looks like a credential, by its
+/// name (`api_key`, `token`, `sig`, …).
+fn credential_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     [
-        "auth", "token", "key", "secret", "password", "cookie", "session",
+        "auth",
+        "token",
+        "key",
+        "secret",
+        "pass",
+        "pwd",
+        "sig",
+        "session",
+        "credential",
+        "jwt",
+        "code",
+        "cookie",
     ]
     .iter()
     .any(|w| n.contains(w))
 }
 
+/// `url` fit for API answers, exports and logs: a password in it and the
+/// values of credential-looking query parameters replaced by
+/// [`REDACTED`]. Not a URL (or none of those): returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some(REDACTED));
+        changed = true;
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                if credential_param(&k) && !v.is_empty() {
+                    changed = true;
+                    (k.into_owned(), REDACTED.to_owned())
+                } else {
+                    (k.into_owned(), v.into_owned())
+                }
+            })
+            .collect();
+        if changed {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+    }
+    if changed {
+        parsed.into()
+    } else {
+        url.to_owned()
+    }
+}
+
+/// Whether two URLs have the same web origin (scheme, host, port).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin() && a.origin().is_tuple(),
+        _ => false,
+    }
+}
+
 impl HeaderForward {
-    /// A copy fit for API answers and exports: credential-like values
-    /// replaced by [`REDACTED`].
+    /// A copy fit for API answers and exports: every configured value
+    /// replaced by [`REDACTED`] (a header name says nothing reliable about
+    /// whether its value is a credential).
     pub fn redacted(&self) -> Self {
         let mut out = self.clone();
-        for (name, value) in &mut out.add_plaintext_headers {
-            if sensitive_header(name) {
-                *value = REDACTED.to_owned();
-            }
+        for value in out.add_plaintext_headers.values_mut() {
+            *value = REDACTED.to_owned();
         }
         out
     }
 
-    /// Puts back stored values where an edit sent [`REDACTED`].
-    pub fn restore_from(&mut self, stored: Option<&HeaderForward>) {
+    /// Puts back stored values where an edit sent [`REDACTED`] — only while
+    /// the remote server stays the same: `same_server` is false when the
+    /// edit changes the URL's origin, and a stored credential is then never
+    /// sent to the new one (`Err` names the header).
+    pub fn restore_from(
+        &mut self,
+        stored: Option<&HeaderForward>,
+        same_server: bool,
+    ) -> Result<(), String> {
         for (name, value) in &mut self.add_plaintext_headers {
-            if value == REDACTED
-                && let Some(old) = stored.and_then(|s| s.add_plaintext_headers.get(name))
-            {
-                value.clone_from(old);
+            if value != REDACTED {
+                continue;
             }
+            let Some(old) = stored.and_then(|s| s.add_plaintext_headers.get(name)) else {
+                continue;
+            };
+            if !same_server {
+                return Err(format!(
+                    "header `{name}`: its stored value is kept only while the URL's origin stays \
+                     the same; the edit points to another server, so give the value again"
+                ));
+            }
+            value.clone_from(old);
         }
+        Ok(())
     }
 }
 

@@ -73,7 +73,7 @@ fn header<'a>(s: &'a Seen, name: &str) -> Option<&'a str> {
 async fn remote_workload_forwards_with_headers_and_hides_credentials() {
     let h = harness().await;
     let (addr, seen) = upstream().await;
-    let url = format!("http://{addr}/v1/mcp?tenant=acme");
+    let url = format!("http://{addr}/v1/mcp?tenant=acme&api_key=k3yvalue");
     let r = h
         .create(json!({
             "name": "far",
@@ -113,7 +113,10 @@ async fn remote_workload_forwards_with_headers_and_hides_credentials() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["mcp-session-id"], "upstream-session");
     let body: Value = resp.json().await.expect("json");
-    assert_eq!(body["result"]["path"], "/v1/mcp?tenant=acme&x=1");
+    assert_eq!(
+        body["result"]["path"],
+        "/v1/mcp?tenant=acme&api_key=k3yvalue&x=1"
+    );
     let s = seen
         .lock()
         .unwrap()
@@ -125,19 +128,28 @@ async fn remote_workload_forwards_with_headers_and_hides_credentials() {
     assert_eq!(header(&s, "x-region"), Some("eu"));
     assert_eq!(header(&s, "mcp-session-id"), Some("client-session"));
     assert_eq!(header(&s, "host"), Some(addr.to_string().as_str()));
-    assert_eq!(s.path_and_query, "/v1/mcp?tenant=acme&x=1");
+    assert_eq!(s.path_and_query, "/v1/mcp?tenant=acme&api_key=k3yvalue&x=1");
     assert!(s.body.contains("tools/list"));
 
-    // Credentials are never shown: not in the configuration, not in the export.
+    // Credentials are never shown: not in the configuration, not in the
+    // export, not in the proxy log. Every header value is redacted (a
+    // header's name says nothing reliable about its value), and so are
+    // credential-looking query values.
     for path in [
         "/api/v1beta/workloads/far",
         "/api/v1beta/workloads/far/export",
+        "/api/v1beta/workloads/far/proxy-logs",
     ] {
         let r = h.get(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
-        assert!(!r.text.contains("s3cret"), "{path} leaks: {}", r.text);
-        assert!(r.text.contains("[redacted]"), "{path}: {}", r.text);
-        assert!(r.text.contains("blue"), "{path}: {}", r.text);
+        for secret in ["s3cret", "blue", "k3yvalue"] {
+            assert!(
+                !r.text.contains(secret),
+                "{path} leaks {secret}: {}",
+                r.text
+            );
+        }
+        assert!(r.text.contains("tenant=acme"), "{path}: {}", r.text);
     }
     // No server, no server logs; the proxy log says where it forwards.
     assert_eq!(
@@ -172,6 +184,37 @@ async fn remote_workload_forwards_with_headers_and_hides_credentials() {
         },
     )
     .await;
+    let s = seen.lock().unwrap().last().cloned().expect("seen");
+    assert_eq!(header(&s, "authorization"), Some("Bearer s3cret-token"));
+    assert!(
+        s.path_and_query.contains("api_key=k3yvalue"),
+        "the echoed redacted URL keeps the stored one: {}",
+        s.path_and_query
+    );
+
+    // Credentials follow the URL: an edit to another server that echoes
+    // the redacted values back is refused, and nothing is sent there.
+    let (other, other_seen) = upstream().await;
+    let mut cfg = h.get("/api/v1beta/workloads/far").await.json();
+    cfg["url"] = json!(format!("http://{other}/v1/mcp"));
+    let r = h.post("/api/v1beta/workloads/far/edit", cfg.clone()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        r.text.contains("Authorization") || r.text.contains("X-"),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("s3cret"), "{}", r.text);
+    // The redacted URL itself cannot be sent as a new URL either.
+    let mut cfg2 = h.get("/api/v1beta/workloads/far").await.json();
+    cfg2["url"] = json!(format!("http://{other}/v1/mcp?api_key=[redacted]"));
+    cfg2["header_forward"] = json!({"add_plaintext_headers": {"Authorization": "Bearer new"}});
+    let r = h.post("/api/v1beta/workloads/far/edit", cfg2).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(
+        other_seen.lock().unwrap().is_empty(),
+        "nothing reached the new server"
+    );
     let s = seen.lock().unwrap().last().cloned().expect("seen");
     assert_eq!(header(&s, "authorization"), Some("Bearer s3cret-token"));
 

@@ -172,7 +172,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // One record, one line: no request field can forge a log line.
+        .with_writer(|| berth::logging::OneLine(std::io::stderr().lock()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -542,6 +542,11 @@ impl Workloads {
             ));
         }
         let name = WorkloadName::parse(&req.name)?;
+        if RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(WorkloadError::Invalid(format!(
+                "workload name `{name}` is reserved: /api/v1beta/workloads/{name} is a route of its own"
+            )));
+        }
         let draft = self.draft(&name, &req)?;
         let config = {
             let mut table = self.table();
@@ -656,23 +661,40 @@ impl Workloads {
         if !self.table().contains_key(&name) {
             return Err(WorkloadError::NotFound(name.to_string()));
         }
+        self.persist_intent(&name, &op);
         self.spawn_op(name, op);
         Ok(())
+    }
+
+    /// Writes what an accepted stop, restart or delete will do before the
+    /// API answers, so that a berth killed right after the answer finishes
+    /// it on its next start (recovery reads `removing` and the desired
+    /// state).
+    fn persist_intent(&self, name: &WorkloadName, op: &Op) {
+        match op {
+            Op::Delete => self.set_status(name, WorkloadStatus::Removing, String::new(), None),
+            Op::Stop => self.set_desired(name, Desired::Stopped),
+            Op::Restart => self.set_desired(name, Desired::Running),
+            _ => {}
+        }
     }
 
     /// Applies `op` to the workloads named in `req` (all of them checked
     /// first: nothing starts if one is invalid or unknown).
     pub fn bulk(&self, op: BulkOp, req: BulkOperationRequest) -> Result<(), WorkloadError> {
         let names = self.bulk_targets(req)?;
+        let to_op = |op: BulkOp| match op {
+            BulkOp::Stop => Op::Stop,
+            BulkOp::Restart => Op::Restart,
+            BulkOp::Delete => Op::Delete,
+        };
+        // Every target's intent is on disk before any starts and before
+        // the API answers.
+        for name in &names {
+            self.persist_intent(name, &to_op(op));
+        }
         for name in names {
-            self.spawn_op(
-                name,
-                match op {
-                    BulkOp::Stop => Op::Stop,
-                    BulkOp::Restart => Op::Restart,
-                    BulkOp::Delete => Op::Delete,
-                },
-            );
+            self.spawn_op(name, to_op(op));
         }
         Ok(())
     }
@@ -777,6 +799,7 @@ impl Workloads {
 impl Workloads {
     /// Checks a request and builds its run configuration, without ports.
     fn draft(&self, name: &WorkloadName, req: &CreateRequest) -> Result<RunConfig, WorkloadError> {
+        check_no_controls(req)?;
         let unsupported = unsupported_fields(req);
         if !unsupported.is_empty() {
             return Err(WorkloadError::Unsupported(unsupported));
@@ -1072,6 +1095,11 @@ pub fn access_of(config: &RunConfig) -> Result<permissions::Access, WorkloadErro
 /// starts, once the proxy's address is known.
 pub fn spec_for(config: &RunConfig) -> Result<WorkloadSpec, WorkloadError> {
     let name = WorkloadName::parse(&config.name).expect("stored names are valid");
+    // One strict reading of npx:// and uvx:// specs for every runtime: no
+    // URLs, paths, `git+…` or option-like specs reach a package manager.
+    if let Some(Err(e)) = berth_package_image::Package::parse(&config.image) {
+        return Err(WorkloadError::Invalid(e.to_string()));
+    }
     let access = access_of(config)?;
     let mut spec = WorkloadSpec::new(name, config.image.clone());
     spec.mounts = access.mounts;
@@ -1782,12 +1810,50 @@ impl Workloads {
             .create(true)
             .append(true)
             .open(&path)
-            .and_then(|mut f| writeln!(f, "{} {line}", rfc3339(Some(now()))));
+            .and_then(|mut f| {
+                // One event, one line, whatever the event quotes.
+                let line = crate::logging::escape_controls(line);
+                writeln!(f, "{} {line}", rfc3339(Some(now())))
+            });
         if let Err(err) = written {
             warn!(workload = %name, error = %err, "Cannot write the workload log.");
         }
     }
 }
+
+/// Refuses control characters (a newline, above all) in the fields that
+/// name things: they are never legitimate there and would end up in log
+/// lines and file names. Environment values and arguments may hold any
+/// text.
+fn check_no_controls(req: &CreateRequest) -> Result<(), WorkloadError> {
+    let named = [
+        ("image", &req.image),
+        ("url", &req.url),
+        ("group", &req.group),
+        ("host", &req.host),
+        ("transport", &req.transport),
+        ("proxy_mode", &req.proxy_mode),
+    ];
+    let keys = req
+        .env_vars
+        .keys()
+        .map(|k| ("env_vars", k))
+        .chain(req.volumes.iter().map(|v| ("volumes", v)));
+    for (field, value) in named.into_iter().chain(keys) {
+        if value.chars().any(char::is_control) {
+            return Err(WorkloadError::Invalid(format!(
+                "{field} contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Names that are literal path segments under `/api/v1beta/workloads/`
+/// (bulk routes and ToolHive's upgrade routes): a workload so named could
+/// not be addressed by `/workloads/{name}`. `api::workloads` tests that
+/// every literal route is listed.
+pub const RESERVED_NAMES: &[&str] = &["delete", "restart", "stop", "upgrade", "upgrade-check"];
 
 /// A workload's proxy address must be loopback: the proxy has no
 /// authentication of its own yet, so beyond loopback anyone who can reach

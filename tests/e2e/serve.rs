@@ -463,3 +463,46 @@ async fn npx_server_everything_runs() {
     );
     assert!(!b.workload_pids().is_empty());
 }
+
+#[tokio::test]
+async fn a_bulk_delete_answered_202_survives_kill_9() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // Servers that ignore SIGTERM: each stop takes the whole grace period,
+    // so berth is killed while the deletes are still in progress.
+    let toml = "[process]\nstop_grace_secs = 60\n";
+    let mut b = Berth::start_with(root.path(), port, toml).await;
+    let names = ["d1", "d2", "d3"];
+    for n in names {
+        let (code, body) = b
+            .post(
+                "/workloads",
+                json!({"name": n, "image": "exec:///bin/sh",
+                       "cmd_arguments": ["-c", "trap '' TERM; exec cat"]}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    for n in names {
+        b.wait_status(n, "running").await;
+    }
+    let (code, body) = b.post("/workloads/delete", json!({"names": names})).await;
+    assert_eq!(code, 202, "{body}");
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    drop(b);
+
+    let b = Berth::start_with(root.path(), port, toml).await;
+    eventually(T, "the accepted deletes to finish", || async {
+        let (code, list) = b
+            .req(reqwest::Method::GET, "/workloads?all=true", None)
+            .await;
+        let list: Value = serde_json::from_str(&list).expect("json");
+        (code == 200 && list["workloads"] == json!([])).then_some(())
+    })
+    .await;
+    eventually(T, "no workload process left", || async {
+        b.workload_pids().is_empty().then_some(())
+    })
+    .await;
+}

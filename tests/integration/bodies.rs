@@ -204,3 +204,92 @@ async fn workload_hosts_stay_on_loopback() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }
+
+#[tokio::test]
+async fn names_of_routes_cannot_name_workloads() {
+    let h = harness().await;
+    for name in berth::workloads::RESERVED_NAMES {
+        let r = h
+            .create(json!({"name": name, "image": "fake://echo"}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.text);
+        assert!(r.text.contains("reserved"), "{name}: {}", r.text);
+    }
+    // Every literal segment under /workloads/ that berth serves is listed
+    // (a route added later must be added to the list).
+    let doc = h.get("/api/openapi.json").await.json();
+    let mut literal = Vec::new();
+    for path in doc["paths"].as_object().expect("paths").keys() {
+        if let Some(rest) = path.strip_prefix("/api/v1beta/workloads/") {
+            let segment = rest.split('/').next().expect("segment");
+            if !segment.starts_with('{') {
+                literal.push(segment.to_owned());
+            }
+        }
+    }
+    assert!(!literal.is_empty(), "the bulk routes are documented");
+    for segment in literal {
+        assert!(
+            berth::workloads::RESERVED_NAMES.contains(&segment.as_str()),
+            "`{segment}` is a route but not a reserved name"
+        );
+    }
+    assert!(h.workloads.list(true, None).expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn package_specs_are_strict_on_every_runtime() {
+    let h = harness().await;
+    for image in [
+        "npx://https://evil.example/pkg.tgz",
+        "npx://git+https://github.com/x/y",
+        "npx://github:x/y",
+        "npx://../../etc/passwd",
+        "npx:///abs/path",
+        "npx://-y",
+        "npx://--foo",
+        "npx://pkg@>=1.0",
+        "npx://pkg name",
+        "uvx://git+https://github.com/x/y",
+        "uvx://./local",
+        "uvx://pkg[extra]",
+        "uvx://pkg>=1",
+        "uvx://--with=evil",
+        "uvx://https://evil.example/x.whl",
+    ] {
+        let r = h.create(json!({"name": "p", "image": image})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{image}: {}", r.text);
+    }
+    assert!(h.workloads.list(true, None).expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn no_field_can_put_a_newline_into_a_log_line() {
+    let h = harness().await;
+    let forged = "\n2026-01-01T00:00:00Z ERROR forged line";
+    for (field, value) in [
+        ("image", json!(format!("fake://echo{forged}"))),
+        ("group", json!(format!("default{forged}"))),
+        ("transport", json!(format!("stdio{forged}"))),
+        ("env_vars", json!({format!("KEY{forged}"): "v"})),
+    ] {
+        let mut body = json!({"name": "n", "image": "fake://echo"});
+        body[field] = value;
+        let r = h.create(body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.text);
+    }
+    assert!(h.workloads.list(true, None).expect("list").is_empty());
+    // A value that may hold newlines (an environment value) is stored, and
+    // berth's log of the workload keeps one event per line.
+    let r = h
+        .create(json!({"name": "n", "image": "fake://echo", "env_vars": {"PEM": "a\nb"}}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    h.wait_status("n", "running").await;
+    let log = h.get("/api/v1beta/workloads/n/proxy-logs").await;
+    assert!(
+        log.text.lines().all(|l| l.starts_with("20")),
+        "every line of the workload log is a dated event: {}",
+        log.text
+    );
+}

@@ -1,0 +1,82 @@
+//! Log lines that a request cannot forge: every control character inside
+//! one log record (a newline in an image name, an error message quoting a
+//! request) is written escaped, so one record is always one line.
+
+use std::io::{self, Write};
+
+/// Escapes `\n`, `\r` and other control characters (tab excepted) in `text`.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// A writer for `tracing_subscriber::fmt` that keeps each record on one
+/// line: the formatter writes a record, ending in one newline, per
+/// `write` call; newlines and other control characters before that end
+/// are escaped.
+#[derive(Debug)]
+pub struct OneLine<W>(pub W);
+
+impl<W: Write> Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, end) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, &b"\n"[..]),
+            None => (buf, &b""[..]),
+        };
+        let text = String::from_utf8_lossy(body);
+        // ANSI colour codes (ESC) are the formatter's own: keep them.
+        let escaped: String = text
+            .split('\u{1b}')
+            .enumerate()
+            .map(|(i, part)| {
+                let part = escape_controls(part);
+                if i == 0 {
+                    part.into_owned()
+                } else {
+                    format!("\u{1b}{part}")
+                }
+            })
+            .collect();
+        let mut line = escaped.into_bytes();
+        line.extend_from_slice(end);
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_stays_one_line() {
+        let mut out = OneLine(Vec::new());
+        out.write_all(b"INFO image=exec:///x\nERROR forged: yes\r\n")
+            .expect("write");
+        out.write_all(b"INFO next\n").expect("write");
+        let text = String::from_utf8(out.0).expect("utf-8");
+        assert_eq!(
+            text,
+            "INFO image=exec:///x\\nERROR forged: yes\\r\nINFO next\n"
+        );
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(escape_controls("a\u{7}b\tc"), "a\\u{7}b\tc");
+        assert_eq!(escape_controls("plain"), "plain");
+    }
+}

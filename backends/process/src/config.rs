@@ -34,6 +34,12 @@ pub struct ProcessConfig {
     /// what package runners need to find programs and reach their
     /// registries: search path, home, locale, proxies and CA bundles.
     pub inherit_env: Vec<String>,
+    /// Track each workload's processes in a cgroup v2 group of its own
+    /// where berth may create one, so that a stop also ends processes that
+    /// left the workload's process group (`setsid`). Off, or where no
+    /// cgroup can be created: the process group plus the descendants found
+    /// when the stop begins.
+    pub cgroups: bool,
 }
 
 /// The default [`ProcessConfig::inherit_env`].
@@ -87,6 +93,7 @@ impl Default for ProcessConfig {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            cgroups: true,
         }
     }
 }

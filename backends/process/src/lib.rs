@@ -41,6 +41,7 @@
 
 #![deny(missing_docs)]
 
+mod cgroup;
 mod command;
 mod config;
 mod logs;
@@ -72,6 +73,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::cgroup::{CgroupRoot, WorkloadCgroup};
 use crate::logs::RotatingLog;
 use crate::pids::PidRecord;
 
@@ -91,6 +93,8 @@ pub struct ProcessBackend {
     logs_dir: PathBuf,
     work_dir: PathBuf,
     pids_dir: PathBuf,
+    /// Where workload cgroups are made, if berth may make them.
+    cgroups: Option<CgroupRoot>,
     instances: Mutex<BTreeMap<WorkloadName, Instance>>,
 }
 
@@ -99,6 +103,8 @@ struct Instance {
     spec: WorkloadSpec,
     pid: u32,
     pgid: i32,
+    /// The workload's cgroup, when processes are tracked by one.
+    cgroup: Option<WorkloadCgroup>,
     started_at: OffsetDateTime,
     /// The child's stdin and stdout until [`Backend::attach`] takes them.
     stdio: Option<(ChildStdin, ChildStdout)>,
@@ -139,7 +145,48 @@ impl Instance {
 struct Stopping {
     name: WorkloadName,
     pgid: i32,
+    /// Every process of the workload, whatever its process group.
+    others: Others,
     exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+/// How a stop finds the workload's processes outside its process group.
+enum Others {
+    /// All of them are in this cgroup.
+    Cgroup(WorkloadCgroup),
+    /// No cgroup: the descendants of the leader when the stop began (pid
+    /// and start time, so a reused pid is never signalled).
+    Snapshot(Vec<(i32, Option<u64>)>),
+}
+
+impl Others {
+    fn signal(&self, signal: Signal) {
+        match self {
+            Self::Cgroup(group) => {
+                if signal == Signal::SIGKILL {
+                    group.kill_all();
+                } else {
+                    group.signal(signal);
+                }
+            }
+            Self::Snapshot(pids) => {
+                for (pid, start) in pids {
+                    if pids::start_time(*pid) == *start {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
+                    }
+                }
+            }
+        }
+    }
+
+    fn alive(&self) -> bool {
+        match self {
+            Self::Cgroup(group) => !group.is_empty(),
+            Self::Snapshot(pids) => pids
+                .iter()
+                .any(|(pid, start)| pids::running_since(*pid, *start)),
+        }
+    }
 }
 
 impl Stopping {
@@ -149,9 +196,19 @@ impl Stopping {
             return None;
         }
         inst.stop_requested.store(true, Ordering::SeqCst);
+        let others = match &inst.cgroup {
+            Some(group) => Others::Cgroup(group.clone()),
+            None => Others::Snapshot(
+                pids::descendants(inst.pgid)
+                    .into_iter()
+                    .map(|pid| (pid, pids::start_time(pid)))
+                    .collect(),
+            ),
+        };
         Some(Self {
             name: name.clone(),
             pgid: inst.pgid,
+            others,
             exit: inst.exit.subscribe(),
         })
     }
@@ -177,8 +234,22 @@ impl ProcessBackend {
         root: PathBuf,
         base_env: BTreeMap<String, String>,
     ) -> Result<Self, RuntimeError> {
+        let cgroups = if config.cgroups {
+            CgroupRoot::discover(&root)
+        } else {
+            None
+        };
+        match &cgroups {
+            Some(c) => {
+                info!(cgroup = %c.dir().display(), "Workload processes are tracked with cgroups.")
+            }
+            None => info!(
+                "Workload processes are tracked by process group (no writable cgroup v2 hierarchy)."
+            ),
+        }
         let backend = Self {
             config,
+            cgroups,
             base_env,
             logs_dir: root.join("logs"),
             work_dir: root.join("work"),
@@ -193,7 +264,16 @@ impl ProcessBackend {
         }
         pids::reap_leftovers(&backend.pids_dir)
             .map_err(|e| RuntimeError::backend("killing leftover workload processes", e))?;
+        if let Some(cgroups) = &backend.cgroups {
+            cgroups.reap_leftovers();
+        }
         Ok(backend)
+    }
+
+    /// Whether workload processes are tracked with cgroups (else by process
+    /// group and descendants; see [`ProcessConfig::cgroups`]).
+    pub fn tracks_with_cgroups(&self) -> bool {
+        self.cgroups.is_some()
     }
 
     /// Stops every running instance at once, with one shared grace period,
@@ -225,6 +305,7 @@ impl ProcessBackend {
         let grace = Duration::from_secs(self.config.stop_grace_secs);
         for t in &targets {
             signal_group(t.pgid, Signal::SIGTERM);
+            t.others.signal(Signal::SIGTERM);
         }
         let deadline = Instant::now() + grace;
         for t in &mut targets {
@@ -238,6 +319,7 @@ impl ProcessBackend {
                     "Workload process outlived SIGTERM; sending SIGKILL."
                 );
                 signal_group(t.pgid, Signal::SIGKILL);
+                t.others.signal(Signal::SIGKILL);
             }
         }
         for t in &mut targets {
@@ -245,14 +327,20 @@ impl ProcessBackend {
         }
         // The leaders are gone; children they started (npx's node) may not be.
         for t in &targets {
-            while pids::group_alive(t.pgid) {
-                if Instant::now() >= deadline {
+            let mut killed = false;
+            let settle = deadline.max(Instant::now()) + Duration::from_secs(2);
+            while pids::group_alive(t.pgid) || t.others.alive() {
+                if !killed && Instant::now() >= deadline {
                     warn!(
                         workload = %t.name,
                         pgid = t.pgid,
                         "Processes of the stopped workload outlived SIGTERM; sending SIGKILL."
                     );
                     signal_group(t.pgid, Signal::SIGKILL);
+                    t.others.signal(Signal::SIGKILL);
+                    killed = true;
+                }
+                if Instant::now() >= settle {
                     break;
                 }
                 tokio::time::sleep(GROUP_POLL).await;
@@ -277,7 +365,8 @@ impl ProcessBackend {
         spec: &WorkloadSpec,
         invocation: &command::Invocation,
         work: &std::path::Path,
-    ) -> tokio::process::Command {
+        cgroup: Option<&WorkloadCgroup>,
+    ) -> Result<tokio::process::Command, RuntimeError> {
         let mut cmd = tokio::process::Command::new(&invocation.program);
         cmd.args(&invocation.args)
             .env_clear()
@@ -289,7 +378,19 @@ impl ProcessBackend {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        cmd
+        if let Some(group) = cgroup {
+            let procs = group
+                .join_path()
+                .map_err(|e| RuntimeError::backend("naming the workload's cgroup", e))?;
+            #[allow(unsafe_code)]
+            // SAFETY: the closure runs in the child between fork and exec and
+            // only calls `cgroup::join_self`, which is async-signal-safe and
+            // allocates nothing (`procs` was allocated before the fork).
+            unsafe {
+                cmd.pre_exec(move || cgroup::join_self(&procs));
+            }
+        }
+        Ok(cmd)
     }
 }
 
@@ -345,6 +446,9 @@ impl Backend for ProcessBackend {
 
     async fn shutdown(&self) {
         self.stop_all().await;
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove_empty();
+        }
     }
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
@@ -358,7 +462,19 @@ impl Backend for ProcessBackend {
         tokio::fs::create_dir_all(&work).await.map_err(|e| {
             RuntimeError::backend(format!("creating the working directory of `{name}`"), e)
         })?;
-        let mut cmd = self.command(&spec, &invocation, &work);
+        // Every process the workload starts stays in its cgroup, even one
+        // that leaves the process group (`setsid`).
+        let cgroup = self
+            .cgroups
+            .as_ref()
+            .and_then(|root| match root.prepare(name.as_str()) {
+                Ok(group) => Some(group),
+                Err(err) => {
+                    warn!(workload = %name, error = %err, "Cannot create the workload's cgroup; tracking it by process group.");
+                    None
+                }
+            });
+        let mut cmd = self.command(&spec, &invocation, &work, cgroup.as_ref())?;
 
         // Checking, spawning and recording happen under one lock, so that two
         // deploys of one name cannot both start a process.
@@ -405,6 +521,7 @@ impl Backend for ProcessBackend {
             Reaper {
                 name: name.clone(),
                 pgid,
+                cgroup: cgroup.clone(),
                 pids_dir: self.pids_dir.clone(),
                 stop_requested: stop_requested.clone(),
                 exit: exit.clone(),
@@ -415,6 +532,7 @@ impl Backend for ProcessBackend {
             spec,
             pid,
             pgid,
+            cgroup,
             started_at: OffsetDateTime::now_utc(),
             stdio: Some((stdin, stdout)),
             exit,
@@ -455,6 +573,9 @@ impl Backend for ProcessBackend {
             && tokio::time::timeout(LOG_DRAIN, &mut pump).await.is_err()
         {
             pump.abort();
+        }
+        if let Some(group) = inst.cgroup.take() {
+            group.remove();
         }
         drop(inst);
         logs::remove_all(&self.logs_dir, name.as_str())
@@ -530,6 +651,7 @@ impl Backend for ProcessBackend {
 struct Reaper {
     name: WorkloadName,
     pgid: i32,
+    cgroup: Option<WorkloadCgroup>,
     pids_dir: PathBuf,
     stop_requested: Arc<AtomicBool>,
     exit: watch::Sender<Option<ExitStatus>>,
@@ -558,6 +680,13 @@ async fn reap(mut child: Child, r: Reaper) {
             "Workload process exited and left processes behind; killing them."
         );
         signal_group(r.pgid, Signal::SIGKILL);
+    }
+    if let Some(group) = &r.cgroup
+        && !stopped_by_request
+        && !group.is_empty()
+    {
+        warn!(workload = %r.name, "Workload process exited and left processes in its cgroup; killing them.");
+        group.kill_all();
     }
     info!(workload = %r.name, code, signal, stopped_by_request, "Workload process exited.");
     r.exit.send_replace(Some(ExitStatus {

@@ -107,6 +107,8 @@ fn reap_one(name: &str, record: &PidRecord) {
 pub(crate) struct ProcStat {
     /// The state letter (field 3), e.g. `R`, `S`, `Z`.
     pub(crate) state: char,
+    /// The parent process (field 4).
+    pub(crate) ppid: i32,
     /// The process group (field 5).
     pub(crate) pgrp: i32,
     /// The start time in clock ticks after boot (field 22).
@@ -128,10 +130,46 @@ impl ProcStat {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         Some(Self {
             state: fields.first()?.chars().next()?,
+            ppid: fields.get(1)?.parse().ok()?,
             pgrp: fields.get(2)?.parse().ok()?,
             start_time: fields.get(19)?.parse().ok()?,
         })
     }
+}
+
+/// Every live descendant of process `root` (children, their children, …),
+/// whatever their process group or session.
+pub(crate) fn descendants(root: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let procs: Vec<(i32, ProcStat)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, ProcStat::read(pid)?)))
+        .filter(|(_, s)| !matches!(s.state, 'Z' | 'X'))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            procs
+                .iter()
+                .filter(|(pid, s)| s.ppid == parent && !found.contains(pid))
+                .map(|(pid, _)| *pid)
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Whether process `pid` still runs (not a zombie) and started at `start`.
+pub(crate) fn running_since(pid: i32, start: Option<u64>) -> bool {
+    ProcStat::read(pid)
+        .is_some_and(|s| !matches!(s.state, 'Z' | 'X') && Some(s.start_time) == start)
 }
 
 /// The start time of process `pid`, if it can be read.
@@ -173,6 +211,7 @@ mod tests {
             ProcStat::parse(line),
             Some(ProcStat {
                 state: 'S',
+                ppid: 1,
                 pgrp: 4240,
                 start_time: 987_654
             })

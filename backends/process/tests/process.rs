@@ -430,3 +430,113 @@ async fn leftovers_of_a_killed_berth_are_reaped_on_start() {
     );
     assert!(second.list().await.expect("list").is_empty());
 }
+
+/// The pid a grandchild wrote to `file`, once it has.
+async fn pid_in(file: &Path) -> i32 {
+    let mut pid = 0;
+    eventually("the grandchild wrote its pid", async || {
+        pid = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    })
+    .await;
+    pid
+}
+
+/// Whether process `pid` runs (a zombie has ended).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.trim_start().chars().next());
+        !matches!(state, Some('Z' | 'X') | None)
+    })
+}
+
+/// A workload that starts a grandchild in a session of its own (`setsid`):
+/// outside the workload's process group, so a group signal misses it.
+async fn deploy_escapee(b: &ProcessBackend, dir: &Path, name: &str) -> (WorkloadName, i32) {
+    let file = dir.join(format!("{name}.pid"));
+    let script = format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 1000' & echo started; exec cat",
+        file.display()
+    );
+    let s = spec(name, "exec:///bin/sh", &["-c", &script]);
+    let info = b.deploy(s).await.expect("deploy");
+    let mut io = b.attach(&info.name).await.expect("attach");
+    assert_eq!(read_line(&mut io).await.trim(), "started");
+    let gc = pid_in(&file).await;
+    let pgrp = std::fs::read_to_string(format!("/proc/{gc}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(2)?
+                .parse::<i32>()
+                .ok()
+        })
+        .expect("grandchild's group");
+    assert_ne!(
+        pgrp,
+        pgid_of(&info),
+        "the grandchild left the workload's group"
+    );
+    std::mem::forget(io);
+    (info.name, gc)
+}
+
+async fn check_setsid_grandchild_is_stopped(cgroups: bool) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        cgroups,
+        stop_grace_secs: 2,
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    if !cgroups {
+        assert!(!b.tracks_with_cgroups());
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        // CI runs as root with a writable cgroup v2 hierarchy: the cgroup
+        // path is the one exercised there.
+        assert!(b.tracks_with_cgroups(), "CI must exercise cgroup tracking");
+    }
+    let (name, gc) = deploy_escapee(&b, root.path(), "escapee").await;
+    assert!(running(gc));
+    b.stop(&name).await.expect("stop");
+    eventually("the grandchild is gone", async || !running(gc)).await;
+    b.remove(&name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_stop_ends_grandchildren_that_called_setsid() {
+    check_setsid_grandchild_is_stopped(true).await;
+}
+
+#[tokio::test]
+async fn without_cgroups_a_stop_still_ends_setsid_grandchildren() {
+    check_setsid_grandchild_is_stopped(false).await;
+}
+
+#[tokio::test]
+async fn a_new_backend_kills_setsid_grandchildren_a_dead_one_left() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    if !b.tracks_with_cgroups() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must exercise cgroup tracking"
+        );
+        return;
+    }
+    let (_, gc) = deploy_escapee(&b, root.path(), "left").await;
+    // berth dies without stopping anything (kill -9): the backend is
+    // forgotten, its processes run on.
+    std::mem::forget(b);
+    assert!(running(gc));
+    let _b = backend(root.path(), ProcessConfig::default()).await;
+    eventually("the leftover grandchild is gone", async || !running(gc)).await;
+}

@@ -444,3 +444,102 @@ async fn a_remote_bind_needs_a_token() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn browser_attacks_on_the_proxies_are_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let b = Berth::start(root.path(), port).await;
+    let echo = crate::proxy::mcp_echo();
+    let (code, body) = b
+        .post("/workloads", json!({"name": "s", "image": echo}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let stdio_port: u16 = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port")
+        .try_into()
+        .expect("u16");
+    b.wait_status("s", "running").await;
+    // A remote workload in front of the first proxy: the HTTP upstream path.
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "r", "url": format!("http://127.0.0.1:{stdio_port}/mcp")}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let remote_port: u16 = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port")
+        .try_into()
+        .expect("u16");
+    b.wait_status("r", "running").await;
+
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}})
+    .to_string();
+    let routes: Vec<(u16, &str, &str, &str)> = vec![
+        (stdio_port, "POST", "/mcp", &init),
+        (stdio_port, "GET", "/mcp", ""),
+        (stdio_port, "DELETE", "/mcp", ""),
+        (stdio_port, "GET", "/sse", ""),
+        (stdio_port, "POST", "/messages?sessionId=x", &init),
+        (stdio_port, "GET", "/health", ""),
+        (remote_port, "POST", "/mcp", &init),
+        (remote_port, "GET", "/anything", ""),
+    ];
+    let attacks: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("foreign origin", vec![("Origin", "https://evil.example")]),
+        ("Origin: null", vec![("Origin", "null")]),
+        (
+            "prefix lookalike",
+            vec![("Origin", "http://localhost.evil.com")],
+        ),
+        ("DNS rebinding", vec![("Host", "rebind.evil.example")]),
+        (
+            "Sec-Fetch-Site: cross-site",
+            vec![("Sec-Fetch-Site", "cross-site")],
+        ),
+        (
+            "two Origin headers",
+            vec![
+                ("Origin", "http://localhost:6274"),
+                ("Origin", "https://evil.example"),
+            ],
+        ),
+    ];
+    for (what, headers) in &attacks {
+        for (p, method, path, body) in &routes {
+            let mut headers = headers.clone();
+            headers.push(("Content-Type", "application/json"));
+            headers.push(("Accept", "application/json, text/event-stream"));
+            let (code, text) = raw(*p, method, path, &headers, body).await;
+            assert_eq!(
+                code, 403,
+                "{what}: {method} :{p}{path} answered {code}: {text}"
+            );
+        }
+    }
+    // A browser MCP client on localhost (the MCP Inspector) is served, on
+    // both kinds of proxy.
+    for p in [stdio_port, remote_port] {
+        let (code, text) = raw(
+            p,
+            "POST",
+            "/mcp",
+            &[
+                ("Origin", "http://localhost:6274"),
+                ("Sec-Fetch-Site", "cross-site"),
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+            ],
+            &init,
+        )
+        .await;
+        assert_eq!(code, 200, ":{p} {text}");
+    }
+    let (code, _) = raw(stdio_port, "GET", "/health", &[("Host", "localhost")], "").await;
+    assert_eq!(code, 200);
+}

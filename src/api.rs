@@ -79,7 +79,7 @@ pub fn router(state: AppState) -> Router {
         ]))
 }
 
-/// The browser guard, then the token.
+/// The browser guard, then the token, then the declared body length.
 async fn check_access(State(access): State<Access>, req: Request, next: Next) -> Response {
     if let Some(guard) = &access.guard
         && let Err(why) = guard.check(req.headers())
@@ -106,6 +106,19 @@ async fn check_access(State(access): State<Access>, req: Request, next: Next) ->
             );
             return resp;
         }
+    }
+    // A declared length past the limit is refused before any of the body
+    // is read (the body limit would otherwise wait for the bytes).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -543,3 +543,30 @@ async fn browser_attacks_on_the_proxies_are_refused() {
     let (code, _) = raw(stdio_port, "GET", "/health", &[("Host", "localhost")], "").await;
     assert_eq!(code, 200);
 }
+
+#[tokio::test]
+async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _b = Berth::start(root.path(), port).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // Headers only: the 5 MB body never comes.
+    s.write_all(
+        format!(
+            "POST /api/v1beta/workloads HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Content-Type: application/json\r\nContent-Length: 5000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(T, s.read(&mut buf))
+        .await
+        .expect("an answer without the body")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+}

@@ -2,6 +2,9 @@
 //! start and graceful stop. The only file that uses anyhow or reads the
 //! process environment.
 
+// The one module that reads the process environment (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

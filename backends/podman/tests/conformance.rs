@@ -6,6 +6,9 @@
 //! `tests/fixtures/build-test-image.sh podman`. Without them the tests fail
 //! and say how to provide them; they never skip.
 
+// Tests take the engine's socket from the environment, as CI sets it.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

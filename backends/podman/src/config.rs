@@ -36,6 +36,13 @@ pub struct PodmanConfig {
     /// Seconds the build of a package image may take before the deploy
     /// fails.
     pub build_timeout_secs: u64,
+    /// The init binary Podman runs as PID 1 of each container (libpod's
+    /// `init_path`); it must be a static executable. Unset: Podman's own
+    /// (`/usr/libexec/podman/catatonit`) when it is installed, else the
+    /// first of `/usr/bin/catatonit`, `/usr/bin/tini-static`,
+    /// `/usr/bin/docker-init` found on the host (Debian's `docker.io`
+    /// brings `tini`, never `catatonit`); checked when berth connects.
+    pub init_path: Option<std::path::PathBuf>,
     /// Where the backend installs the stdio relay and keeps the socket
     /// directory of each stdio container (see the crate docs). Not read
     /// from berth's config file: berth sets it to `podman/` in its state
@@ -54,6 +61,7 @@ impl Default for PodmanConfig {
             node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
             python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
             build_timeout_secs: 600,
+            init_path: None,
             stdio_dir: None,
         }
     }

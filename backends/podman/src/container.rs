@@ -113,6 +113,9 @@ pub(crate) struct CreateBody<'a> {
     stdin: bool,
     terminal: bool,
     init: bool,
+    /// The init binary on the host, when not Podman's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init_path: Option<String>,
     stop_timeout: u64,
     no_new_privileges: bool,
     cap_drop: [&'static str; 1],
@@ -195,6 +198,7 @@ impl<'a> CreateBody<'a> {
     pub(crate) fn new(
         spec: &'a WorkloadSpec,
         config: &PodmanConfig,
+        init_path: Option<&str>,
         relay: Option<RelaySetup>,
     ) -> Self {
         let mut labels = spec.labels.clone();
@@ -272,6 +276,7 @@ impl<'a> CreateBody<'a> {
             stdin,
             terminal: false,
             init: true,
+            init_path: init_path.map(str::to_owned),
             stop_timeout: config.stop_grace_secs,
             no_new_privileges: true,
             cap_drop: ["ALL"],

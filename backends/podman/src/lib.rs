@@ -115,6 +115,8 @@ const RELAY_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs workloads as Podman containers; see the crate docs.
 pub struct PodmanBackend {
     config: PodmanConfig,
+    /// The init binary passed to Podman, when its default is missing.
+    init_path: Option<String>,
     podman: Podman,
     libpod: Libpod,
     state: Mutex<State>,
@@ -154,7 +156,9 @@ impl PodmanBackend {
                 )
             })?),
         };
+        let init_path = init_path(&config, &endpoint)?;
         let backend = Self {
+            init_path,
             podman: endpoint.podman().map_err(unavailable)?,
             libpod: Libpod::new(endpoint),
             config,
@@ -544,7 +548,7 @@ impl Backend for PodmanBackend {
             Transport::Stdio => Some(self.relay_setup(&spec).await?),
             _ => None,
         };
-        let body = CreateBody::new(&spec, &self.config, relay);
+        let body = CreateBody::new(&spec, &self.config, self.init_path.as_deref(), relay);
         let id = match self
             .libpod
             .post::<_, Created>("/libpod/containers/create", &body)
@@ -805,6 +809,58 @@ fn last_lines_start(text: &[u8], n: usize) -> usize {
         .filter(|(_, b)| **b == b'\n')
         .nth(n - 1)
         .map_or(0, |(i, _)| i + 1)
+}
+
+/// Podman's default container init on Debian's Podman 4.
+const PODMAN_DEFAULT_INIT: &str = "/usr/libexec/podman/catatonit";
+
+/// Static init binaries that may stand in for Podman's own.
+const INIT_CANDIDATES: &[&str] = &[
+    "/usr/bin/catatonit",
+    "/usr/bin/tini-static",
+    "/usr/bin/docker-init",
+];
+
+/// The init binary to pass to Podman: the configured one, none when
+/// Podman's default is installed (or the engine is not on this machine, so
+/// its files cannot be checked), else a static init found here. Checked
+/// once, when berth connects, so a missing init is one clear error instead
+/// of a failure at every start.
+fn init_path(config: &PodmanConfig, endpoint: &Endpoint) -> Result<Option<String>, RuntimeError> {
+    let local = matches!(endpoint, Endpoint::Unix(_));
+    if let Some(path) = &config.init_path {
+        if local && !path.is_file() {
+            return Err(RuntimeError::backend(
+                "invalid podman configuration",
+                format!("init_path {} is not a file", path.display()),
+            ));
+        }
+        return Ok(Some(path.display().to_string()));
+    }
+    if !local || std::path::Path::new(PODMAN_DEFAULT_INIT).is_file() {
+        return Ok(None);
+    }
+    match INIT_CANDIDATES
+        .iter()
+        .find(|c| std::path::Path::new(c).is_file())
+    {
+        Some(found) => {
+            info!(
+                init = found,
+                "Podman's catatonit is missing; containers use this init."
+            );
+            Ok(Some((*found).to_owned()))
+        }
+        None => Err(RuntimeError::backend(
+            "podman cannot give containers an init process",
+            format!(
+                "{PODMAN_DEFAULT_INIT} is missing and no static init was found ({}): \
+                 install catatonit (`apt-get install catatonit`) or tini (`apt-get install tini`), \
+                 or set [podman] init_path",
+                INIT_CANDIDATES.join(", ")
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

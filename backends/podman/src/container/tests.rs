@@ -28,6 +28,7 @@ fn stdio_body_runs_the_relay() {
     let body = serde_json::to_value(CreateBody::new(
         &spec,
         &PodmanConfig::default(),
+        None,
         Some(relay),
     ))
     .unwrap();
@@ -103,8 +104,13 @@ fn http_body_publishes_on_loopback_without_limits() {
         stop_grace_secs: 3,
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec, &config, None)).unwrap();
+    let body = serde_json::to_value(CreateBody::new(&spec, &config, None, None)).unwrap();
     assert_eq!(body["command"], json!(["--http", "0.0.0.0:8080"]));
+    assert_eq!(body.get("init_path"), None, "Podman's default init");
+    let with_tini = CreateBody::new(&spec, &config, Some("/usr/bin/tini-static"), None);
+    let with_tini = serde_json::to_value(with_tini).unwrap();
+    assert_eq!(with_tini["init"], json!(true));
+    assert_eq!(with_tini["init_path"], json!("/usr/bin/tini-static"));
     assert_eq!(body["stop_timeout"], json!(3));
     assert_eq!(body.get("resource_limits"), None);
     assert_eq!(
@@ -119,7 +125,7 @@ fn half_a_cpu() {
         cpu_limit: 0.5,
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec(), &config, None)).unwrap();
+    let body = serde_json::to_value(CreateBody::new(&spec(), &config, None, None)).unwrap();
     assert_eq!(
         body["resource_limits"]["cpu"],
         json!({"quota": 50_000, "period": 100_000})
@@ -241,7 +247,7 @@ fn confinement_in_the_body() {
     ];
     spec.network = NetworkAccess::None;
     let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
     assert_eq!(
         body["mounts"],
         json!([
@@ -254,14 +260,14 @@ fn confinement_in_the_body() {
 
     spec.network = NetworkAccess::Isolated;
     let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
     assert_eq!(body["netns"], json!({"nsmode": "bridge"}));
     assert_eq!(body["Networks"], json!({"berth-egress-fetch": {}}));
 
     spec.network = NetworkAccess::Full;
     spec.mounts.clear();
     let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None)).unwrap();
+        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
     assert_eq!(body.get("netns"), None);
     assert_eq!(body.get("mounts"), None);
 }

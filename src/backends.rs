@@ -27,9 +27,21 @@ fn present(socket: &str) -> bool {
         .is_none_or(|p| Path::new(p).exists())
 }
 
+/// The instance id container backends label their containers with.
+#[cfg(any(feature = "backend-docker", feature = "backend-podman"))]
+fn instance(state_dir: &Path) -> Result<String, RuntimeError> {
+    crate::state::instance_id(state_dir)
+        .map_err(|e| RuntimeError::backend("reading berth's instance id", e))
+}
+
 #[cfg(feature = "backend-docker")]
-async fn docker(config: &Config, socket: Option<&str>) -> Result<Arc<dyn Backend>, RuntimeError> {
+async fn docker(
+    config: &Config,
+    state_dir: &Path,
+    socket: Option<&str>,
+) -> Result<Arc<dyn Backend>, RuntimeError> {
     let mut c = config.docker.clone();
+    c.instance = Some(instance(state_dir)?);
     if c.socket.is_none() {
         c.socket = socket.map(str::to_owned);
     }
@@ -46,6 +58,7 @@ async fn podman(
 ) -> Result<Arc<dyn Backend>, RuntimeError> {
     let mut c = config.podman.clone();
     c.stdio_dir = Some(state_dir.join("podman"));
+    c.instance = Some(instance(state_dir)?);
     if c.socket.is_none() {
         c.socket = socket.map(str::to_owned);
     }
@@ -76,7 +89,14 @@ pub async fn build(
     match config.runtime {
         RuntimeKind::Process => process().await,
         #[cfg(feature = "backend-docker")]
-        RuntimeKind::Docker => docker(config, sockets.docker.first().map(String::as_str)).await,
+        RuntimeKind::Docker => {
+            docker(
+                config,
+                state_dir,
+                sockets.docker.first().map(String::as_str),
+            )
+            .await
+        }
         #[cfg(feature = "backend-podman")]
         RuntimeKind::Podman => {
             podman(
@@ -100,7 +120,7 @@ pub async fn build(
         RuntimeKind::Auto => {
             #[cfg(feature = "backend-docker")]
             for s in sockets.docker.iter().filter(|s| present(s)) {
-                match docker(config, Some(s)).await {
+                match docker(config, state_dir, Some(s)).await {
                     Ok(b) => return Ok(b),
                     Err(err) => {
                         warn!(socket = %s, error = %err, "Docker socket present but not answering.")

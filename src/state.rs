@@ -169,6 +169,32 @@ impl Store {
     }
 }
 
+/// This berth's instance id: 128 random bits, hex, kept in
+/// `<state dir>/instance-id` from the first start on. Container backends
+/// label what they create with it, so that berths with their own state
+/// never touch each other's containers on a shared engine.
+pub fn instance_id(state_dir: &Path) -> io::Result<String> {
+    let path = state_dir.join("instance-id");
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim();
+            if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Ok(id.to_owned());
+            }
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} does not hold an instance id", path.display()),
+            ))
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let id = format!("{:032x}", rand::random::<u128>());
+            write_atomic(&path, id.as_bytes())?;
+            Ok(id)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path

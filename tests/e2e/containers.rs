@@ -269,3 +269,129 @@ async fn docker_workloads_through_the_api() {
 async fn podman_workloads_through_the_api() {
     scenario("podman").await;
 }
+
+/// Two berths with their own state directories on one engine: neither
+/// lists, adopts, replaces, stops or removes the other's containers.
+async fn two_berths_keep_to_their_own(engine: &'static str) {
+    cli(engine, &["image", "inspect", IMAGE]);
+    let config = format!("runtime = \"{engine}\"\n");
+    let (root_a, root_b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (port_a, port_b) = (free_port(), free_port());
+    // Names of this run only: a leftover of an earlier, failed run belongs
+    // to a berth that is gone, and no berth may replace it.
+    let run = std::process::id();
+    let (a_name, b_name) = (format!("own-a-{run}"), format!("own-b-{run}"));
+    let (a_container, b_container) = (format!("berth-{a_name}"), format!("berth-{b_name}"));
+
+    let mut a = Berth::start_with(root_a.path(), port_a, &config).await;
+    let (code, body) = a
+        .post("/workloads", json!({"name": a_name, "image": IMAGE}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    a.wait_status(&a_name, "running").await;
+    let a_started = started_at(engine, &a_container);
+
+    // B starts on the same engine: A's container is not an orphan to it.
+    let b = Berth::start_with(root_b.path(), port_b, &config).await;
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).expect("json")["workloads"],
+        json!([]),
+        "B sees none of A's containers"
+    );
+    // B cannot take A's container name, and deleting its own failed
+    // workload of that name leaves A's container alone.
+    let (code, body) = b
+        .post("/workloads", json!({"name": a_name, "image": IMAGE}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(&a_name, "error").await;
+    let (_, status) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    assert!(status.contains("another berth"), "{status}");
+    let (code, _) = b
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/workloads/{a_name}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 202);
+    eventually(T, "B's failed workload to be deleted", || async {
+        let (code, _) = b
+            .req(reqwest::Method::GET, &format!("/workloads/{a_name}"), None)
+            .await;
+        (code == 404).then_some(())
+    })
+    .await;
+    assert_eq!(
+        started_at(engine, &a_container),
+        a_started,
+        "A's container untouched"
+    );
+    let url = url_of(&a, &a_name).await;
+    assert_eq!(
+        echo_through(&url, "still mine").await.as_deref(),
+        Ok("echo: still mine")
+    );
+
+    // B's own workload survives A's restart (A's start-up clean-up).
+    let (code, body) = b
+        .post("/workloads", json!({"name": b_name, "image": IMAGE}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(&b_name, "running").await;
+    let b_started = started_at(engine, &b_container);
+    a.signal("-KILL");
+    let _ = a.child.wait();
+    drop(a);
+    let a = Berth::start_with(root_a.path(), port_a, &config).await;
+    a.wait_status(&a_name, "running").await;
+    assert_eq!(started_at(engine, &a_container), a_started, "A re-attached");
+    assert_eq!(
+        started_at(engine, &b_container),
+        b_started,
+        "B's container untouched"
+    );
+    let (_, list) = a
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    assert!(
+        !list.contains(&b_name),
+        "A does not list B's workload: {list}"
+    );
+
+    for (berth, name) in [(&a, &a_name), (&b, &b_name)] {
+        let (code, _) = berth
+            .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
+            .await;
+        assert_eq!(code, 202);
+    }
+    eventually(T, "both containers to be removed", || async {
+        let out = Command::new(engine)
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .ok()?;
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!names.contains(&a_container) && !names.contains(&b_container)).then_some(())
+    })
+    .await;
+}
+
+#[cfg(feature = "docker-tests")]
+#[tokio::test]
+async fn docker_two_berths_keep_to_their_own() {
+    two_berths_keep_to_their_own("docker").await;
+}
+
+#[cfg(feature = "podman-tests")]
+#[tokio::test]
+async fn podman_two_berths_keep_to_their_own() {
+    two_berths_keep_to_their_own("podman").await;
+}

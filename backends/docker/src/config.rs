@@ -17,6 +17,14 @@ pub struct DockerConfig {
     /// `http://host:port` (plain HTTP, no TLS). `None` means
     /// [`DEFAULT_SOCKET`]; berth passes `DOCKER_HOST` here when it is set.
     pub socket: Option<String>,
+    /// The berth instance that owns the containers this backend makes
+    /// (label `berth.instance`). berth sets it from its state directory; it
+    /// is not read from the config file. With it, the backend sees only
+    /// this instance's containers (and those made before instance labels):
+    /// two berths on one engine never list, adopt, stop or remove each
+    /// other's. Without it, every berth-managed container.
+    #[serde(skip)]
+    pub instance: Option<String>,
     /// Seconds a stop waits after SIGTERM before the engine kills the
     /// container.
     pub stop_grace_secs: u64,
@@ -57,6 +65,7 @@ impl Default for DockerConfig {
     fn default() -> Self {
         Self {
             socket: None,
+            instance: None,
             stop_grace_secs: 10,
             memory_limit_bytes: 1024 * 1024 * 1024,
             cpu_limit: 1.0,

@@ -17,6 +17,9 @@ pub(crate) const NAME_PREFIX: &str = "berth-";
 pub(crate) const LABEL_MANAGED: &str = "berth.managed";
 /// Label holding the workload name of a container.
 pub(crate) const LABEL_WORKLOAD: &str = "berth.workload";
+/// Label holding the berth instance that owns the container (see
+/// `DockerConfig::instance`).
+pub(crate) const LABEL_INSTANCE: &str = "berth.instance";
 /// Label holding the keys of the spec's labels (a JSON array), so that
 /// labels the image brings along are not reported as the workload's.
 pub(crate) const LABEL_KEYS: &str = "berth.label-keys";
@@ -37,6 +40,7 @@ pub(crate) fn network_name(name: &WorkloadName) -> String {
 pub(crate) fn container_labels(
     name: &WorkloadName,
     labels: &BTreeMap<String, String>,
+    instance: Option<&str>,
 ) -> HashMap<String, String> {
     let mut all: HashMap<String, String> = labels.clone().into_iter().collect();
     let keys: Vec<&String> = labels.keys().collect();
@@ -46,13 +50,21 @@ pub(crate) fn container_labels(
     );
     all.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
     all.insert(LABEL_WORKLOAD.to_owned(), name.as_str().to_owned());
+    if let Some(instance) = instance {
+        all.insert(LABEL_INSTANCE.to_owned(), instance.to_owned());
+    }
     all
 }
 
 /// The labels given at deploy, out of a container's labels (which also hold
 /// the image's labels and berth's own).
 pub(crate) fn spec_labels(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
-    let own = |k: &str| matches!(k, LABEL_MANAGED | LABEL_WORKLOAD | LABEL_KEYS);
+    let own = |k: &str| {
+        matches!(
+            k,
+            LABEL_MANAGED | LABEL_WORKLOAD | LABEL_KEYS | LABEL_INSTANCE
+        )
+    };
     match labels
         .get(LABEL_KEYS)
         .and_then(|keys| serde_json::from_str::<Vec<String>>(keys).ok())
@@ -69,6 +81,17 @@ pub(crate) fn spec_labels(labels: &HashMap<String, String>) -> BTreeMap<String, 
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
+}
+
+/// Whether the container is this berth's: managed, and owned by
+/// `instance` (a container from before instance labels, or a backend
+/// without an instance, counts as its own).
+pub(crate) fn is_ours(labels: Option<&HashMap<String, String>>, instance: Option<&str>) -> bool {
+    is_managed(labels)
+        && match (instance, labels.and_then(|l| l.get(LABEL_INSTANCE))) {
+            (Some(me), Some(owner)) => me == owner,
+            _ => true,
+        }
 }
 
 /// Whether the container carries berth's management label.
@@ -245,7 +268,10 @@ mod tests {
             ("berth.test".to_owned(), "life".to_owned()),
             ("toolhive-group".to_owned(), "default".to_owned()),
         ]);
-        let mut labels = container_labels(&name("w"), &spec);
+        let mut labels = container_labels(&name("w"), &spec, Some("i1"));
+        assert!(is_ours(Some(&labels), Some("i1")));
+        assert!(is_ours(Some(&labels), None));
+        assert!(!is_ours(Some(&labels), Some("i2")), "another berth's");
         assert_eq!(labels.get(LABEL_MANAGED).map(String::as_str), Some("true"));
         assert_eq!(labels.get(LABEL_WORKLOAD).map(String::as_str), Some("w"));
         labels.insert("org.opencontainers.image.title".into(), "from image".into());

@@ -236,8 +236,8 @@ impl DockerBackend {
         let not_found = || RuntimeError::NotFound(name.clone());
         let inspect = self.inspect_by_name(name).await?.ok_or_else(not_found)?;
         let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
-        if !convert::is_managed(labels) {
-            debug!(workload = %name, "A container of the workload's name is not berth's.");
+        if !convert::is_ours(labels, self.config.instance.as_deref()) {
+            debug!(workload = %name, "A container of the workload's name is not this berth's.");
             return Err(not_found());
         }
         let id = inspect.id.clone().ok_or_else(not_found)?;
@@ -439,7 +439,11 @@ impl DockerBackend {
             image: Some(image.to_owned()),
             cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(convert::container_labels(&spec.name, &spec.labels)),
+            labels: Some(convert::container_labels(
+                &spec.name,
+                &spec.labels,
+                self.config.instance.as_deref(),
+            )),
             open_stdin: Some(true),
             stdin_once: Some(false),
             attach_stdin: Some(true),
@@ -706,6 +710,12 @@ impl Backend for DockerBackend {
                     ),
                 ));
             }
+            if !convert::is_ours(labels, self.config.instance.as_deref()) {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "the container name `{cname}` is taken by another berth's workload on this engine; \
+                     choose another workload name"
+                )));
+            }
             if convert::is_up(existing.state.as_ref()) {
                 return Err(RuntimeError::AlreadyExists(name));
             }
@@ -898,6 +908,9 @@ impl Backend for DockerBackend {
             .map_err(|err| error::other(self.config.socket(), err, "listing containers"))?;
         let mut infos = Vec::with_capacity(containers.len());
         for summary in containers {
+            if !convert::is_ours(summary.labels.as_ref(), self.config.instance.as_deref()) {
+                continue; // another berth's
+            }
             let container = summary.names.as_ref().and_then(|n| n.first());
             let Some(name) =
                 convert::workload_of(summary.labels.as_ref(), container.map(String::as_str))

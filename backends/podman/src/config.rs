@@ -18,6 +18,14 @@ pub struct PodmanConfig {
     /// (from `CONTAINER_HOST`, `$XDG_RUNTIME_DIR/podman/podman.sock` or
     /// `/run/podman/podman.sock`) and passes it here.
     pub socket: Option<String>,
+    /// The berth instance that owns the containers this backend makes
+    /// (label `berth.instance`). berth sets it from its state directory; it
+    /// is not read from the config file. With it, the backend sees only
+    /// this instance's containers (and those made before instance labels):
+    /// two berths on one engine never list, adopt, stop or remove each
+    /// other's. Without it, every berth-managed container.
+    #[serde(skip)]
+    pub instance: Option<String>,
     /// Seconds a stop waits after SIGTERM before Podman kills the container.
     /// Recorded in each container when it is created, so a change applies to
     /// containers deployed afterwards.
@@ -55,6 +63,7 @@ impl Default for PodmanConfig {
     fn default() -> Self {
         Self {
             socket: None,
+            instance: None,
             stop_grace_secs: 10,
             memory_limit_bytes: 1024 * 1024 * 1024,
             cpu_limit: 1.0,

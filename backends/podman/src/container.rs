@@ -20,6 +20,9 @@ use crate::relay::{IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER}
 pub const LABEL_MANAGED: &str = "berth.managed";
 /// The label holding the workload name of a container berth created.
 pub const LABEL_WORKLOAD: &str = "berth.workload";
+/// Label holding the berth instance that owns a container (see
+/// `PodmanConfig::instance`).
+pub const LABEL_INSTANCE: &str = "berth.instance";
 
 /// The prefix of every container name: `berth-<workload name>`.
 const NAME_PREFIX: &str = "berth-";
@@ -204,6 +207,9 @@ impl<'a> CreateBody<'a> {
         let mut labels = spec.labels.clone();
         labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
         labels.insert(LABEL_WORKLOAD.to_owned(), spec.name.to_string());
+        if let Some(instance) = &config.instance {
+            labels.insert(LABEL_INSTANCE.to_owned(), instance.clone());
+        }
         let memory = (config.memory_limit_bytes > 0).then(|| Memory {
             limit: i64::try_from(config.memory_limit_bytes).unwrap_or(i64::MAX),
         });
@@ -429,6 +435,16 @@ impl Container {
         self.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true")
     }
 
+    /// Whether the container is owned by `instance` (a container from
+    /// before instance labels, or a backend without an instance, counts as
+    /// its own).
+    pub(crate) fn is_owned_by(&self, instance: Option<&str>) -> bool {
+        match (instance, self.labels().get(LABEL_INSTANCE)) {
+            (Some(me), Some(owner)) => me == owner,
+            _ => true,
+        }
+    }
+
     /// The labels the container was created with.
     pub(crate) fn labels(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
@@ -501,6 +517,7 @@ impl Container {
         info.started_at = parse_time(self.state.started_at.as_deref());
         info.labels = self.labels().clone();
         info.labels.remove(LABEL_MANAGED);
+        info.labels.remove(LABEL_INSTANCE);
         info.http_endpoint = self.http_endpoint();
         info
     }

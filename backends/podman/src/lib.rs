@@ -67,7 +67,7 @@ mod libpod;
 mod relay;
 
 pub use config::{DEFAULT_SOCKET, PodmanConfig};
-pub use container::{LABEL_MANAGED, LABEL_WORKLOAD};
+pub use container::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_WORKLOAD};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -200,9 +200,17 @@ impl PodmanBackend {
         api_error(self.socket(), name, format!("{doing} `{name}`"), err)
     }
 
-    /// The container of `name`, if there is one.
+    /// The container of `name`, if there is one and it is this berth's.
     async fn find(&self, name: &WorkloadName) -> Result<Option<Container>, RuntimeError> {
-        self.find_id(name, &container_name(name)).await
+        Ok(self
+            .find_id(name, &container_name(name))
+            .await?
+            .filter(|c| self.owns(c)))
+    }
+
+    /// Whether `c` belongs to this berth instance.
+    fn owns(&self, c: &Container) -> bool {
+        c.is_owned_by(self.config.instance.as_deref())
     }
 
     /// The container named or numbered `id`, reported as workload `name`;
@@ -527,6 +535,15 @@ impl Backend for PodmanBackend {
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
         self.check(&spec)?;
         let name = spec.name.clone();
+        if let Some(other) = self.find_id(&name, &container_name(&name)).await?
+            && !self.owns(&other)
+        {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the container name `{}` is taken by another berth's workload on this engine; \
+                 choose another workload name",
+                container_name(&name)
+            )));
+        }
         if let Some(old) = self.find(&name).await? {
             if old.is_live() {
                 return Err(RuntimeError::AlreadyExists(name));
@@ -655,8 +672,8 @@ impl Backend for PodmanBackend {
         .await;
         let mut infos = Vec::with_capacity(inspected.len());
         for (found, name) in inspected {
-            // Gone since it was listed: not reported.
-            if let Some(c) = found? {
+            // Gone since it was listed, or another berth's: not reported.
+            if let Some(c) = found?.filter(|c| self.owns(c)) {
                 infos.push(self.info(c.workload().unwrap_or(name), &c));
             }
         }

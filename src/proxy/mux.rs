@@ -565,7 +565,7 @@ impl Mux {
             self.send_upstream(state, &err);
             return;
         };
-        let proxy_id = format!("berth-{}", self.next_id());
+        let proxy_id = server_request_id();
         msg["id"] = Value::String(proxy_id.clone());
         if stream.try_send(msg).is_ok() {
             state.server_requests.insert(
@@ -943,20 +943,34 @@ impl Mux {
     }
 
     /// A client's answer to a server request: back to the server with the
-    /// server's own id.
-    pub(crate) fn respond(&self, session: Option<&SessionId>, mut msg: Value) {
+    /// server's own id. Only the session the request was routed to may
+    /// answer it; an answer from any other session (or from none) is
+    /// refused and the request stays pending for the right one.
+    pub(crate) fn respond(
+        &self,
+        session: Option<&SessionId>,
+        mut msg: Value,
+    ) -> Result<(), RespondError> {
         let mut state = self.state();
-        let Some(proxy_id) = msg["id"].as_str().map(str::to_owned) else {
-            return;
+        let proxy_id = msg["id"].as_str().ok_or(RespondError::Unknown)?;
+        let Some(r) = state.server_requests.get(proxy_id) else {
+            return Err(RespondError::Unknown);
         };
-        let Some(r) = state.server_requests.remove(&proxy_id) else {
-            return;
+        if session != Some(&r.session) {
+            // Refused exactly like an unknown id: the answer reveals
+            // nothing about the other sessions.
+            warn!(workload = %self.inner.name, "Refused an answer to a server request from a session it was not sent to.");
+            return Err(RespondError::Unknown);
+        }
+        let Some(r) = state.server_requests.remove(proxy_id) else {
+            return Err(RespondError::Unknown);
         };
-        if session.is_some_and(|s| *s != r.session) || r.generation != state.generation {
-            return;
+        if r.generation != state.generation {
+            return Err(RespondError::Stale);
         }
         msg["id"] = r.upstream_id;
         self.send_upstream(&state, &msg);
+        Ok(())
     }
 
     /// Health probe: an MCP `ping` to the server.
@@ -1008,6 +1022,24 @@ async fn write_loop(
             return;
         }
     }
+}
+
+/// The id berth gives a server request on its way to a client: 128 random
+/// bits, so that no other client can guess it and answer in its place.
+fn server_request_id() -> String {
+    let bits: u128 = rand::random();
+    format!("berth-{bits:032x}")
+}
+
+/// Why a client's answer to a server request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RespondError {
+    /// No server request with this id awaits an answer from this session.
+    #[error("no request of the server awaits this answer in this session")]
+    Unknown,
+    /// The server process that asked has been replaced.
+    #[error("the MCP server that asked has restarted; its request is void")]
+    Stale,
 }
 
 /// A random UUID v4 string.

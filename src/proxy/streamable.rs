@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::jsonrpc::{self, Kind};
 use super::middleware::{self, Chain};
-use super::mux::{Mux, SessionId};
+use super::mux::{Mux, RespondError, SessionId};
 use super::sse;
 
 /// How long an SSE stream may stay silent before a keep-alive comment.
@@ -122,10 +122,13 @@ pub(crate) async fn post_mcp(
             };
             if jsonrpc::kind(&msg) == Kind::Notification {
                 s.mux.notify(session.as_ref(), msg);
-            } else {
-                s.mux.respond(session.as_ref(), msg);
+                return StatusCode::ACCEPTED.into_response();
             }
-            StatusCode::ACCEPTED.into_response()
+            let id = msg["id"].clone();
+            match s.mux.respond(session.as_ref(), msg) {
+                Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(why) => refused_answer(id, why),
+            }
         }
         Kind::Request if jsonrpc::is_modern(&msg, version) => modern(&s, &headers, msg).await,
         Kind::Request if jsonrpc::method(&msg) == "initialize" => {
@@ -172,6 +175,16 @@ fn is_uuid(id: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A client's answer to a server request that berth does not pass on.
+fn refused_answer(id: Value, why: RespondError) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        id,
+        jsonrpc::INVALID_REQUEST,
+        &why.to_string(),
+    )
 }
 
 fn session_not_found(id: Value) -> Response {
@@ -431,7 +444,12 @@ pub(crate) async fn post_messages(
             );
         }
         Kind::Notification => s.mux.notify(Some(&session), msg),
-        Kind::Response => s.mux.respond(Some(&session), msg),
+        Kind::Response => {
+            let id = msg["id"].clone();
+            if let Err(why) = s.mux.respond(Some(&session), msg) {
+                return refused_answer(id, why);
+            }
+        }
         Kind::Request => {
             tokio::spawn(async move {
                 let answer = if jsonrpc::method(&msg) == "initialize" {

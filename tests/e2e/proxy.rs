@@ -532,3 +532,113 @@ async fn progress_cancellation_timeouts_and_crashes() {
         assert!(log.contains(needle), "proxy-logs lacks {needle:?}:\n{log}");
     }
 }
+
+/// Starts the fixture server `name` under `b` and returns its `/mcp` URL.
+async fn fixture_workload(b: &Berth, name: &str) -> String {
+    let (code, body) = b
+        .post("/workloads", json!({"name": name, "image": mcp_echo()}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(name, "running").await;
+    let port = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port");
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+/// Reads SSE frames from `body` until one carries a JSON message; returns it.
+async fn next_sse_message(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+) -> Value {
+    use futures::StreamExt;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let data: String = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            if let Ok(msg) = serde_json::from_str(&data) {
+                return msg;
+            }
+        }
+        let chunk = tokio::time::timeout(T, body.next())
+            .await
+            .expect("an SSE frame in time")
+            .expect("the stream is open")
+            .expect("a chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_asked_session_answers_a_server_request() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = fixture_workload(&b, "ask").await;
+    let a = Client::connect(&url).await;
+    let mut other = Client::connect(&url).await;
+
+    // A calls a tool that asks A's client for a completion; the request
+    // reaches A on the stream of A's call.
+    let resp = a
+        .http
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", a.session.clone().expect("session"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "sample", "arguments": {"prompt": "hello"}}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let asked = next_sse_message(&mut body, &mut buf).await;
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    let id = asked["id"].as_str().expect("a string id").to_owned();
+    let random = id.strip_prefix("berth-").expect("berth's prefix");
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the id carries 128 random bits: {id}"
+    );
+
+    // The other session knows the id (as an eavesdropper would) and
+    // answers first: refused, and the request stays A's.
+    let answer = |text: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant",
+            "content": {"type": "text", "text": text}, "model": "m"}})
+    };
+    let forged = other.post(&answer("forged")).await;
+    let status = forged.status();
+    let text = forged.text().await.expect("body");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("-32600"), "{text}");
+    // Without a session, nobody may answer either.
+    let anonymous = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&answer("anonymous"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), 400);
+
+    // A's own answer completes A's call.
+    a.notify(answer("genuine")).await;
+    let done = next_sse_message(&mut body, &mut buf).await;
+    assert_eq!(done["id"], 1, "{done}");
+    assert_eq!(echoed(&done), "sampled: genuine", "{done}");
+    // The request is answered; a second answer is refused.
+    assert_eq!(a.post(&answer("again")).await.status(), 400);
+    assert_eq!(
+        echoed(
+            &other
+                .call(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "fine"}}}))
+                .await
+        ),
+        "echo: fine"
+    );
+}

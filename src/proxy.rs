@@ -10,6 +10,7 @@
 mod jsonrpc;
 pub mod middleware;
 pub(crate) mod mux;
+mod outbox;
 mod reverse;
 mod sse;
 mod streamable;

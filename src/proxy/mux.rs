@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use super::jsonrpc::{self, Kind};
+use super::outbox::{Budget, Inbox, Outbox, SESSION_BUDGET, SendError};
 
 /// A session id (a UUID string).
 pub(crate) type SessionId = Arc<str>;
@@ -56,7 +57,7 @@ struct Pending {
     client_key: Option<String>,
     progress_key: Option<String>,
     reply: oneshot::Sender<Value>,
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
     generation: u64,
 }
 
@@ -69,11 +70,13 @@ struct ServerRequest {
 struct Progress {
     original: Value,
     session: Option<SessionId>,
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
 }
 
 struct Session {
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
+    /// The bytes its client left unread, over all its streams.
+    budget: Arc<Budget>,
     last_seen: Instant,
     in_flight: usize,
 }
@@ -214,6 +217,7 @@ impl Mux {
             id.clone(),
             Session {
                 stream: None,
+                budget: Budget::new(SESSION_BUDGET),
                 last_seen: Instant::now(),
                 in_flight: 0,
             },
@@ -230,6 +234,7 @@ impl Mux {
             .entry(id.clone())
             .or_insert_with(|| Session {
                 stream: None,
+                budget: Budget::new(SESSION_BUDGET),
                 last_seen: Instant::now(),
                 in_flight: 0,
             });
@@ -245,21 +250,53 @@ impl Mux {
     }
 
     /// The stream of `session`, if it has one open.
-    pub(crate) fn stream_of(&self, session: &SessionId) -> Option<mpsc::Sender<Value>> {
+    pub(crate) fn stream_of(&self, session: &SessionId) -> Option<Outbox> {
         self.state()
             .sessions
             .get(session)
             .and_then(|s| s.stream.clone())
     }
 
-    /// Sets the stream unsolicited messages of `session` go to (GET /mcp, SSE).
-    pub(crate) fn set_stream(&self, session: &SessionId, tx: mpsc::Sender<Value>) -> bool {
-        match self.state().sessions.get_mut(session) {
+    /// Opens the stream unsolicited messages of `session` go to (GET /mcp,
+    /// SSE), in place of any earlier one.
+    pub(crate) fn open_stream(&self, session: &SessionId) -> Option<Inbox> {
+        let mut state = self.state();
+        let s = state.sessions.get_mut(session)?;
+        let (tx, rx) = Outbox::channel(s.budget.clone());
+        s.stream = Some(tx);
+        Some(rx)
+    }
+
+    /// A stream for the answer of one request of `session` (charged to the
+    /// session's budget), or of a session-less request (its own budget).
+    pub(crate) fn request_stream(&self, session: Option<&SessionId>) -> (Outbox, Inbox) {
+        let budget = session
+            .and_then(|s| self.state().sessions.get(s).map(|s| s.budget.clone()))
+            .unwrap_or_else(|| Budget::new(SESSION_BUDGET));
+        Outbox::channel(budget)
+    }
+
+    /// Handles a send to a client stream that failed: when it exhausted
+    /// the budget of a session, that session is closed (its streams end
+    /// with an error); the other sessions go on.
+    pub(crate) fn undelivered(&self, session: Option<&SessionId>, err: SendError) {
+        let SendError::Exceeded { first: true } = err else {
+            return;
+        };
+        match session {
             Some(s) => {
-                s.stream = Some(tx);
-                true
+                warn!(workload = %self.inner.name, limit = SESSION_BUDGET, "Closed a client session that left too much unread.");
+                self.note(&format!(
+                    "closed a client session: it left more than {SESSION_BUDGET} bytes unread"
+                ));
+                self.close_session(s);
             }
-            None => false,
+            None => {
+                warn!(workload = %self.inner.name, limit = SESSION_BUDGET, "Closed the stream of a request whose client left too much unread.");
+                self.note(&format!(
+                    "closed the stream of a session-less request: its client left more than {SESSION_BUDGET} bytes unread"
+                ));
+            }
         }
     }
 
@@ -522,7 +559,8 @@ impl Mux {
 
     fn server_request(&self, mut msg: Value, generation: u64) {
         let upstream_id = msg["id"].clone();
-        let state = &mut *self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         if jsonrpc::method(&msg) == "ping" {
             let pong = jsonrpc::result(upstream_id, json!({}));
             self.send_upstream(state, &pong);
@@ -567,27 +605,34 @@ impl Mux {
         };
         let proxy_id = server_request_id();
         msg["id"] = Value::String(proxy_id.clone());
-        if stream.try_send(msg).is_ok() {
-            state.server_requests.insert(
-                proxy_id,
-                ServerRequest {
-                    session,
+        match stream.send(&msg) {
+            Ok(()) => {
+                state.server_requests.insert(
+                    proxy_id,
+                    ServerRequest {
+                        session,
+                        upstream_id,
+                        generation,
+                    },
+                );
+            }
+            Err(why) => {
+                let err = jsonrpc::error(
                     upstream_id,
-                    generation,
-                },
-            );
-        } else {
-            let err = jsonrpc::error(
-                upstream_id,
-                jsonrpc::INTERNAL_ERROR,
-                "the client's stream is full or closed",
-            );
-            self.send_upstream(state, &err);
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("cannot reach the client: {why}"),
+                );
+                self.send_upstream(state, &err);
+                drop(guard);
+                self.undelivered(Some(&session), why);
+            }
         }
     }
 
     fn server_notification(&self, mut msg: Value) {
         let state = self.state();
+        // Sends that failed, with the session whose stream it was.
+        let mut failed: Vec<(Option<SessionId>, SendError)> = Vec::new();
         match jsonrpc::method(&msg) {
             "notifications/progress" => {
                 let token = msg["params"]["progressToken"].to_string();
@@ -602,8 +647,10 @@ impl Mux {
                         .and_then(|s| state.sessions.get(s))
                         .and_then(|s| s.stream.clone())
                 });
-                if let Some(tx) = stream {
-                    let _ = tx.try_send(msg);
+                if let Some(tx) = stream
+                    && let Err(why) = tx.send(&msg)
+                {
+                    failed.push((route.session.clone(), why));
                 }
             }
             "notifications/cancelled" => {
@@ -619,20 +666,28 @@ impl Mux {
                         .sessions
                         .get(&r.session)
                         .and_then(|s| s.stream.clone())
+                        && let Err(why) = tx.send(&msg)
                     {
-                        let _ = tx.try_send(msg);
+                        failed.push((Some(r.session.clone()), why));
                     }
                 }
             }
             _ => {
                 // Server-wide events (list changes, resource updates, log
                 // messages) concern every client of this server.
-                for s in state.sessions.values() {
-                    if let Some(tx) = &s.stream {
-                        let _ = tx.try_send(msg.clone());
+                let frame = super::sse::frame(&msg);
+                for (id, s) in &state.sessions {
+                    if let Some(tx) = &s.stream
+                        && let Err(why) = tx.send_frame(frame.clone(), false)
+                    {
+                        failed.push((Some(id.clone()), why));
                     }
                 }
             }
+        }
+        drop(state);
+        for (session, why) in failed {
+            self.undelivered(session.as_ref(), why);
         }
     }
 
@@ -783,7 +838,7 @@ impl Mux {
         &self,
         session: Option<&SessionId>,
         msg: Value,
-        stream: Option<mpsc::Sender<Value>>,
+        stream: Option<Outbox>,
     ) -> Value {
         if let Err(why) = self.ready().await {
             return jsonrpc::error(msg["id"].clone(), jsonrpc::REQUEST_TIMEOUT, why);
@@ -797,7 +852,7 @@ impl Mux {
         &self,
         session: Option<SessionId>,
         mut msg: Value,
-        stream: Option<mpsc::Sender<Value>>,
+        stream: Option<Outbox>,
         handshake: bool,
     ) -> Value {
         let original_id = msg.get("id").cloned().unwrap_or(Value::Null);

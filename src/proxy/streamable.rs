@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::jsonrpc::{self, Kind};
 use super::middleware::{self, Chain};
 use super::mux::{Mux, RespondError, SessionId};
+use super::outbox::Outbox;
 use super::sse;
 
 /// How long an SSE stream may stay silent before a keep-alive comment.
@@ -37,7 +37,7 @@ impl StdioState {
         &self,
         session: Option<&SessionId>,
         mut msg: Value,
-        events: Option<mpsc::Sender<Value>>,
+        events: Option<Outbox>,
         headers: &HeaderMap,
     ) -> Value {
         let Some(chain) = &self.chain else {
@@ -225,7 +225,7 @@ async fn forward(
         }
         return json_response(status, &answer);
     }
-    let (tx, rx) = mpsc::channel::<Value>(64);
+    let (tx, inbox) = s.mux.request_stream(session.as_ref());
     let state = s.clone();
     let headers = headers.clone();
     let events = tx.clone();
@@ -236,11 +236,13 @@ async fn forward(
         if server_info.is_some() {
             super::mux::modernize(&mut answer, &method, server_info.as_ref());
         }
-        let _ = tx.send(answer).await;
+        if let Err(why) = tx.send_frame(sse::frame(&answer), true) {
+            state.mux.undelivered(session.as_ref(), why);
+        }
     });
     // The request is abandoned (and cancelled upstream) if the client goes away.
     let guard = AbortOnDrop(task);
-    sse::response(final_stream(rx, guard))
+    sse::response(inbox.into_stream(None, None, guard))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -249,20 +251,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// Frames from `rx` until the final answer (a response) has been sent.
-fn final_stream(
-    rx: mpsc::Receiver<Value>,
-    guard: AbortOnDrop,
-) -> impl futures::Stream<Item = Bytes> + Send + 'static {
-    futures::stream::unfold(Some((rx, guard)), |state| async move {
-        let (mut rx, guard) = state?;
-        let msg = rx.recv().await?;
-        let done = jsonrpc::kind(&msg) == Kind::Response;
-        let next = if done { None } else { Some((rx, guard)) };
-        Some((sse::frame(&msg), next))
-    })
 }
 
 /// A stateless-revision request: no session; `server/discover` is answered
@@ -367,9 +355,10 @@ pub(crate) async fn get_mcp(State(s): State<StdioState>, headers: HeaderMap) -> 
     let Some(session) = lookup(&s.mux, id) else {
         return session_not_found(Value::Null);
     };
-    let (tx, rx) = mpsc::channel(256);
-    s.mux.set_stream(&session, tx);
-    sse::response(sse::channel_stream(None, rx, KEEPALIVE, ()))
+    let Some(inbox) = s.mux.open_stream(&session) else {
+        return session_not_found(Value::Null);
+    };
+    sse::response(inbox.into_stream(None, Some(KEEPALIVE), ()))
 }
 
 /// `DELETE /mcp`: ends a session.
@@ -396,11 +385,12 @@ impl Drop for CloseOnDrop {
 /// `GET /sse`: opens a legacy SSE session.
 pub(crate) async fn get_sse(State(s): State<StdioState>) -> Response {
     let session = s.mux.open_session();
-    let (tx, rx) = mpsc::channel(256);
-    s.mux.set_stream(&session, tx);
+    let Some(inbox) = s.mux.open_stream(&session) else {
+        return session_not_found(Value::Null);
+    };
     let endpoint = sse::event("endpoint", &format!("/messages?session_id={session}"));
     let guard = CloseOnDrop(s.mux.clone(), session);
-    sse::response(sse::channel_stream(Some(endpoint), rx, KEEPALIVE, guard))
+    sse::response(inbox.into_stream(Some(endpoint), Some(KEEPALIVE), guard))
 }
 
 /// Query of `POST /messages`.
@@ -458,7 +448,9 @@ pub(crate) async fn post_messages(
                     s.request(Some(&session), msg, Some(stream.clone()), &headers)
                         .await
                 };
-                let _ = stream.send(answer).await;
+                if let Err(why) = stream.send(&answer) {
+                    s.mux.undelivered(Some(&session), why);
+                }
             });
         }
     }

@@ -642,3 +642,50 @@ async fn only_the_asked_session_answers_a_server_request() {
         "echo: fine"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = fixture_workload(&b, "slow").await;
+    let slow = Client::connect(&url).await;
+    let mut other = Client::connect(&url).await;
+
+    // The slow client asks for 64 MiB of progress notifications and never
+    // reads its stream: far more than the socket buffers and the session's
+    // 16 MiB can hold.
+    let unread = slow
+        .http
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", slow.session.clone().expect("session"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "flood", "arguments": {"count": 64, "size": 1 << 20},
+                "_meta": {"progressToken": "t"}}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unread.headers()["content-type"], "text/event-stream");
+    eventually(T, "berth to close the slow session", || async {
+        let (_, log) = b
+            .req(reqwest::Method::GET, "/workloads/slow/proxy-logs", None)
+            .await;
+        log.contains("closed a client session: it left more than 16777216 bytes unread")
+            .then_some(())
+    })
+    .await;
+
+    // The other session goes on.
+    let answer = other
+        .call(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "unaffected"}}}))
+        .await;
+    assert_eq!(echoed(&answer), "echo: unaffected", "{answer}");
+    // The slow client's stream ends with an error, never with an answer,
+    // and its session is gone.
+    assert!(unread.bytes().await.is_err(), "the stream was cut");
+    let again = slow
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .await;
+    assert_eq!(again.status(), 404);
+}

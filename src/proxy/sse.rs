@@ -9,9 +9,14 @@ use serde_json::Value;
 
 /// One `event: message` frame.
 pub(crate) fn frame(msg: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(64);
+    frame_json(&super::jsonrpc::encode(msg, None))
+}
+
+/// One `event: message` frame around a message already encoded as JSON.
+pub(crate) fn frame_json(json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 24);
     out.extend_from_slice(b"event: message\ndata: ");
-    serde_json::to_writer(&mut out, msg).expect("JSON values encode");
+    out.extend_from_slice(json);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }

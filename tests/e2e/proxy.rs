@@ -689,3 +689,132 @@ async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
         .await;
     assert_eq!(again.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonrpc_version_and_ids_of_any_size() {
+    use futures::StreamExt;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    // Without the version check, a request would wait for this timeout.
+    let b = Berth::start_with(
+        root.path(),
+        free_port(),
+        "[proxy]\nrequest_timeout_secs = 10\n",
+    )
+    .await;
+    let url = fixture_workload(&b, "ids").await;
+    let c = Client::connect(&url).await;
+    let session = c.session.clone().expect("session");
+    let post = |body: String, accept: &'static str| {
+        let http = c.http.clone();
+        let (url, session) = (url.clone(), session.clone());
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", accept)
+                .header("mcp-session-id", session)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("body"))
+        }
+    };
+    let both = "application/json, text/event-stream";
+
+    // No `"jsonrpc": "2.0"`: refused at once.
+    for body in [
+        r#"{"id":7,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"1.0","id":7,"method":"tools/list"}"#,
+    ] {
+        let (code, text) = post(body.to_owned(), both).await;
+        assert_eq!(code, 400, "{text}");
+        let err: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(err["error"]["code"], -32600, "{text}");
+        assert_eq!(err["id"], 7, "{text}");
+    }
+
+    // Integer ids of any size come back byte for byte, as JSON and as SSE.
+    let call = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"big"}}}}}}"#
+        )
+    };
+    for id in [
+        "12345678901234567890123",
+        "9007199254740993",
+        "-12345678901234567890123",
+    ] {
+        for accept in ["application/json", "text/event-stream"] {
+            let (code, text) = post(call(id), accept).await;
+            assert_eq!(code, 200, "{text}");
+            assert!(text.contains(&format!(r#""id":{id},"#)), "{accept}: {text}");
+            assert!(text.contains("echo: big"), "{text}");
+        }
+    }
+    let (code, text) = post(
+        r#"{"id":12345678901234567890123,"method":"tools/list"}"#.into(),
+        both,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(text.contains(r#""id":12345678901234567890123"#), "{text}");
+
+    // The legacy SSE transport too.
+    let base = url.trim_end_matches("/mcp").to_owned();
+    let resp = c.http.get(format!("{base}/sse")).send().await.expect("sse");
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let endpoint = loop {
+        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
+            break line.to_owned();
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the endpoint in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    buf.clear();
+    let send = |body: String| {
+        let http = c.http.clone();
+        let url = format!("{base}{endpoint}");
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("body"))
+        }
+    };
+    let (code, text) = send(r#"{"id":8,"method":"tools/list"}"#.into()).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("-32600"), "{text}");
+    let (code, _) = send(call("12345678901234567890123")).await;
+    assert_eq!(code, 202);
+    let answer = loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                break data.to_owned();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the answer in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    assert!(
+        answer.contains(r#""id":12345678901234567890123,"#),
+        "{answer}"
+    );
+    assert!(answer.contains("echo: big"), "{answer}");
+}

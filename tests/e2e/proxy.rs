@@ -818,3 +818,117 @@ async fn jsonrpc_version_and_ids_of_any_size() {
     );
     assert!(answer.contains("echo: big"), "{answer}");
 }
+
+/// Reads from `sock` until the peer closes the connection (or resets it);
+/// returns what arrived.
+async fn read_to_close(sock: &mut tokio::net::TcpStream, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(T, sock.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("timed out after {T:?} waiting for {what}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_limits_spare_open_streams() {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let toml =
+        "[proxy]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 2\nmax_body_bytes = 4096\n";
+    let b = Berth::start_with(root.path(), free_port(), toml).await;
+    let url = fixture_workload(&b, "lim").await;
+    let base = url.trim_end_matches("/mcp").to_owned();
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    // A legacy SSE session: its stream stays open and silent throughout.
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("{base}/sse")).send().await.expect("sse");
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let endpoint = loop {
+        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
+            break line.to_owned();
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the endpoint in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    buf.clear();
+
+    // A client that sends half its headers is disconnected.
+    let mut half = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    half.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let got = read_to_close(&mut half, "the half-sent request to be cut").await;
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got:?}");
+
+    // A declared body over the limit is 413 before any of it is sent.
+    let mut big = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    big.write_all(
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let got = read_to_close(&mut big, "the 413").await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
+
+    // A keep-alive connection with nothing in flight is closed once idle,
+    // after the idle limit (not the shorter header limit).
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let answered = std::time::Instant::now();
+    let got = read_to_close(&mut idle, "the idle connection to be closed").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got:?}");
+    assert!(
+        answered.elapsed() >= Duration::from_millis(1500),
+        "closed by the idle limit, not the header limit: {:?}",
+        answered.elapsed()
+    );
+
+    // The SSE stream, silent for longer than both limits, still works.
+    let status = http
+        .post(format!("{base}{endpoint}"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 202);
+    let answer = loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                break data.to_owned();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the answer in time")
+            .expect("the stream is still open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    let answer: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert!(answer["result"].is_object(), "{answer}");
+}

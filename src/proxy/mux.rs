@@ -8,6 +8,10 @@
 //! later sessions are answered from the cache, and when the server process
 //! is replaced (crash, restart) the cached handshake is replayed to the new
 //! one before traffic resumes, so client sessions survive it.
+//!
+//! A server's own request goes to one session under an id of 128 random
+//! bits, and only that session's answer goes back to the server. What a
+//! session's client has not read yet is bounded (see [`super::outbox`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

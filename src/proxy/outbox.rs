@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::sse;
 
 /// Bytes a session's client may leave unread before its streams are
-/// closed.
+/// closed (a single larger message is let through when nothing else is
+/// waiting).
 pub(crate) const SESSION_BUDGET: usize = 16 * 1024 * 1024;
 
 /// The unread bytes of one session (or of one session-less request).
@@ -129,7 +130,9 @@ impl Outbox {
         }
         let n = bytes.len();
         let before = b.queued.fetch_add(n, Ordering::SeqCst);
-        if before.saturating_add(n) > b.limit {
+        // One message larger than the whole budget still goes to a client
+        // that has read everything before it.
+        if before > 0 && before.saturating_add(n) > b.limit {
             b.release(n);
             let first = !b.exceeded.swap(true, Ordering::SeqCst);
             b.closed.cancel();
@@ -254,5 +257,22 @@ mod tests {
         drop(stream);
         assert_eq!(budget.queued(), 0);
         assert_eq!(tx.send_frame(frame, false), Err(SendError::Closed));
+    }
+
+    #[tokio::test]
+    async fn one_message_larger_than_the_budget_passes_when_nothing_waits() {
+        let budget = Budget::new(100);
+        let (tx, inbox) = Outbox::channel(budget.clone());
+        let mut stream = Box::pin(inbox.into_stream(None, None, ()));
+        let huge = Bytes::from(vec![b'a'; 1000]);
+        assert_eq!(tx.send_frame(huge.clone(), false), Ok(()));
+        assert_eq!(stream.next().await.unwrap().unwrap(), huge);
+        assert_eq!(tx.send_frame(huge.clone(), false), Ok(()));
+        // Unread, it leaves no room for anything else.
+        assert_eq!(
+            tx.send_frame(Bytes::from_static(b"x"), false),
+            Err(SendError::Exceeded { first: true })
+        );
+        assert!(stream.next().await.unwrap().is_err());
     }
 }

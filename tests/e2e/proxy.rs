@@ -598,11 +598,6 @@ async fn only_the_asked_session_answers_a_server_request() {
     let asked = next_sse_message(&mut body, &mut buf).await;
     assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
     let id = asked["id"].as_str().expect("a string id").to_owned();
-    let random = id.strip_prefix("berth-").expect("berth's prefix");
-    assert!(
-        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
-        "the id carries 128 random bits: {id}"
-    );
 
     // The other session knows the id (as an eavesdropper would) and
     // answers first: refused, and the request stays A's.
@@ -624,6 +619,13 @@ async fn only_the_asked_session_answers_a_server_request() {
         .await
         .expect("post");
     assert_eq!(anonymous.status(), 400);
+
+    // The id cannot be guessed from the ones before it.
+    let random = id.strip_prefix("berth-").expect("berth's prefix");
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the id carries 128 random bits: {id}"
+    );
 
     // A's own answer completes A's call.
     a.notify(answer("genuine")).await;

@@ -8,8 +8,10 @@
 //! server is re-attached behind the same URL and client sessions continue.
 
 mod jsonrpc;
+mod listener;
 pub mod middleware;
 pub(crate) mod mux;
+mod outbox;
 mod reverse;
 mod sse;
 mod streamable;
@@ -25,7 +27,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::serve::ListenerExt;
 use berth_runtime_api::StdioHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -45,8 +46,17 @@ pub struct ProxyConfig {
     /// Seconds a request may wait for the server's answer before the client
     /// gets a JSON-RPC timeout error (and the server a cancellation).
     pub request_timeout_secs: u64,
-    /// Largest request body accepted, in bytes; larger ones get 413.
+    /// Largest request body accepted, in bytes; larger ones get 413 (a
+    /// declared `Content-Length` above it before the body is read). Applies
+    /// to every proxy, HTTP and remote workloads included.
     pub max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers, counted from
+    /// the request's first byte; the connection is closed after that.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay open with no request in
+    /// flight. A connection still receiving a response (an open SSE stream)
+    /// is never idle.
+    pub idle_timeout_secs: u64,
     /// Origins (e.g. `https://app.example.com`) and host names allowed to
     /// reach a proxy bound to loopback, besides `localhost` and loopback
     /// addresses. Others are refused, against DNS rebinding.
@@ -64,6 +74,8 @@ impl Default for ProxyConfig {
         Self {
             request_timeout_secs: 60,
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 120,
             allowed_origins: Vec::new(),
             session_ttl_secs: 2 * 60 * 60,
             health_interval_secs: 30,
@@ -88,6 +100,13 @@ impl ProxyConfig {
     /// The per-request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    fn limits(&self) -> listener::Limits {
+        listener::Limits {
+            header_read: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            idle: Duration::from_secs(self.idle_timeout_secs.max(1)),
+        }
     }
 }
 
@@ -180,11 +199,7 @@ impl Proxies {
         self.stop(name).await;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| ProxyError::Bind { addr, source })?
-            // Small JSON-RPC replies must not wait for Nagle's algorithm.
-            .tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
+            .map_err(|source| ProxyError::Bind { addr, source })?;
         let upstream = match http {
             Some(target) => Upstream::Http(target),
             None => Upstream::Stdio(Mux::new(
@@ -195,7 +210,7 @@ impl Proxies {
         };
         let stop = CancellationToken::new();
         let app = router(name, &upstream, chain, &self.config);
-        let token = stop.clone();
+        let (token, limits) = (stop.clone(), self.config.limits());
         let mut tasks = vec![];
         if let Upstream::Stdio(mux) = &upstream {
             let (mux, token, ttl) = (
@@ -215,12 +230,7 @@ impl Proxies {
         let span = info_span!("proxy", workload = %name, %addr);
         let task = tokio::spawn(
             async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
-                if let Err(err) = served {
-                    warn!(error = %err, "Proxy stopped with an error.");
-                }
+                listener::serve(listener, app, limits, token).await;
                 for t in tasks {
                     t.abort();
                 }
@@ -331,7 +341,7 @@ pub fn router(
         }
         Upstream::Http(target) => Router::new()
             .fallback(any(reverse::forward))
-            .with_state(reverse::ReverseState::new(target)),
+            .with_state(reverse::ReverseState::new(target, config.max_body_bytes)),
     };
     // Checked when the configuration was loaded; an invalid list allows
     // only loopback origins.
@@ -342,7 +352,35 @@ pub fn router(
     );
     routes
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.max_body_bytes,
+            check_length,
+        ))
         .layer(axum::middleware::from_fn_with_state(guard, check_origin))
+}
+
+/// Refuses a request whose declared `Content-Length` is over the limit
+/// before any of its body is read.
+async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large(max);
+    }
+    next.run(req).await
+}
+
+/// The 413 answer to a body over `max` bytes.
+pub(crate) fn too_large(max: usize) -> Response {
+    let body = jsonrpc::error(
+        serde_json::Value::Null,
+        jsonrpc::INVALID_REQUEST,
+        format!("the request body is larger than {max} bytes"),
+    );
+    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
 }
 
 async fn health(mux: Mux) -> Response {

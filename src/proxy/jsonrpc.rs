@@ -1,5 +1,7 @@
 //! JSON-RPC 2.0 message shapes as the proxy sees them, and MCP constants.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// The stateless MCP revision: no handshake, per-request `_meta`.
@@ -66,6 +68,70 @@ pub(crate) fn kind(msg: &Value) -> Kind {
         (None, true) if obj.contains_key("result") || obj.contains_key("error") => Kind::Response,
         _ => Kind::Invalid,
     }
+}
+
+/// Refuses a client message that does not say `"jsonrpc": "2.0"`.
+pub(crate) fn check_version(msg: &Value) -> Result<(), &'static str> {
+    match msg.get("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => Ok(()),
+        _ if !msg.is_object() => Ok(()), // not a message at all: `kind` says so
+        _ => Err("`jsonrpc` must be \"2.0\""),
+    }
+}
+
+/// The `id` of a message if it is a valid one (string or number), else null.
+pub(crate) fn id_of(msg: &Value) -> Value {
+    msg.get("id")
+        .filter(|id| id.is_string() || id.is_number())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The `id` of a client message exactly as the client wrote it, if `body`
+/// is one JSON object with an `id`.
+///
+/// A [`Value`] keeps integers only up to 64 bits (larger ones become
+/// floats, which do not print as they were written); this text goes back in
+/// the answer instead, so every id is echoed byte for byte.
+pub(crate) fn raw_id(body: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Box<RawValue>>,
+    }
+    serde_json::from_slice::<IdOnly>(body).ok()?.id
+}
+
+/// `msg` as JSON; a numeric `id` is written as `raw` (the client's own
+/// text of it, see [`raw_id`]) when that is a number too.
+pub(crate) fn encode(msg: &Value, raw: Option<&RawValue>) -> Vec<u8> {
+    /// A message whose `id` is written from raw text.
+    struct WithId<'a>(&'a Map<String, Value>, &'a RawValue);
+
+    impl Serialize for WithId<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(self.0.len()))?;
+            for (k, v) in self.0 {
+                if k == "id" {
+                    map.serialize_entry(k, self.1)?;
+                } else {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+            map.end()
+        }
+    }
+
+    let numeric = |t: &str| t.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+    let encoded = match (msg.as_object(), raw) {
+        (Some(obj), Some(raw))
+            if obj.get("id").is_some_and(Value::is_number) && numeric(raw.get()) =>
+        {
+            serde_json::to_vec(&WithId(obj, raw))
+        }
+        _ => serde_json::to_vec(msg),
+    };
+    // A `Value` with string keys always encodes; the raw id is valid JSON.
+    encoded.unwrap_or_default()
 }
 
 /// The `method` of a message, or "".
@@ -150,6 +216,56 @@ mod tests {
         );
         check(json!([1]), Kind::Invalid);
         check(json!({"jsonrpc":"2.0","id":1}), Kind::Invalid);
+    }
+
+    #[test]
+    fn versions() {
+        assert!(check_version(&json!({"jsonrpc": "2.0", "id": 1, "method": "x"})).is_ok());
+        for bad in [
+            json!({"id": 1, "method": "x"}),
+            json!({"jsonrpc": "1.0", "id": 1, "method": "x"}),
+            json!({"jsonrpc": 2.0, "id": 1, "method": "x"}),
+        ] {
+            assert!(check_version(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_go_back_as_written() {
+        let check = |body: &str, expected_id: &str| {
+            let msg: Value = serde_json::from_str(body).unwrap();
+            let raw = raw_id(body.as_bytes());
+            let answer = result(msg["id"].clone(), json!({}));
+            let out = String::from_utf8(encode(&answer, raw.as_deref())).unwrap();
+            assert_eq!(
+                out,
+                format!(r#"{{"jsonrpc":"2.0","id":{expected_id},"result":{{}}}}"#),
+                "{body}"
+            );
+        };
+        for id in [
+            "12345678901234567890123",
+            "9007199254740993",
+            "-98765432109876543210",
+            "1",
+            "1.5",
+            "\"s\"",
+        ] {
+            check(
+                &format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"x"}}"#),
+                id,
+            );
+        }
+        // A Value alone would have printed a float.
+        let v: Value = serde_json::from_str("12345678901234567890123").unwrap();
+        assert_ne!(v.to_string(), "12345678901234567890123");
+        // No raw id, or a message without a numeric id: plain encoding.
+        assert_eq!(encode(&json!({"id": 1}), None), br#"{"id":1}"#);
+        let raw = raw_id(br#"{"id":7}"#);
+        assert_eq!(
+            encode(&json!({"id": "x"}), raw.as_deref()),
+            br#"{"id":"x"}"#
+        );
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! later sessions are answered from the cache, and when the server process
 //! is replaced (crash, restart) the cached handshake is replayed to the new
 //! one before traffic resumes, so client sessions survive it.
+//!
+//! A server's own request goes to one session under an id of 128 random
+//! bits, and only that session's answer goes back to the server. What a
+//! session's client has not read yet is bounded (see [`super::outbox`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 
 use super::jsonrpc::{self, Kind};
+use super::outbox::{Budget, Inbox, Outbox, SESSION_BUDGET, SendError};
 
 /// A session id (a UUID string).
 pub(crate) type SessionId = Arc<str>;
@@ -56,7 +61,7 @@ struct Pending {
     client_key: Option<String>,
     progress_key: Option<String>,
     reply: oneshot::Sender<Value>,
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
     generation: u64,
 }
 
@@ -69,11 +74,13 @@ struct ServerRequest {
 struct Progress {
     original: Value,
     session: Option<SessionId>,
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
 }
 
 struct Session {
-    stream: Option<mpsc::Sender<Value>>,
+    stream: Option<Outbox>,
+    /// The bytes its client left unread, over all its streams.
+    budget: Arc<Budget>,
     last_seen: Instant,
     in_flight: usize,
 }
@@ -214,6 +221,7 @@ impl Mux {
             id.clone(),
             Session {
                 stream: None,
+                budget: Budget::new(SESSION_BUDGET),
                 last_seen: Instant::now(),
                 in_flight: 0,
             },
@@ -230,6 +238,7 @@ impl Mux {
             .entry(id.clone())
             .or_insert_with(|| Session {
                 stream: None,
+                budget: Budget::new(SESSION_BUDGET),
                 last_seen: Instant::now(),
                 in_flight: 0,
             });
@@ -245,21 +254,53 @@ impl Mux {
     }
 
     /// The stream of `session`, if it has one open.
-    pub(crate) fn stream_of(&self, session: &SessionId) -> Option<mpsc::Sender<Value>> {
+    pub(crate) fn stream_of(&self, session: &SessionId) -> Option<Outbox> {
         self.state()
             .sessions
             .get(session)
             .and_then(|s| s.stream.clone())
     }
 
-    /// Sets the stream unsolicited messages of `session` go to (GET /mcp, SSE).
-    pub(crate) fn set_stream(&self, session: &SessionId, tx: mpsc::Sender<Value>) -> bool {
-        match self.state().sessions.get_mut(session) {
+    /// Opens the stream unsolicited messages of `session` go to (GET /mcp,
+    /// SSE), in place of any earlier one.
+    pub(crate) fn open_stream(&self, session: &SessionId) -> Option<Inbox> {
+        let mut state = self.state();
+        let s = state.sessions.get_mut(session)?;
+        let (tx, rx) = Outbox::channel(s.budget.clone());
+        s.stream = Some(tx);
+        Some(rx)
+    }
+
+    /// A stream for the answer of one request of `session` (charged to the
+    /// session's budget), or of a session-less request (its own budget).
+    pub(crate) fn request_stream(&self, session: Option<&SessionId>) -> (Outbox, Inbox) {
+        let budget = session
+            .and_then(|s| self.state().sessions.get(s).map(|s| s.budget.clone()))
+            .unwrap_or_else(|| Budget::new(SESSION_BUDGET));
+        Outbox::channel(budget)
+    }
+
+    /// Handles a send to a client stream that failed: when it exhausted
+    /// the budget of a session, that session is closed (its streams end
+    /// with an error); the other sessions go on.
+    pub(crate) fn undelivered(&self, session: Option<&SessionId>, err: SendError) {
+        let SendError::Exceeded { first: true } = err else {
+            return;
+        };
+        match session {
             Some(s) => {
-                s.stream = Some(tx);
-                true
+                warn!(workload = %self.inner.name, limit = SESSION_BUDGET, "Closed a client session that left too much unread.");
+                self.note(&format!(
+                    "closed a client session: it left more than {SESSION_BUDGET} bytes unread"
+                ));
+                self.close_session(s);
             }
-            None => false,
+            None => {
+                warn!(workload = %self.inner.name, limit = SESSION_BUDGET, "Closed the stream of a request whose client left too much unread.");
+                self.note(&format!(
+                    "closed the stream of a session-less request: its client left more than {SESSION_BUDGET} bytes unread"
+                ));
+            }
         }
     }
 
@@ -522,7 +563,8 @@ impl Mux {
 
     fn server_request(&self, mut msg: Value, generation: u64) {
         let upstream_id = msg["id"].clone();
-        let state = &mut *self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         if jsonrpc::method(&msg) == "ping" {
             let pong = jsonrpc::result(upstream_id, json!({}));
             self.send_upstream(state, &pong);
@@ -565,29 +607,36 @@ impl Mux {
             self.send_upstream(state, &err);
             return;
         };
-        let proxy_id = format!("berth-{}", self.next_id());
+        let proxy_id = server_request_id();
         msg["id"] = Value::String(proxy_id.clone());
-        if stream.try_send(msg).is_ok() {
-            state.server_requests.insert(
-                proxy_id,
-                ServerRequest {
-                    session,
+        match stream.send(&msg) {
+            Ok(()) => {
+                state.server_requests.insert(
+                    proxy_id,
+                    ServerRequest {
+                        session,
+                        upstream_id,
+                        generation,
+                    },
+                );
+            }
+            Err(why) => {
+                let err = jsonrpc::error(
                     upstream_id,
-                    generation,
-                },
-            );
-        } else {
-            let err = jsonrpc::error(
-                upstream_id,
-                jsonrpc::INTERNAL_ERROR,
-                "the client's stream is full or closed",
-            );
-            self.send_upstream(state, &err);
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("cannot reach the client: {why}"),
+                );
+                self.send_upstream(state, &err);
+                drop(guard);
+                self.undelivered(Some(&session), why);
+            }
         }
     }
 
     fn server_notification(&self, mut msg: Value) {
         let state = self.state();
+        // Sends that failed, with the session whose stream it was.
+        let mut failed: Vec<(Option<SessionId>, SendError)> = Vec::new();
         match jsonrpc::method(&msg) {
             "notifications/progress" => {
                 let token = msg["params"]["progressToken"].to_string();
@@ -602,8 +651,10 @@ impl Mux {
                         .and_then(|s| state.sessions.get(s))
                         .and_then(|s| s.stream.clone())
                 });
-                if let Some(tx) = stream {
-                    let _ = tx.try_send(msg);
+                if let Some(tx) = stream
+                    && let Err(why) = tx.send(&msg)
+                {
+                    failed.push((route.session.clone(), why));
                 }
             }
             "notifications/cancelled" => {
@@ -619,20 +670,28 @@ impl Mux {
                         .sessions
                         .get(&r.session)
                         .and_then(|s| s.stream.clone())
+                        && let Err(why) = tx.send(&msg)
                     {
-                        let _ = tx.try_send(msg);
+                        failed.push((Some(r.session.clone()), why));
                     }
                 }
             }
             _ => {
                 // Server-wide events (list changes, resource updates, log
                 // messages) concern every client of this server.
-                for s in state.sessions.values() {
-                    if let Some(tx) = &s.stream {
-                        let _ = tx.try_send(msg.clone());
+                let frame = super::sse::frame(&msg);
+                for (id, s) in &state.sessions {
+                    if let Some(tx) = &s.stream
+                        && let Err(why) = tx.send_frame(frame.clone(), false)
+                    {
+                        failed.push((Some(id.clone()), why));
                     }
                 }
             }
+        }
+        drop(state);
+        for (session, why) in failed {
+            self.undelivered(session.as_ref(), why);
         }
     }
 
@@ -783,7 +842,7 @@ impl Mux {
         &self,
         session: Option<&SessionId>,
         msg: Value,
-        stream: Option<mpsc::Sender<Value>>,
+        stream: Option<Outbox>,
     ) -> Value {
         if let Err(why) = self.ready().await {
             return jsonrpc::error(msg["id"].clone(), jsonrpc::REQUEST_TIMEOUT, why);
@@ -797,7 +856,7 @@ impl Mux {
         &self,
         session: Option<SessionId>,
         mut msg: Value,
-        stream: Option<mpsc::Sender<Value>>,
+        stream: Option<Outbox>,
         handshake: bool,
     ) -> Value {
         let original_id = msg.get("id").cloned().unwrap_or(Value::Null);
@@ -943,20 +1002,34 @@ impl Mux {
     }
 
     /// A client's answer to a server request: back to the server with the
-    /// server's own id.
-    pub(crate) fn respond(&self, session: Option<&SessionId>, mut msg: Value) {
+    /// server's own id. Only the session the request was routed to may
+    /// answer it; an answer from any other session (or from none) is
+    /// refused and the request stays pending for the right one.
+    pub(crate) fn respond(
+        &self,
+        session: Option<&SessionId>,
+        mut msg: Value,
+    ) -> Result<(), RespondError> {
         let mut state = self.state();
-        let Some(proxy_id) = msg["id"].as_str().map(str::to_owned) else {
-            return;
+        let proxy_id = msg["id"].as_str().ok_or(RespondError::Unknown)?;
+        let Some(r) = state.server_requests.get(proxy_id) else {
+            return Err(RespondError::Unknown);
         };
-        let Some(r) = state.server_requests.remove(&proxy_id) else {
-            return;
+        if session != Some(&r.session) {
+            // Refused exactly like an unknown id: the answer reveals
+            // nothing about the other sessions.
+            warn!(workload = %self.inner.name, "Refused an answer to a server request from a session it was not sent to.");
+            return Err(RespondError::Unknown);
+        }
+        let Some(r) = state.server_requests.remove(proxy_id) else {
+            return Err(RespondError::Unknown);
         };
-        if session.is_some_and(|s| *s != r.session) || r.generation != state.generation {
-            return;
+        if r.generation != state.generation {
+            return Err(RespondError::Stale);
         }
         msg["id"] = r.upstream_id;
         self.send_upstream(&state, &msg);
+        Ok(())
     }
 
     /// Health probe: an MCP `ping` to the server.
@@ -1008,6 +1081,24 @@ async fn write_loop(
             return;
         }
     }
+}
+
+/// The id berth gives a server request on its way to a client: 128 random
+/// bits, so that no other client can guess it and answer in its place.
+fn server_request_id() -> String {
+    let bits: u128 = rand::random();
+    format!("berth-{bits:032x}")
+}
+
+/// Why a client's answer to a server request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RespondError {
+    /// No server request with this id awaits an answer from this session.
+    #[error("no request of the server awaits this answer in this session")]
+    Unknown,
+    /// The server process that asked has been replaced.
+    #[error("the MCP server that asked has restarted; its request is void")]
+    Stale,
 }
 
 /// A random UUID v4 string.

@@ -152,11 +152,14 @@ pub(crate) struct ReverseState {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     target: Arc<HttpTarget>,
     host: HeaderValue,
+    /// Largest request body forwarded, in bytes.
+    max_body: usize,
 }
 
 impl ReverseState {
-    /// A proxy to `target`.
-    pub(crate) fn new(target: &HttpTarget) -> Self {
+    /// A proxy to `target` that forwards request bodies of up to
+    /// `max_body` bytes.
+    pub(crate) fn new(target: &HttpTarget, max_body: usize) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -173,6 +176,7 @@ impl ReverseState {
             client: Client::builder(TokioExecutor::new()).build(connector),
             host: HeaderValue::from_str(&target.authority).expect("authorities are valid headers"),
             target: Arc::new(target.clone()),
+            max_body,
         }
     }
 }
@@ -224,8 +228,12 @@ pub(crate) async fn forward(State(s): State<ReverseState>, mut req: Request) -> 
             headers.insert(name.clone(), value.clone());
         }
     }
+    // A body without a declared length (chunked) is cut at the limit; one
+    // with a declared length over it never gets here (`check_length`).
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, s.max_body)));
     match s.client.request(req).await {
         Ok(resp) => resp.map(Body::new),
+        Err(err) if over_limit(&err) => super::too_large(s.max_body),
         Err(err) => {
             let why = std::error::Error::source(&err)
                 .map_or_else(|| err.to_string(), |src| format!("{err}: {src}"));
@@ -236,6 +244,18 @@ pub(crate) async fn forward(State(s): State<ReverseState>, mut req: Request) -> 
                 .into_response()
         }
     }
+}
+
+/// Whether a forwarding failed because the client's body was over the limit.
+fn over_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

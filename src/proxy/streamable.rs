@@ -10,12 +10,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::jsonrpc::{self, Kind};
 use super::middleware::{self, Chain};
-use super::mux::{Mux, SessionId};
+use super::mux::{Mux, RespondError, SessionId};
+use super::outbox::Outbox;
 use super::sse;
 
 /// How long an SSE stream may stay silent before a keep-alive comment.
@@ -37,7 +38,7 @@ impl StdioState {
         &self,
         session: Option<&SessionId>,
         mut msg: Value,
-        events: Option<mpsc::Sender<Value>>,
+        events: Option<Outbox>,
         headers: &HeaderMap,
     ) -> Value {
         let Some(chain) = &self.chain else {
@@ -54,12 +55,29 @@ impl StdioState {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).expect("JSON values encode");
+    reply(status, body, None)
+}
+
+/// A JSON answer to a client message whose id was written as `raw`: the id
+/// goes back exactly as the client wrote it.
+fn reply(status: StatusCode, body: &Value, raw: Option<&RawValue>) -> Response {
+    let bytes = jsonrpc::encode(body, raw);
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
 fn rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Response {
     json_response(status, &jsonrpc::error(id, code, message))
+}
+
+/// A JSON-RPC error answering a client message whose id was written as `raw`.
+fn rpc_error_to(
+    status: StatusCode,
+    id: Value,
+    raw: Option<&RawValue>,
+    code: i64,
+    message: &str,
+) -> Response {
+    reply(status, &jsonrpc::error(id, code, message), raw)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -103,12 +121,24 @@ pub(crate) async fn post_mcp(
         Ok(m) => m,
         Err(resp) => return *resp,
     };
+    let raw = jsonrpc::raw_id(&body);
+    let raw = raw.as_deref();
     let session_header = header_str(&headers, "mcp-session-id");
     let version = header_str(&headers, "mcp-protocol-version");
-    match jsonrpc::kind(&msg) {
-        Kind::Invalid => rpc_error(
+    if let Err(why) = jsonrpc::check_version(&msg) {
+        return rpc_error_to(
             StatusCode::BAD_REQUEST,
-            msg.get("id").cloned().unwrap_or(Value::Null),
+            jsonrpc::id_of(&msg),
+            raw,
+            jsonrpc::INVALID_REQUEST,
+            why,
+        );
+    }
+    match jsonrpc::kind(&msg) {
+        Kind::Invalid => rpc_error_to(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::id_of(&msg),
+            raw,
             jsonrpc::INVALID_REQUEST,
             "not a JSON-RPC 2.0 request, notification or response",
         ),
@@ -122,12 +152,15 @@ pub(crate) async fn post_mcp(
             };
             if jsonrpc::kind(&msg) == Kind::Notification {
                 s.mux.notify(session.as_ref(), msg);
-            } else {
-                s.mux.respond(session.as_ref(), msg);
+                return StatusCode::ACCEPTED.into_response();
             }
-            StatusCode::ACCEPTED.into_response()
+            let id = msg["id"].clone();
+            match s.mux.respond(session.as_ref(), msg) {
+                Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(why) => refused_answer(id, why),
+            }
         }
-        Kind::Request if jsonrpc::is_modern(&msg, version) => modern(&s, &headers, msg).await,
+        Kind::Request if jsonrpc::is_modern(&msg, version) => modern(&s, &headers, msg, raw).await,
         Kind::Request if jsonrpc::method(&msg) == "initialize" => {
             let session = match session_header {
                 Some(id) if is_uuid(id) && !s.mux.was_closed(id) => s.mux.adopt_session(id),
@@ -136,9 +169,9 @@ pub(crate) async fn post_mcp(
             let answer = s.mux.initialize(msg).await;
             if answer.get("error").is_some() {
                 s.mux.close_session(&session);
-                return json_response(StatusCode::OK, &answer);
+                return reply(StatusCode::OK, &answer, raw);
             }
-            let mut resp = json_response(StatusCode::OK, &answer);
+            let mut resp = reply(StatusCode::OK, &answer, raw);
             if let Ok(v) = HeaderValue::from_str(&session) {
                 resp.headers_mut().insert("mcp-session-id", v);
             }
@@ -148,11 +181,19 @@ pub(crate) async fn post_mcp(
             let session = match session_header {
                 Some(id) => match lookup(&s.mux, id) {
                     Some(sess) => Some(sess),
-                    None => return session_not_found(msg["id"].clone()),
+                    None => {
+                        return rpc_error_to(
+                            StatusCode::NOT_FOUND,
+                            msg["id"].clone(),
+                            raw,
+                            jsonrpc::SESSION_NOT_FOUND,
+                            "session not found",
+                        );
+                    }
                 },
                 None => None,
             };
-            forward(&s, session, msg, &headers, None).await
+            forward(&s, session, msg, raw, &headers, None).await
         }
     }
 }
@@ -174,6 +215,16 @@ fn is_uuid(id: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A client's answer to a server request that berth does not pass on.
+fn refused_answer(id: Value, why: RespondError) -> Response {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        id,
+        jsonrpc::INVALID_REQUEST,
+        &why.to_string(),
+    )
+}
+
 fn session_not_found(id: Value) -> Response {
     rpc_error(
         StatusCode::NOT_FOUND,
@@ -189,6 +240,7 @@ async fn forward(
     s: &StdioState,
     session: Option<SessionId>,
     msg: Value,
+    raw: Option<&RawValue>,
     headers: &HeaderMap,
     server_info: Option<Value>,
 ) -> Response {
@@ -210,9 +262,10 @@ async fn forward(
                 status = StatusCode::NOT_FOUND;
             }
         }
-        return json_response(status, &answer);
+        return reply(status, &answer, raw);
     }
-    let (tx, rx) = mpsc::channel::<Value>(64);
+    let raw = raw.map(ToOwned::to_owned);
+    let (tx, inbox) = s.mux.request_stream(session.as_ref());
     let state = s.clone();
     let headers = headers.clone();
     let events = tx.clone();
@@ -223,11 +276,14 @@ async fn forward(
         if server_info.is_some() {
             super::mux::modernize(&mut answer, &method, server_info.as_ref());
         }
-        let _ = tx.send(answer).await;
+        let answer = sse::frame_json(&jsonrpc::encode(&answer, raw.as_deref()));
+        if let Err(why) = tx.send_frame(answer, true) {
+            state.mux.undelivered(session.as_ref(), why);
+        }
     });
     // The request is abandoned (and cancelled upstream) if the client goes away.
     let guard = AbortOnDrop(task);
-    sse::response(final_stream(rx, guard))
+    sse::response(inbox.into_stream(None, None, guard))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -238,23 +294,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Frames from `rx` until the final answer (a response) has been sent.
-fn final_stream(
-    rx: mpsc::Receiver<Value>,
-    guard: AbortOnDrop,
-) -> impl futures::Stream<Item = Bytes> + Send + 'static {
-    futures::stream::unfold(Some((rx, guard)), |state| async move {
-        let (mut rx, guard) = state?;
-        let msg = rx.recv().await?;
-        let done = jsonrpc::kind(&msg) == Kind::Response;
-        let next = if done { None } else { Some((rx, guard)) };
-        Some((sse::frame(&msg), next))
-    })
-}
-
 /// A stateless-revision request: no session; `server/discover` is answered
 /// by berth from the server's handshake.
-async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
+async fn modern(
+    s: &StdioState,
+    headers: &HeaderMap,
+    msg: Value,
+    raw: Option<&RawValue>,
+) -> Response {
     let id = msg["id"].clone();
     let meta = jsonrpc::meta(&msg);
     let version = meta
@@ -264,9 +311,10 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
     if let (Some(h), Some(v)) = (header, version)
         && h != v
     {
-        return rpc_error(
+        return rpc_error_to(
             StatusCode::BAD_REQUEST,
             id,
+            raw,
             jsonrpc::HEADER_MISMATCH,
             &format!(
                 "MCP-Protocol-Version header {h} does not match the request's _meta version {v}"
@@ -274,9 +322,10 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
         );
     }
     let Some(version) = version else {
-        return rpc_error(
+        return rpc_error_to(
             StatusCode::BAD_REQUEST,
             id,
+            raw,
             jsonrpc::INVALID_PARAMS,
             "a 2026-07-28 request needs `io.modelcontextprotocol/protocolVersion` in params._meta",
         );
@@ -289,12 +338,13 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
         );
         err["error"]["data"] =
             json!({"supported": [jsonrpc::MODERN_VERSION], "requested": version});
-        return json_response(StatusCode::BAD_REQUEST, &err);
+        return reply(StatusCode::BAD_REQUEST, &err, raw);
     }
     if meta.is_none_or(|m| !m.contains_key(jsonrpc::META_CLIENT_CAPABILITIES)) {
-        return rpc_error(
+        return rpc_error_to(
             StatusCode::BAD_REQUEST,
             id,
+            raw,
             jsonrpc::MISSING_CAPABILITIES,
             "a 2026-07-28 request needs `io.modelcontextprotocol/clientCapabilities` in params._meta",
         );
@@ -302,9 +352,10 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
     let init = match s.mux.init_result().await {
         Ok(r) => r,
         Err(why) => {
-            return json_response(
+            return reply(
                 StatusCode::OK,
                 &jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, why),
+                raw,
             );
         }
     };
@@ -324,7 +375,7 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
             result["serverInfo"] = info.clone();
             result["_meta"] = json!({jsonrpc::META_SERVER_INFO: info});
         }
-        return json_response(StatusCode::OK, &jsonrpc::result(id, result));
+        return reply(StatusCode::OK, &jsonrpc::result(id, result), raw);
     }
     let mut msg = msg;
     jsonrpc::strip_modern_meta(&mut msg);
@@ -332,6 +383,7 @@ async fn modern(s: &StdioState, headers: &HeaderMap, msg: Value) -> Response {
         s,
         None,
         msg,
+        raw,
         headers,
         Some(server_info.unwrap_or(Value::Null)),
     )
@@ -354,9 +406,10 @@ pub(crate) async fn get_mcp(State(s): State<StdioState>, headers: HeaderMap) -> 
     let Some(session) = lookup(&s.mux, id) else {
         return session_not_found(Value::Null);
     };
-    let (tx, rx) = mpsc::channel(256);
-    s.mux.set_stream(&session, tx);
-    sse::response(sse::channel_stream(None, rx, KEEPALIVE, ()))
+    let Some(inbox) = s.mux.open_stream(&session) else {
+        return session_not_found(Value::Null);
+    };
+    sse::response(inbox.into_stream(None, Some(KEEPALIVE), ()))
 }
 
 /// `DELETE /mcp`: ends a session.
@@ -383,11 +436,12 @@ impl Drop for CloseOnDrop {
 /// `GET /sse`: opens a legacy SSE session.
 pub(crate) async fn get_sse(State(s): State<StdioState>) -> Response {
     let session = s.mux.open_session();
-    let (tx, rx) = mpsc::channel(256);
-    s.mux.set_stream(&session, tx);
+    let Some(inbox) = s.mux.open_stream(&session) else {
+        return session_not_found(Value::Null);
+    };
     let endpoint = sse::event("endpoint", &format!("/messages?session_id={session}"));
     let guard = CloseOnDrop(s.mux.clone(), session);
-    sse::response(sse::channel_stream(Some(endpoint), rx, KEEPALIVE, guard))
+    sse::response(inbox.into_stream(Some(endpoint), Some(KEEPALIVE), guard))
 }
 
 /// Query of `POST /messages`.
@@ -421,17 +475,33 @@ pub(crate) async fn post_messages(
         Ok(m) => m,
         Err(resp) => return *resp,
     };
+    let raw = jsonrpc::raw_id(&body);
+    if let Err(why) = jsonrpc::check_version(&msg) {
+        return rpc_error_to(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::id_of(&msg),
+            raw.as_deref(),
+            jsonrpc::INVALID_REQUEST,
+            why,
+        );
+    }
     match jsonrpc::kind(&msg) {
         Kind::Invalid => {
-            return rpc_error(
+            return rpc_error_to(
                 StatusCode::BAD_REQUEST,
-                Value::Null,
+                jsonrpc::id_of(&msg),
+                raw.as_deref(),
                 jsonrpc::INVALID_REQUEST,
                 "not a JSON-RPC 2.0 message",
             );
         }
         Kind::Notification => s.mux.notify(Some(&session), msg),
-        Kind::Response => s.mux.respond(Some(&session), msg),
+        Kind::Response => {
+            let id = msg["id"].clone();
+            if let Err(why) = s.mux.respond(Some(&session), msg) {
+                return refused_answer(id, why);
+            }
+        }
         Kind::Request => {
             tokio::spawn(async move {
                 let answer = if jsonrpc::method(&msg) == "initialize" {
@@ -440,7 +510,10 @@ pub(crate) async fn post_messages(
                     s.request(Some(&session), msg, Some(stream.clone()), &headers)
                         .await
                 };
-                let _ = stream.send(answer).await;
+                let answer = sse::frame_json(&jsonrpc::encode(&answer, raw.as_deref()));
+                if let Err(why) = stream.send_frame(answer, false) {
+                    s.mux.undelivered(Some(&session), why);
+                }
             });
         }
     }

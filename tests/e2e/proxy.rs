@@ -532,3 +532,405 @@ async fn progress_cancellation_timeouts_and_crashes() {
         assert!(log.contains(needle), "proxy-logs lacks {needle:?}:\n{log}");
     }
 }
+
+/// Starts the fixture server `name` under `b` and returns its `/mcp` URL.
+async fn fixture_workload(b: &Berth, name: &str) -> String {
+    let (code, body) = b
+        .post("/workloads", json!({"name": name, "image": mcp_echo()}))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(name, "running").await;
+    let port = serde_json::from_str::<Value>(&body).expect("json")["port"]
+        .as_u64()
+        .expect("port");
+    format!("http://127.0.0.1:{port}/mcp")
+}
+
+/// Reads SSE frames from `body` until one carries a JSON message; returns it.
+async fn next_sse_message(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+) -> Value {
+    use futures::StreamExt;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let data: String = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            if let Ok(msg) = serde_json::from_str(&data) {
+                return msg;
+            }
+        }
+        let chunk = tokio::time::timeout(T, body.next())
+            .await
+            .expect("an SSE frame in time")
+            .expect("the stream is open")
+            .expect("a chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_asked_session_answers_a_server_request() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = fixture_workload(&b, "ask").await;
+    let a = Client::connect(&url).await;
+    let mut other = Client::connect(&url).await;
+
+    // A calls a tool that asks A's client for a completion; the request
+    // reaches A on the stream of A's call.
+    let resp = a
+        .http
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", a.session.clone().expect("session"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "sample", "arguments": {"prompt": "hello"}}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let asked = next_sse_message(&mut body, &mut buf).await;
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    let id = asked["id"].as_str().expect("a string id").to_owned();
+
+    // The other session knows the id (as an eavesdropper would) and
+    // answers first: refused, and the request stays A's.
+    let answer = |text: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant",
+            "content": {"type": "text", "text": text}, "model": "m"}})
+    };
+    let forged = other.post(&answer("forged")).await;
+    let status = forged.status();
+    let text = forged.text().await.expect("body");
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("-32600"), "{text}");
+    // Without a session, nobody may answer either.
+    let anonymous = reqwest::Client::new()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&answer("anonymous"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), 400);
+
+    // The id cannot be guessed from the ones before it.
+    let random = id.strip_prefix("berth-").expect("berth's prefix");
+    assert!(
+        random.len() == 32 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "the id carries 128 random bits: {id}"
+    );
+
+    // A's own answer completes A's call.
+    a.notify(answer("genuine")).await;
+    let done = next_sse_message(&mut body, &mut buf).await;
+    assert_eq!(done["id"], 1, "{done}");
+    assert_eq!(echoed(&done), "sampled: genuine", "{done}");
+    // The request is answered; a second answer is refused.
+    assert_eq!(a.post(&answer("again")).await.status(), 400);
+    assert_eq!(
+        echoed(
+            &other
+                .call(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "fine"}}}))
+                .await
+        ),
+        "echo: fine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = fixture_workload(&b, "slow").await;
+    let slow = Client::connect(&url).await;
+    let mut other = Client::connect(&url).await;
+
+    // The slow client asks for 64 MiB of progress notifications and never
+    // reads its stream: far more than the socket buffers and the session's
+    // 16 MiB can hold.
+    let unread = slow
+        .http
+        .post(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", slow.session.clone().expect("session"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "flood", "arguments": {"count": 64, "size": 1 << 20},
+                "_meta": {"progressToken": "t"}}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unread.headers()["content-type"], "text/event-stream");
+    eventually(T, "berth to close the slow session", || async {
+        let (_, log) = b
+            .req(reqwest::Method::GET, "/workloads/slow/proxy-logs", None)
+            .await;
+        log.contains("closed a client session: it left more than 16777216 bytes unread")
+            .then_some(())
+    })
+    .await;
+
+    // The other session goes on.
+    let answer = other
+        .call(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "unaffected"}}}))
+        .await;
+    assert_eq!(echoed(&answer), "echo: unaffected", "{answer}");
+    // The slow client's stream ends with an error, never with an answer,
+    // and its session is gone.
+    assert!(unread.bytes().await.is_err(), "the stream was cut");
+    let again = slow
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .await;
+    assert_eq!(again.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonrpc_version_and_ids_of_any_size() {
+    use futures::StreamExt;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    // Without the version check, a request would wait for this timeout.
+    let b = Berth::start_with(
+        root.path(),
+        free_port(),
+        "[proxy]\nrequest_timeout_secs = 10\n",
+    )
+    .await;
+    let url = fixture_workload(&b, "ids").await;
+    let c = Client::connect(&url).await;
+    let session = c.session.clone().expect("session");
+    let post = |body: String, accept: &'static str| {
+        let http = c.http.clone();
+        let (url, session) = (url.clone(), session.clone());
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("accept", accept)
+                .header("mcp-session-id", session)
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("body"))
+        }
+    };
+    let both = "application/json, text/event-stream";
+
+    // No `"jsonrpc": "2.0"`: refused at once.
+    for body in [
+        r#"{"id":7,"method":"tools/list"}"#,
+        r#"{"jsonrpc":"1.0","id":7,"method":"tools/list"}"#,
+    ] {
+        let (code, text) = post(body.to_owned(), both).await;
+        assert_eq!(code, 400, "{text}");
+        let err: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(err["error"]["code"], -32600, "{text}");
+        assert_eq!(err["id"], 7, "{text}");
+    }
+
+    // Integer ids of any size come back byte for byte, as JSON and as SSE.
+    let call = |id: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"big"}}}}}}"#
+        )
+    };
+    for id in [
+        "12345678901234567890123",
+        "9007199254740993",
+        "-12345678901234567890123",
+    ] {
+        for accept in ["application/json", "text/event-stream"] {
+            let (code, text) = post(call(id), accept).await;
+            assert_eq!(code, 200, "{text}");
+            assert!(text.contains(&format!(r#""id":{id},"#)), "{accept}: {text}");
+            assert!(text.contains("echo: big"), "{text}");
+        }
+    }
+    let (code, text) = post(
+        r#"{"id":12345678901234567890123,"method":"tools/list"}"#.into(),
+        both,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(text.contains(r#""id":12345678901234567890123"#), "{text}");
+
+    // The legacy SSE transport too.
+    let base = url.trim_end_matches("/mcp").to_owned();
+    let resp = c.http.get(format!("{base}/sse")).send().await.expect("sse");
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let endpoint = loop {
+        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
+            break line.to_owned();
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the endpoint in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    buf.clear();
+    let send = |body: String| {
+        let http = c.http.clone();
+        let url = format!("{base}{endpoint}");
+        async move {
+            let resp = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("body"))
+        }
+    };
+    let (code, text) = send(r#"{"id":8,"method":"tools/list"}"#.into()).await;
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("-32600"), "{text}");
+    let (code, _) = send(call("12345678901234567890123")).await;
+    assert_eq!(code, 202);
+    let answer = loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                break data.to_owned();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the answer in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    assert!(
+        answer.contains(r#""id":12345678901234567890123,"#),
+        "{answer}"
+    );
+    assert!(answer.contains("echo: big"), "{answer}");
+}
+
+/// Reads from `sock` until the peer closes the connection (or resets it);
+/// returns what arrived.
+async fn read_to_close(sock: &mut tokio::net::TcpStream, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(T, sock.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return String::from_utf8_lossy(&got).into_owned(),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("timed out after {T:?} waiting for {what}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_limits_spare_open_streams() {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let toml =
+        "[proxy]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 2\nmax_body_bytes = 4096\n";
+    let b = Berth::start_with(root.path(), free_port(), toml).await;
+    let url = fixture_workload(&b, "lim").await;
+    let base = url.trim_end_matches("/mcp").to_owned();
+    let addr = base.trim_start_matches("http://").to_owned();
+
+    // A legacy SSE session: its stream stays open and silent throughout.
+    let http = reqwest::Client::new();
+    let resp = http.get(format!("{base}/sse")).send().await.expect("sse");
+    let mut events = resp.bytes_stream();
+    let mut buf = String::new();
+    let endpoint = loop {
+        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
+            break line.to_owned();
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the endpoint in time")
+            .expect("open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    buf.clear();
+
+    // A client that sends half its headers is disconnected.
+    let mut half = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    half.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .expect("write");
+    let got = read_to_close(&mut half, "the half-sent request to be cut").await;
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got:?}");
+
+    // A declared body over the limit is 413 before any of it is sent.
+    let mut big = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    big.write_all(
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let got = read_to_close(&mut big, "the 413").await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got:?}");
+
+    // A keep-alive connection with nothing in flight is closed once idle,
+    // after the idle limit (not the shorter header limit).
+    let mut idle = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let answered = std::time::Instant::now();
+    let got = read_to_close(&mut idle, "the idle connection to be closed").await;
+    assert!(got.starts_with("HTTP/1.1 400"), "{got:?}");
+    assert!(
+        answered.elapsed() >= Duration::from_millis(1500),
+        "closed by the idle limit, not the header limit: {:?}",
+        answered.elapsed()
+    );
+
+    // The SSE stream, silent for longer than both limits, still works.
+    let status = http
+        .post(format!("{base}{endpoint}"))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 202);
+    let answer = loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                break data.to_owned();
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(T, events.next())
+            .await
+            .expect("the answer in time")
+            .expect("the stream is still open")
+            .expect("chunk");
+        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    };
+    let answer: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert!(answer["result"].is_object(), "{answer}");
+}

@@ -292,3 +292,64 @@ async fn remote_workloads_are_validated() {
     }
     assert!(h.listed("?all=true").await.is_empty(), "nothing was stored");
 }
+
+/// The proxy of a remote workload: bodies over `max_body_bytes` are 413,
+/// a declared length before any of the body is read, a chunked body once
+/// it passes the limit; neither reaches the server whole.
+#[tokio::test]
+async fn remote_workload_bodies_are_limited() {
+    use axum::body::Body;
+    use berth::proxy::{HttpTarget, ProxyConfig, Upstream, router};
+    use tower::ServiceExt;
+
+    let (addr, seen) = upstream().await;
+    let target = HttpTarget::remote(&format!("http://{addr}/mcp"), &[]).expect("target");
+    let config = ProxyConfig {
+        max_body_bytes: 1024,
+        ..ProxyConfig::default()
+    };
+    let app = router("far", &Upstream::Http(target), None, &config);
+    let send = |req: axum::http::Request<Body>| {
+        let app = app.clone();
+        async move {
+            // A deadline, not a timing assertion: without the length check
+            // the proxy would wait for a body that never comes.
+            tokio::time::timeout(std::time::Duration::from_secs(20), app.oneshot(req))
+                .await
+                .expect("an answer")
+                .expect("infallible")
+        }
+    };
+    let post = || {
+        axum::http::Request::post("/mcp")
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+    };
+
+    // Within the limit: forwarded.
+    let small = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let resp = send(post().body(Body::from(small.clone())).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(seen.lock().unwrap().last().expect("seen").body, small);
+
+    // A declared length over the limit, with a body that never comes.
+    let never = Body::from_stream(futures::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >());
+    let resp = send(post().header("content-length", "4096").body(never).unwrap()).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // No declared length: the body is cut at the limit.
+    let chunks = (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'a'; 512])));
+    let resp = send(
+        post()
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        seen.lock().unwrap().iter().all(|s| s.body.len() <= 1024),
+        "no large body reached the server"
+    );
+}

@@ -1,0 +1,274 @@
+//! The HTTP/1 server loop of a proxy listener, with connection limits.
+//!
+//! berth serves each connection itself (hyper's `http1` server) rather than
+//! through `axum::serve`, to bound how long a client may hold a connection
+//! without using it:
+//!
+//! - a request's headers must arrive within `header_read_timeout`,
+//!   counted from the first byte of the request;
+//! - a keep-alive connection with no request in flight is closed after
+//!   `idle_timeout`.
+//!
+//! A connection whose response is still being sent (an open SSE stream, a
+//! streamed answer) is never idle, however quiet it is. hyper's own
+//! `header_read_timeout` is not used: it runs whenever a connection waits
+//! for a request head, so it would also close every idle keep-alive
+//! connection after the (shorter) header limit.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tracing::debug;
+
+/// How long a connection may take or idle.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From the first byte of a request to the end of its headers.
+    pub(crate) header_read: Duration,
+    /// With no request in flight.
+    pub(crate) idle: Duration,
+}
+
+/// Serves `app` on `listener` until `stop` is cancelled, then lets the open
+/// connections finish (idle ones close at once) and returns.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let tcp = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait, then go on.
+                    debug!(error = %err, "Could not accept a connection.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small JSON-RPC replies must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        connections.spawn(connection(tcp, app.clone(), limits, stop.clone()));
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// One connection, until it ends, breaks a limit, or the proxy stops.
+async fn connection(tcp: TcpStream, app: Router, limits: Limits, stop: CancellationToken) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: tcp,
+        activity: activity.clone(),
+    });
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let in_flight = requests.begin();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req.map(Body::new)).await?;
+            // The request counts as in flight until its body is sent.
+            Ok::<_, std::convert::Infallible>(resp.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _in_flight = &in_flight;
+                    frame
+                }))
+            }))
+        }
+    });
+    let mut builder = http1::Builder::new();
+    builder.header_read_timeout(None);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let deadline = activity.deadline(limits);
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(err) = served {
+                    debug!(error = %err, "A proxy connection ended with an error.");
+                }
+                return;
+            }
+            () = stop.cancelled(), if !stopping => {
+                conn.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+            () = activity.changed.notified() => {}
+            () = sleep_until(deadline) => {
+                if activity.deadline(limits).is_some_and(|d| d <= Instant::now()) {
+                    debug!(reading_headers = activity.reading_head(), "Closed a proxy connection that was idle or slow to send its headers.");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection is doing, as far as its limits care.
+struct Activity {
+    state: Mutex<ActivityState>,
+    changed: Notify,
+}
+
+struct ActivityState {
+    /// Requests whose response has not been sent completely.
+    in_flight: usize,
+    /// Since when no request has been in flight.
+    idle_since: Instant,
+    /// When the first byte of the next request arrived, if it has.
+    head_since: Option<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                in_flight: 0,
+                idle_since: Instant::now(),
+                head_since: None,
+            }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        // The lock guards plain counters; a panic elsewhere cannot leave
+        // them inconsistent, so a poisoned lock is used as it is.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request's headers were read: it is in flight until the guard drops.
+    fn begin(self: &Arc<Self>) -> InFlight {
+        let mut s = self.state();
+        s.in_flight += 1;
+        s.head_since = None;
+        drop(s);
+        self.changed.notify_one();
+        InFlight(self.clone())
+    }
+
+    /// Bytes arrived from the client.
+    fn read(&self) {
+        let mut s = self.state();
+        if s.in_flight == 0 && s.head_since.is_none() {
+            s.head_since = Some(Instant::now());
+            drop(s);
+            self.changed.notify_one();
+        }
+    }
+
+    fn reading_head(&self) -> bool {
+        self.state().head_since.is_some()
+    }
+
+    /// When the connection breaks a limit, unless something happens first;
+    /// never while a request is in flight.
+    fn deadline(&self, limits: Limits) -> Option<Instant> {
+        let s = self.state();
+        if s.in_flight > 0 {
+            return None;
+        }
+        Some(match s.head_since {
+            Some(t) => t + limits.header_read,
+            None => s.idle_since + limits.idle,
+        })
+    }
+}
+
+/// Marks one request in flight.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            s.idle_since = Instant::now();
+            s.head_since = None;
+        }
+        drop(s);
+        self.0.changed.notify_one();
+    }
+}
+
+/// A TCP stream that reports arriving bytes to its [`Activity`].
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.read();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -117,6 +117,22 @@ pub struct ApiConfig {
     /// addresses are always allowed. Others are refused, against DNS
     /// rebinding.
     pub public_hosts: Vec<String>,
+    /// Seconds a client may take to send a request's headers, counted from
+    /// the request's first byte; the connection is closed after that.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may stay open with no request in
+    /// flight.
+    pub idle_timeout_secs: u64,
+}
+
+impl ApiConfig {
+    /// The listener's connection limits.
+    pub fn limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
+            header_read: std::time::Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            idle: std::time::Duration::from_secs(self.idle_timeout_secs.max(1)),
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -130,6 +146,8 @@ impl Default for ApiConfig {
             token_file: None,
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
+            header_read_timeout_secs: 30,
+            idle_timeout_secs: 120,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod backends;
 pub mod config;
 pub mod egress;
 pub mod groups;
+pub mod listener;
 pub mod logging;
 pub mod plugins;
 pub mod proxy;

@@ -331,13 +331,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         access,
     });
 
+    // The listener stops taking connections on SIGINT/SIGTERM and lets the
+    // requests in flight finish.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    });
+    let limits = config.api.limits();
     match &config.api.socket {
         Some(path) => {
             let listener = bind_socket(path)?;
             info!(socket = %path.display(), runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            berth::listener::serve(listener, app, limits, stop).await;
             let _ = std::fs::remove_file(path);
         }
         None => {
@@ -346,9 +355,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
             info!(address = %listener.local_addr()?, runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            berth::listener::serve(listener, app, limits, stop).await;
         }
     }
     workloads.shutdown(Duration::from_secs(30)).await;

@@ -8,7 +8,6 @@
 //! server is re-attached behind the same URL and client sessions continue.
 
 mod jsonrpc;
-mod listener;
 pub mod middleware;
 pub(crate) mod mux;
 mod outbox;
@@ -27,6 +26,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use berth_runtime_api::StdioHandle;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -102,8 +102,8 @@ impl ProxyConfig {
         Duration::from_secs(self.request_timeout_secs.max(1))
     }
 
-    fn limits(&self) -> listener::Limits {
-        listener::Limits {
+    fn limits(&self) -> crate::listener::Limits {
+        crate::listener::Limits {
             header_read: Duration::from_secs(self.header_read_timeout_secs.max(1)),
             idle: Duration::from_secs(self.idle_timeout_secs.max(1)),
         }
@@ -230,7 +230,11 @@ impl Proxies {
         let span = info_span!("proxy", workload = %name, %addr);
         let task = tokio::spawn(
             async move {
-                listener::serve(listener, app, limits, token).await;
+                // Small JSON-RPC replies must not wait for Nagle's algorithm.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                crate::listener::serve(listener, app, limits, token).await;
                 for t in tasks {
                     t.abort();
                 }

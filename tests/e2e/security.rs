@@ -570,3 +570,45 @@ async fn a_declared_oversize_body_is_refused_before_it_is_sent() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
 }
+
+#[tokio::test]
+async fn the_api_listener_drops_slow_and_idle_connections() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _b = Berth::start_with(
+        root.path(),
+        port,
+        "[api]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 2\n",
+    )
+    .await;
+    /// Reads until the server closes the connection; what it sent.
+    async fn until_closed(s: &mut tokio::net::TcpStream) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(T, s.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .expect("read");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    // Half a request's headers, then nothing: closed.
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nHo")
+        .await
+        .expect("write");
+    let answer = until_closed(&mut slow).await;
+    assert!(
+        !answer.contains("204"),
+        "no answer to half a request: {answer}"
+    );
+    // A keep-alive connection that served a request and then idles: closed.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    idle.write_all(format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let answer = until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+}

@@ -1,4 +1,5 @@
-//! The HTTP/1 server loop of a proxy listener, with connection limits.
+//! The HTTP/1 server loop of berth's listeners (the management API and
+//! every proxy), with connection limits.
 //!
 //! berth serves each connection itself (hyper's `http1` server) rather than
 //! through `axum::serve`, to bound how long a client may hold a connection
@@ -27,7 +28,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,38 +37,28 @@ use tracing::debug;
 
 /// How long a connection may take or idle.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// From the first byte of a request to the end of its headers.
-    pub(crate) header_read: Duration,
+    pub header_read: Duration,
     /// With no request in flight.
-    pub(crate) idle: Duration,
+    pub idle: Duration,
 }
 
 /// Serves `app` on `listener` until `stop` is cancelled, then lets the open
 /// connections finish (idle ones close at once) and returns.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    stop: CancellationToken,
-) {
+pub async fn serve<L>(mut listener: L, app: Router, limits: Limits, stop: CancellationToken)
+where
+    L: axum::serve::Listener,
+{
     let connections = TaskTracker::new();
     loop {
-        let tcp = tokio::select! {
+        // `Listener::accept` retries failed accepts (out of file
+        // descriptors and the like) itself.
+        let io = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(err) => {
-                    // Out of file descriptors and the like: wait, then go on.
-                    debug!(error = %err, "Could not accept a connection.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            (io, _) = listener.accept() => io,
         };
-        // Small JSON-RPC replies must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-        connections.spawn(connection(tcp, app.clone(), limits, stop.clone()));
+        connections.spawn(connection(io, app.clone(), limits, stop.clone()));
     }
     drop(listener);
     connections.close();
@@ -76,10 +66,13 @@ pub(crate) async fn serve(
 }
 
 /// One connection, until it ends, breaks a limit, or the proxy stops.
-async fn connection(tcp: TcpStream, app: Router, limits: Limits, stop: CancellationToken) {
+async fn connection<I>(io: I, app: Router, limits: Limits, stop: CancellationToken)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
-        inner: tcp,
+        inner: io,
         activity: activity.clone(),
     });
     let requests = activity.clone();
@@ -107,7 +100,7 @@ async fn connection(tcp: TcpStream, app: Router, limits: Limits, stop: Cancellat
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(err) = served {
-                    debug!(error = %err, "A proxy connection ended with an error.");
+                    debug!(error = %err, "A connection ended with an error.");
                 }
                 return;
             }
@@ -118,7 +111,7 @@ async fn connection(tcp: TcpStream, app: Router, limits: Limits, stop: Cancellat
             () = activity.changed.notified() => {}
             () = sleep_until(deadline) => {
                 if activity.deadline(limits).is_some_and(|d| d <= Instant::now()) {
-                    debug!(reading_headers = activity.reading_head(), "Closed a proxy connection that was idle or slow to send its headers.");
+                    debug!(reading_headers = activity.reading_head(), "Closed a connection that was idle or slow to send its headers.");
                     return;
                 }
             }
@@ -222,13 +215,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that reports arriving bytes to its [`Activity`].
-struct Watched {
-    inner: TcpStream,
+/// A connection that reports arriving bytes to its [`Activity`].
+struct Watched<I> {
+    inner: I,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Watched {
+impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -243,7 +236,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -199,6 +199,10 @@ struct Entry {
     streak: u32,
     /// When the current instance started (monotonic).
     since: Option<std::time::Instant>,
+    /// Why the stored run configuration cannot be used (unreadable, or it
+    /// names another workload): such a workload is never started, only
+    /// shown as `error`, edited or deleted.
+    broken: Option<String>,
 }
 
 struct Inner {
@@ -252,18 +256,38 @@ impl Workloads {
                 warn!(file = %file, "Ignoring a run configuration with an invalid name.");
                 continue;
             };
-            let config: RunConfig = match store.read(Kind::RunConfig, &file) {
-                Ok(Some(c)) => c,
+            // A stored configuration that cannot be used never stops berth
+            // and never deploys under another name: its workload is shown
+            // as `error`, with the reason, until it is edited or deleted.
+            let (config, broken) = match store.read::<RunConfig>(Kind::RunConfig, &file) {
+                Ok(Some(c)) if c.name == file => (c, None),
+                Ok(Some(c)) => (
+                    RunConfig::unusable(&name),
+                    Some(format!(
+                        "the stored run configuration names the workload {:?}, not `{name}`: \
+                         edit or delete this workload",
+                        crate::logging::escape_controls(&c.name)
+                    )),
+                ),
                 Ok(None) => continue,
-                Err(err) => {
-                    tracing::error!(workload = %name, error = %error_chain(&err), "Cannot load a workload; it is skipped.");
-                    continue;
-                }
+                Err(err) => (
+                    RunConfig::unusable(&name),
+                    Some(format!(
+                        "the stored run configuration cannot be read ({}): edit or delete this workload",
+                        error_chain(&err)
+                    )),
+                ),
             };
-            let status = match store.read::<StatusRecord>(Kind::Status, &file) {
+            let mut status = match store.read::<StatusRecord>(Kind::Status, &file) {
                 Ok(Some(s)) => s,
                 Ok(None) | Err(_) => StatusRecord::new_starting(now()),
             };
+            if let Some(why) = &broken {
+                tracing::error!(workload = %name, reason = %why, "A stored workload cannot be loaded.");
+                status.status = WorkloadStatus::Error;
+                status.status_context.clone_from(why);
+                status.desired = Desired::Stopped;
+            }
             table.insert(
                 name,
                 Entry {
@@ -273,6 +297,7 @@ impl Workloads {
                     generation: 0,
                     streak: 0,
                     since: None,
+                    broken,
                 },
             );
         }
@@ -573,6 +598,7 @@ impl Workloads {
                     generation: 0,
                     streak: 0,
                     since: None,
+                    broken: None,
                 },
             );
             config
@@ -622,15 +648,27 @@ impl Workloads {
                 .get(&name)
                 .ok_or_else(|| WorkloadError::NotFound(name.to_string()))?;
             let old = entry.config.clone();
-            let current = (old.port, old.target_port);
-            let config = self.assign_ports(&table, draft, &req, Some(current))?;
+            // A workload whose stored configuration was unusable has no
+            // ports of its own yet.
+            let current = entry
+                .broken
+                .is_none()
+                .then_some((old.port, old.target_port));
+            let was_broken = entry.broken.is_some();
+            let config = self.assign_ports(&table, draft, &req, current)?;
             if !config.is_remote() {
                 self.inner.backend.check(&spec_for(&config)?)?;
             }
             self.inner
                 .store
                 .write(Kind::RunConfig, name.as_str(), &config)?;
-            table.get_mut(&name).expect("checked above").config = config.clone();
+            let entry = table.get_mut(&name).expect("checked above");
+            entry.config = config.clone();
+            if was_broken {
+                // Repaired: it runs with the new configuration.
+                entry.broken = None;
+                entry.status.desired = Desired::Running;
+            }
             (old, config)
         };
         self.wlog(&name, "configuration replaced; restarting with it");
@@ -1173,6 +1211,7 @@ impl Workloads {
 
     async fn recover(&self, name: &WorkloadName, running: bool) {
         let (status, desired) = match self.table().get(name) {
+            Some(e) if e.broken.is_some() => return,
             Some(e) => (e.status.status, e.status.desired),
             None => return,
         };
@@ -1236,9 +1275,14 @@ impl Workloads {
     }
 
     async fn start_instance(&self, name: &WorkloadName) {
-        let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
-            return;
+        let (config, broken) = match self.table().get(name) {
+            Some(e) => (e.config.clone(), e.broken.clone()),
+            None => return,
         };
+        if let Some(why) = broken {
+            self.set_status(name, WorkloadStatus::Error, why, None);
+            return;
+        }
         let context = self
             .table()
             .get(name)

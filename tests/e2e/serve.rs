@@ -506,3 +506,71 @@ async fn a_bulk_delete_answered_202_survives_kill_9() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unusable_stored_configurations_are_errors_and_the_others_run() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let b = Berth::start(root.path(), port).await;
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "good", "image": "exec:///bin/cat"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("good", "running").await;
+    let state = b.state();
+    drop(b);
+
+    // Hand-edited state: garbage, and a configuration that names another
+    // workload (it must never deploy as `good`).
+    let dir = state.join("runconfigs");
+    let good = std::fs::read_to_string(dir.join("good.json")).expect("good");
+    std::fs::write(
+        dir.join("garbage.json"),
+        "{\"name\": \"garbage\", \"image\": [",
+    )
+    .expect("write");
+    std::fs::write(dir.join("liar.json"), &good).expect("write");
+
+    let b = Berth::start(root.path(), port).await;
+    b.wait_status("good", "running").await;
+    b.wait_status("garbage", "error").await;
+    b.wait_status("liar", "error").await;
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let context = |n: &str| {
+        list["workloads"]
+            .as_array()
+            .expect("workloads")
+            .iter()
+            .find(|w| w["name"] == n)
+            .map(|w| w["status_context"].as_str().unwrap_or("").to_owned())
+            .expect("listed")
+    };
+    assert!(context("garbage").contains("cannot be read"), "{list}");
+    assert!(context("liar").contains("\"good\""), "{list}");
+    assert_eq!(b.workload_pids().len(), 1, "only `good` runs");
+    // A restart request does not run it either.
+    let (code, _) = b.post("/workloads/liar/restart", json!({})).await;
+    assert_eq!(code, 202);
+    b.wait_status("liar", "error").await;
+    assert_eq!(b.workload_pids().len(), 1, "only `good` runs");
+    // An edit repairs it; a delete removes the other.
+    let (code, body) = b
+        .post("/workloads/liar/edit", json!({"image": "exec:///bin/cat"}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    b.wait_status("liar", "running").await;
+    let (code, _) = b
+        .req(reqwest::Method::DELETE, "/workloads/garbage", None)
+        .await;
+    assert_eq!(code, 202);
+    eventually(T, "garbage to be deleted", || async {
+        (!dir.join("garbage.json").exists()).then_some(())
+    })
+    .await;
+}

@@ -95,8 +95,18 @@ where
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
     let mut stopping = false;
+    // One timer for the connection's life, moved only when its deadline
+    // does (a new timer per request would cost a timer-wheel insert and
+    // removal each time). While a request is in flight there is no
+    // deadline; the timer then looks again after the shorter limit.
+    let recheck = limits.header_read.min(limits.idle);
+    let mut armed = activity.deadline(limits);
+    let timer = tokio::time::sleep_until(armed.unwrap_or_else(|| Instant::now() + recheck));
+    let mut timer = std::pin::pin!(timer);
+    // Made once, like the timer: a new one per wake-up would register and
+    // remove a waiter on the token each time.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
-        let deadline = activity.deadline(limits);
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(err) = served {
@@ -104,25 +114,32 @@ where
                 }
                 return;
             }
-            () = stop.cancelled(), if !stopping => {
+            () = stopped.as_mut(), if !stopping => {
                 conn.as_mut().graceful_shutdown();
                 stopping = true;
             }
-            () = activity.changed.notified() => {}
-            () = sleep_until(deadline) => {
-                if activity.deadline(limits).is_some_and(|d| d <= Instant::now()) {
-                    debug!(reading_headers = activity.reading_head(), "Closed a connection that was idle or slow to send its headers.");
-                    return;
+            // A request's first byte or its end: the deadline moved.
+            () = activity.changed.notified() => {
+                let next = activity.deadline(limits);
+                if next.is_some() && next != armed {
+                    timer.as_mut().reset(next.expect("checked"));
+                }
+                armed = next;
+            }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                match activity.deadline(limits) {
+                    Some(d) if d <= now => {
+                        debug!(reading_headers = activity.reading_head(), "Closed a connection that was idle or slow to send its headers.");
+                        return;
+                    }
+                    next => {
+                        armed = next;
+                        timer.as_mut().reset(next.unwrap_or(now + recheck));
+                    }
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -167,7 +184,8 @@ impl Activity {
         s.in_flight += 1;
         s.head_since = None;
         drop(s);
-        self.changed.notify_one();
+        // No wake-up: an armed timer that fires during the request finds
+        // it in flight and only looks again later.
         InFlight(self.clone())
     }
 
@@ -206,12 +224,15 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         let mut s = self.0.state();
         s.in_flight = s.in_flight.saturating_sub(1);
-        if s.in_flight == 0 {
+        let idle = s.in_flight == 0;
+        if idle {
             s.idle_since = Instant::now();
             s.head_since = None;
         }
         drop(s);
-        self.0.changed.notify_one();
+        if idle {
+            self.0.changed.notify_one();
+        }
     }
 }
 

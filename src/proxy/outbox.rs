@@ -98,6 +98,9 @@ pub(crate) struct Outbox {
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Frame>,
     budget: Arc<Budget>,
+    /// Resolves when the budget runs out; made once per stream (not per
+    /// frame: registering a waiter on the token takes its lock).
+    exceeded: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 impl Outbox {
@@ -109,7 +112,11 @@ impl Outbox {
                 tx,
                 budget: budget.clone(),
             },
-            Inbox { rx, budget },
+            Inbox {
+                rx,
+                exceeded: Box::pin(budget.closed.clone().cancelled_owned()),
+                budget,
+            },
         )
     }
 
@@ -151,7 +158,7 @@ impl Inbox {
     async fn recv(&mut self) -> Option<Result<(Bytes, bool), BudgetExceeded>> {
         tokio::select! {
             biased;
-            () = self.budget.closed.cancelled() => Some(Err(BudgetExceeded(self.budget.limit))),
+            () = self.exceeded.as_mut() => Some(Err(BudgetExceeded(self.budget.limit))),
             frame = self.rx.recv() => {
                 let frame = frame?;
                 self.budget.release(frame.bytes.len());

@@ -121,7 +121,7 @@ pub(crate) async fn post_mcp(
         Ok(m) => m,
         Err(resp) => return *resp,
     };
-    let raw = jsonrpc::raw_id(&body);
+    let raw = jsonrpc::raw_id_of(&body, &msg);
     let raw = raw.as_deref();
     let session_header = header_str(&headers, "mcp-session-id");
     let version = header_str(&headers, "mcp-protocol-version");
@@ -475,7 +475,7 @@ pub(crate) async fn post_messages(
         Ok(m) => m,
         Err(resp) => return *resp,
     };
-    let raw = jsonrpc::raw_id(&body);
+    let raw = jsonrpc::raw_id_of(&body, &msg);
     if let Err(why) = jsonrpc::check_version(&msg) {
         return rpc_error_to(
             StatusCode::BAD_REQUEST,

@@ -121,8 +121,10 @@ where
             // A request's first byte or its end: the deadline moved.
             () = activity.changed.notified() => {
                 let next = activity.deadline(limits);
-                if next.is_some() && next != armed {
-                    timer.as_mut().reset(next.expect("checked"));
+                if let Some(deadline) = next
+                    && next != armed
+                {
+                    timer.as_mut().reset(deadline);
                 }
                 armed = next;
             }

@@ -9,12 +9,10 @@ use serde_json::{Value, json};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 
-/// The stdlib-only echo MCP server of the shared benchmark.
+/// The stdlib-only echo MCP server of the shared benchmark kit, kept as a
+/// fixture so that the tests need nothing outside the repository.
 fn echo_server() -> (String, Vec<String>) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/bench/backend/echo_server.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo_server.py");
     assert!(std::path::Path::new(script).is_file(), "missing {script}");
     let out = std::process::Command::new("sh")
         .args(["-c", "command -v python3"])

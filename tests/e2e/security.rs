@@ -612,3 +612,32 @@ async fn the_api_listener_drops_slow_and_idle_connections() {
     let answer = until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
 }
+
+#[tokio::test]
+async fn package_specs_are_strict_on_the_process_runtime() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    // The process runtime used to pass these to npx/uvx as they were.
+    for image in [
+        "npx://https://evil.example/pkg.tgz",
+        "npx://git+https://github.com/x/y",
+        "npx://github:x/y",
+        "npx://../../tmp/pkg",
+        "uvx://git+https://github.com/x/y",
+        "uvx://./local",
+        "uvx://pkg[extra]",
+        "uvx://https://evil.example/x.whl",
+    ] {
+        let (code, body) = b
+            .post("/workloads", json!({"name": "p", "image": image}))
+            .await;
+        assert_eq!(code, 400, "{image}: {body}");
+    }
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).expect("json")["workloads"],
+        json!([])
+    );
+}

@@ -109,11 +109,7 @@ async fn check_access(State(access): State<Access>, req: Request, next: Next) ->
     }
     // A declared length past the limit is refused before any of the body
     // is read (the body limit would otherwise wait for the bytes).
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if crate::listener::declares_more_than(req.headers(), MAX_BODY_BYTES) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {MAX_BODY_BYTES} bytes"),

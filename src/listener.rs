@@ -44,6 +44,15 @@ pub struct Limits {
     pub idle: Duration,
 }
 
+/// Whether a request declares a body (`Content-Length`) larger than
+/// `max` bytes: such a request is refused before any of its body is read.
+pub fn declares_more_than(headers: &http::HeaderMap, max: usize) -> bool {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
+}
+
 /// Serves `app` on `listener` until `stop` is cancelled, then lets the open
 /// connections finish (idle ones close at once) and returns.
 pub async fn serve<L>(mut listener: L, app: Router, limits: Limits, stop: CancellationToken)

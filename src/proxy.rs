@@ -366,12 +366,7 @@ pub fn router(
 /// Refuses a request whose declared `Content-Length` is over the limit
 /// before any of its body is read.
 async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if crate::listener::declares_more_than(req.headers(), max) {
         return too_large(max);
     }
     next.run(req).await

@@ -34,6 +34,22 @@ struct Client {
 }
 
 impl Client {
+    /// Posts `body` on this client's session, asking for an SSE answer,
+    /// and returns the open response.
+    async fn post_sse(&self, body: Value) -> reqwest::Response {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", self.session.clone().expect("session"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        resp
+    }
+
     async fn connect(url: &str) -> Self {
         let mut c = Self {
             http: reqwest::Client::new(),
@@ -603,16 +619,9 @@ async fn only_the_asked_session_answers_a_server_request() {
     // A calls a tool that asks A's client for a completion; the request
     // reaches A on the stream of A's call.
     let resp = a
-        .http
-        .post(&url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", a.session.clone().expect("session"))
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        .post_sse(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "sample", "arguments": {"prompt": "hello"}}}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        .await;
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
     let asked = next_sse_message(&mut body, &mut buf).await;
@@ -677,17 +686,10 @@ async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
     // reads its stream: far more than the socket buffers and the session's
     // 16 MiB can hold.
     let unread = slow
-        .http
-        .post(&url)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", slow.session.clone().expect("session"))
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        .post_sse(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "flood", "arguments": {"count": 64, "size": 1 << 20},
                 "_meta": {"progressToken": "t"}}}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(unread.headers()["content-type"], "text/event-stream");
+        .await;
     eventually(T, "berth to close the slow session", || async {
         let (_, log) = b
             .req(reqwest::Method::GET, "/workloads/slow/proxy-logs", None)

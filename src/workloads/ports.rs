@@ -5,6 +5,13 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, TcpListener};
 
 use rand::Rng;
+use std::collections::BTreeMap;
+
+use berth_runtime_api::WorkloadName;
+
+use super::types::{CreateRequest, RunConfig};
+use super::{Entry, WorkloadError};
+use berth_runtime_api::Transport;
 
 /// Whether `port` can be bound on `host` right now.
 pub fn bindable(host: IpAddr, port: u16) -> bool {
@@ -23,6 +30,51 @@ pub fn pick(host: IpAddr, start: u16, end: u16, taken: &BTreeSet<u16>) -> Option
         }
     }
     (start..end).find(|&p| ok(p))
+}
+
+impl super::Workloads {
+    /// Chooses the proxy port (and the target port of HTTP transports);
+    /// called under the table lock so that no two workloads get one port.
+    pub(super) fn assign_ports(
+        &self,
+        table: &BTreeMap<WorkloadName, Entry>,
+        mut config: RunConfig,
+        req: &CreateRequest,
+        current: Option<(u16, Option<u16>)>,
+    ) -> Result<RunConfig, WorkloadError> {
+        let mut taken: BTreeSet<u16> = BTreeSet::new();
+        for (n, e) in table {
+            if n.as_str() != config.name {
+                taken.insert(e.config.port);
+                taken.extend(e.config.target_port);
+            }
+        }
+        let host: IpAddr = config.host.parse().expect("validated in draft");
+        let (start, end) = self.inner.settings.port_range;
+        let choose = |requested: u16, current: Option<u16>, taken: &BTreeSet<u16>| match (
+            requested, current,
+        ) {
+            (0, Some(cur)) => Ok(cur),
+            (p, Some(cur)) if p == cur => Ok(cur),
+            (0, None) => pick(host, start, end, taken).ok_or(WorkloadError::NoFreePort(start, end)),
+            (p, _) if taken.contains(&p) || !bindable(host, p) => {
+                Err(WorkloadError::PortUnavailable(p))
+            }
+            (p, _) => Ok(p),
+        };
+        config.port = choose(req.proxy_port, current.map(|c| c.0), &taken)?;
+        taken.insert(config.port);
+        if config.transport != Transport::Stdio.as_str() && !config.is_remote() {
+            let target = choose(req.target_port, current.and_then(|c| c.1), &taken)?;
+            if target == config.port {
+                return Err(WorkloadError::Invalid(
+                    "target_port must differ from proxy_port".into(),
+                ));
+            }
+            config.target_port = Some(target);
+        }
+        Ok(config)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Unit tests of the workload service's pure helpers.
 
 use super::*;
+use super::types::{HeaderForward, PermissionProfile, REDACTED, SCHEMA_VERSION, redact_url, same_origin};
+use super::supervise::UNREACHABLE_RETRY_MAX;
+use super::view::{tail_lines, url};
 
 fn check_tail(text: &str, n: usize, expect: &str) {
     assert_eq!(tail_lines(text, n), expect, "tail {n} of {text:?}");

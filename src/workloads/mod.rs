@@ -1,0 +1,327 @@
+//! The workload service: validates requests, reserves names and ports,
+//! keeps the durable state, and drives the backend.
+//!
+//! One table in memory mirrors the state directory. Table changes happen
+//! under one short, synchronous lock (never held across `.await`), which is
+//! what makes name and port reservation atomic. Lifecycle operations on a
+//! workload (start, stop, restart, edit, delete) run one at a time under
+//! that workload's own async lock, in tasks that outlive the request.
+
+mod journal;
+mod lifecycle;
+mod ops;
+pub mod permissions;
+pub mod ports;
+mod spec;
+mod supervise;
+pub mod types;
+mod validate;
+mod view;
+mod wiring;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_runtime_api::{Backend, InvalidName, RuntimeError, WorkloadName};
+use time::OffsetDateTime;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::egress::{Egress, EgressConfig};
+use crate::groups::{GroupError, Groups};
+use crate::plugins::Plugins;
+use crate::proxy::Proxies;
+use crate::state::{Kind, StateError, Store};
+use types::{Desired, RunConfig, StatusRecord, WorkloadStatus};
+
+/// Lines of log served by the logs endpoints.
+pub const LOG_TAIL_LINES: usize = 1000;
+/// Label keys berth puts on every instance.
+pub const LABEL_WORKLOAD: &str = "berth.workload";
+/// Label with the workload's group.
+pub const LABEL_GROUP: &str = "berth.group";
+
+/// What went wrong in a workload operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// The workload name breaks the naming rules.
+    #[error("invalid workload name: {0}")]
+    InvalidName(#[from] InvalidName),
+    /// One of several names breaks the naming rules.
+    #[error("invalid workload name '{name}': {source}")]
+    InvalidNameIn {
+        /// The offending name.
+        name: String,
+        /// Why.
+        #[source]
+        source: InvalidName,
+    },
+    /// No such workload.
+    #[error("workload not found: {0}")]
+    NotFound(String),
+    /// A remote workload has no server of its own, hence no server logs.
+    #[error("workload {0} is remote: it has no server logs (see its proxy logs)")]
+    NoServerLogs(String),
+    /// A workload with the name exists.
+    #[error("workload with name {0} already exists")]
+    AlreadyExists(String),
+    /// The request is malformed or inconsistent.
+    #[error("invalid run configuration provided: {0}")]
+    Invalid(String),
+    /// The request asks for settings berth cannot enforce yet.
+    #[error("not supported by berth yet: {}", .0.join(", "))]
+    Unsupported(Vec<&'static str>),
+    /// A requested port is taken.
+    #[error("invalid run configuration provided: requested port {0} is not available")]
+    PortUnavailable(u16),
+    /// No port is free in the configured range.
+    #[error("no free port in the range {0}..{1}")]
+    NoFreePort(u16, u16),
+    /// A group problem.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// The backend failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Settings of the workload service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Automatic proxy ports come from `start..end`.
+    pub port_range: (u16, u16),
+    /// When a workload's server exits or stops answering, how it is restarted.
+    pub restart: RestartPolicy,
+    /// The plugin host, for `wasm` middleware.
+    pub plugins: Option<Arc<Plugins>>,
+    /// The egress proxies of workloads with an outbound allowlist.
+    pub egress: EgressConfig,
+}
+
+/// A lifecycle operation, run in the background under the workload's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkOp {
+    /// Stop.
+    Stop,
+    /// Restart.
+    Restart,
+    /// Delete.
+    Delete,
+}
+
+enum Op {
+    Start,
+    Stop,
+    Restart,
+    Delete,
+    Edit { old: Box<RunConfig> },
+    Recover { running: bool },
+    Revive { generation: u64 },
+}
+
+struct Entry {
+    config: RunConfig,
+    status: StatusRecord,
+    /// Serializes lifecycle operations on this workload.
+    op: Arc<tokio::sync::Mutex<()>>,
+    /// Bumped on every deploy; an exit watcher only reports for its own.
+    generation: u64,
+    /// Restarts in a row without a stable run.
+    streak: u32,
+    /// When the current instance started (monotonic).
+    since: Option<std::time::Instant>,
+    /// Why the stored run configuration cannot be used (unreadable, or it
+    /// names another workload): such a workload is never started, only
+    /// shown as `error`, edited or deleted.
+    broken: Option<String>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    proxies: Arc<Proxies>,
+    store: Store,
+    groups: Arc<Groups>,
+    settings: Settings,
+    egress: Egress,
+    table: Mutex<BTreeMap<WorkloadName, Entry>>,
+    tasks: TaskTracker,
+}
+
+/// The workload service; cheap to clone.
+#[derive(Clone)]
+pub struct Workloads {
+    inner: Arc<Inner>,
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cur = e.source();
+    }
+    out
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+// === construction and recovery ===
+
+impl Workloads {
+    /// Loads the persisted workloads and starts reconciling them with the
+    /// backend in the background: workloads that should run are re-attached
+    /// or started again, interrupted deletes are finished.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        proxies: Arc<Proxies>,
+        store: Store,
+        groups: Arc<Groups>,
+        settings: Settings,
+    ) -> Result<Self, WorkloadError> {
+        let mut table = BTreeMap::new();
+        for file in store.list(Kind::RunConfig)? {
+            let Ok(name) = WorkloadName::parse(&file) else {
+                warn!(file = %file, "Ignoring a run configuration with an invalid name.");
+                continue;
+            };
+            // A stored configuration that cannot be used never stops berth
+            // and never deploys under another name: its workload is shown
+            // as `error`, with the reason, until it is edited or deleted.
+            let (config, broken) = match store.read::<RunConfig>(Kind::RunConfig, &file) {
+                Ok(Some(c)) if c.name == file => (c, None),
+                Ok(Some(c)) => (
+                    RunConfig::unusable(&name),
+                    Some(format!(
+                        "the stored run configuration names the workload {:?}, not `{name}`: \
+                         edit or delete this workload",
+                        crate::logging::escape_controls(&c.name)
+                    )),
+                ),
+                Ok(None) => continue,
+                Err(err) => (
+                    RunConfig::unusable(&name),
+                    Some(format!(
+                        "the stored run configuration cannot be read ({}): edit or delete this workload",
+                        error_chain(&err)
+                    )),
+                ),
+            };
+            let mut status = match store.read::<StatusRecord>(Kind::Status, &file) {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(_) => StatusRecord::new_starting(now()),
+            };
+            if let Some(why) = &broken {
+                tracing::error!(workload = %name, reason = %why, "A stored workload cannot be loaded.");
+                status.status = WorkloadStatus::Error;
+                status.status_context.clone_from(why);
+                status.desired = Desired::Stopped;
+            }
+            table.insert(
+                name,
+                Entry {
+                    config,
+                    status,
+                    op: Arc::default(),
+                    generation: 0,
+                    streak: 0,
+                    since: None,
+                    broken,
+                },
+            );
+        }
+        let this = Self {
+            inner: Arc::new(Inner {
+                backend,
+                proxies,
+                store,
+                groups,
+                egress: Egress::new(settings.egress.clone()),
+                settings,
+                table: Mutex::new(table),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        let weak = Arc::downgrade(&this.inner);
+        this.inner
+            .proxies
+            .set_log_sink(Arc::new(move |name: &str, line: &str| {
+                if let (Some(inner), Ok(name)) = (weak.upgrade(), WorkloadName::parse(name)) {
+                    Workloads { inner }.wlog(&name, line);
+                }
+            }));
+        this.reconcile().await?;
+        Ok(this)
+    }
+
+    async fn reconcile(&self) -> Result<(), WorkloadError> {
+        let live = self.inner.backend.list().await?;
+        let known: BTreeSet<WorkloadName> = self.table().keys().cloned().collect();
+        let mut running = BTreeSet::new();
+        for info in live {
+            if known.contains(&info.name) {
+                if info.state.is_running() {
+                    running.insert(info.name.clone());
+                }
+            } else if info.labels.contains_key(LABEL_WORKLOAD) {
+                warn!(workload = %info.name, "Removing an instance berth has no state for.");
+                if let Err(err) = self.inner.backend.remove(&info.name).await {
+                    warn!(workload = %info.name, error = %error_chain(&err), "Could not remove an orphaned instance.");
+                }
+            }
+        }
+        for name in known {
+            let running = running.contains(&name);
+            self.spawn_op(name, Op::Recover { running });
+        }
+        Ok(())
+    }
+
+    /// Lets running operations finish (up to `grace`), then lets the backend
+    /// shut down its instances.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "Workload operations still running at shutdown; their workloads are reconciled on the next start."
+            );
+        }
+        self.inner.backend.shutdown().await;
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The group store.
+    pub fn groups(&self) -> &Groups {
+        &self.inner.groups
+    }
+
+    /// The plugin host, if plugins are configured.
+    pub fn plugins(&self) -> Option<&Arc<Plugins>> {
+        self.inner.settings.plugins.as_ref()
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Entry>> {
+        self.inner.table.lock().expect("workload table lock")
+    }
+}
+
+pub use spec::{access_of, spec_for};
+pub use supervise::RestartPolicy;
+pub use validate::RESERVED_NAMES;

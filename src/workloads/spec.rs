@@ -1,0 +1,117 @@
+//! From a run configuration to the backend's spec: mounts, network,
+//! environment, progress reporting.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_runtime_api::{Progress, RuntimeError, WorkloadName, WorkloadSpec};
+
+use super::permissions::{self};
+use super::types::{RunConfig, WorkloadStatus};
+use super::*;
+use crate::egress::proxy_env;
+
+/// How often image build output may replace a starting workload's status
+/// context (each write is an fsync'ed status file).
+pub(super) const PROGRESS_CONTEXT_EVERY: Duration = Duration::from_millis(500);
+
+/// What a run configuration may touch (its profile and volumes).
+pub fn access_of(config: &RunConfig) -> Result<permissions::Access, WorkloadError> {
+    permissions::resolve(config.permission_profile.as_ref(), &config.volumes)
+        .map_err(WorkloadError::Invalid)
+}
+
+/// The backend spec of a run configuration: its environment plus the
+/// transport variables MCP servers read (not persisted, so an edit that
+/// echoes a GET never pins stale values), its mounts and network. The
+/// egress proxy variables of an allowlisted workload are added when it
+/// starts, once the proxy's address is known.
+pub fn spec_for(config: &RunConfig) -> Result<WorkloadSpec, WorkloadError> {
+    let name = WorkloadName::parse(&config.name).expect("stored names are valid");
+    // One strict reading of npx:// and uvx:// specs for every runtime: no
+    // URLs, paths, `git+…` or option-like specs reach a package manager.
+    if let Some(Err(e)) = berth_package_image::Package::parse(&config.image) {
+        return Err(WorkloadError::Invalid(e.to_string()));
+    }
+    let access = access_of(config)?;
+    let mut spec = WorkloadSpec::new(name, config.image.clone());
+    spec.mounts = access.mounts;
+    spec.network = access.network.access();
+    spec.args = config.cmd_args.clone();
+    spec.transport = config.transport.parse().unwrap_or_default();
+    spec.target_port = config.target_port;
+    spec.labels = config.container_labels.clone();
+    spec.env = config.env_vars.clone();
+    spec.env
+        .entry("MCP_TRANSPORT".into())
+        .or_insert_with(|| config.transport.clone());
+    if let Some(port) = config.target_port {
+        spec.env
+            .entry("MCP_PORT".into())
+            .or_insert(port.to_string());
+        spec.env
+            .entry("FASTMCP_PORT".into())
+            .or_insert(port.to_string());
+    }
+    Ok(spec)
+}
+
+impl Workloads {
+    /// The spec to deploy `config` with; for an outbound allowlist, the
+    /// workload's egress proxy is started first and the spec points at it.
+    pub(super) async fn prepare(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+    ) -> Result<WorkloadSpec, RuntimeError> {
+        let mut spec = spec_for(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        if let Some(addr) = self.start_egress(name, config).await? {
+            spec.env.extend(proxy_env(addr));
+        }
+        spec.progress = self.progress_of(name);
+        Ok(spec)
+    }
+
+    /// Where a deploy of `name` reports image pulls and builds: every line
+    /// to berth's log of the workload, and (at most once per
+    /// [`PROGRESS_CONTEXT_EVERY`], milestones always) to its status context
+    /// while it is starting.
+    pub(super) fn progress_of(&self, name: &WorkloadName) -> Progress {
+        let weak = Arc::downgrade(&self.inner);
+        let name = name.clone();
+        let last = Mutex::new(None::<std::time::Instant>);
+        Progress::new(move |line| {
+            let Some(inner) = weak.upgrade() else { return };
+            let this = Workloads { inner };
+            this.wlog(&name, line);
+            let milestone = [
+                "pulling image",
+                "pulled image",
+                "building image",
+                "built image",
+                "using cached image",
+            ]
+            .iter()
+            .any(|m| line.starts_with(m));
+            let now = std::time::Instant::now();
+            {
+                let mut last = last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !milestone
+                    && last.is_some_and(|t| now.duration_since(t) < PROGRESS_CONTEXT_EVERY)
+                {
+                    return;
+                }
+                *last = Some(now);
+            }
+            let starting = this
+                .table()
+                .get(&name)
+                .is_some_and(|e| e.status.status == WorkloadStatus::Starting);
+            if starting {
+                this.set_context(&name, line.to_owned());
+            }
+        })
+    }
+}

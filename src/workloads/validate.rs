@@ -1,0 +1,295 @@
+//! Validation of create and edit requests: the draft run configuration,
+//! remote targets, middleware, names, hosts.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use berth_runtime_api::{Transport, WorkloadName};
+
+use super::permissions::{self, Network};
+use super::types::{
+    CreateRequest, HeaderForward, MiddlewareConfig, PermissionProfile, REDACTED, RunConfig,
+    SCHEMA_VERSION, unsupported_fields,
+};
+use super::*;
+use crate::groups::{DEFAULT_GROUP, GroupError};
+use crate::proxy::HttpTarget;
+
+impl Workloads {
+    /// Checks a request and builds its run configuration, without ports.
+    pub(super) fn draft(
+        &self,
+        name: &WorkloadName,
+        req: &CreateRequest,
+    ) -> Result<RunConfig, WorkloadError> {
+        check_no_controls(req)?;
+        let unsupported = unsupported_fields(req);
+        if !unsupported.is_empty() {
+            return Err(WorkloadError::Unsupported(unsupported));
+        }
+        let remote = !req.url.is_empty();
+        if remote && !req.image.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "give either 'image' or 'url', not both".into(),
+            ));
+        }
+        let access = permissions::resolve(req.permission_profile.as_ref(), &req.volumes)
+            .and_then(|a| permissions::check_sources(&a).map(|()| a))
+            .map_err(WorkloadError::Invalid)?;
+        let transport: Transport = if req.transport.is_empty() {
+            if remote {
+                Transport::StreamableHttp
+            } else {
+                Transport::Stdio
+            }
+        } else {
+            req.transport
+                .parse()
+                .map_err(|e: berth_runtime_api::UnknownTransport| {
+                    WorkloadError::Invalid(e.to_string())
+                })?
+        };
+        if remote && transport == Transport::Stdio {
+            return Err(WorkloadError::Invalid(
+                "a remote server is reached over `sse` or `streamable-http`, not `stdio`".into(),
+            ));
+        }
+        let (header_forward, target_host) = if remote {
+            let (forward, target) = remote_target(req)?;
+            (forward, target)
+        } else {
+            (None, String::new())
+        };
+        let proxy_mode = match (transport, req.proxy_mode.as_str()) {
+            (Transport::Stdio, "" | "streamable-http") => "streamable-http",
+            (Transport::Stdio, "sse") => "sse",
+            (Transport::Stdio, other) => {
+                return Err(WorkloadError::Invalid(format!(
+                    "invalid proxy_mode `{other}`: use `sse` or `streamable-http`"
+                )));
+            }
+            (t, _) => t.as_str(),
+        };
+        let host = if req.host.is_empty() {
+            "127.0.0.1".to_owned()
+        } else {
+            let ip = req.host.parse::<IpAddr>().map_err(|_| {
+                WorkloadError::Invalid(format!("invalid host {:?}: not an IP address", req.host))
+            })?;
+            check_proxy_host(ip)?;
+            ip.to_string()
+        };
+        let group = if req.group.is_empty() {
+            DEFAULT_GROUP
+        } else {
+            &req.group
+        };
+        match self.inner.groups.exists(group) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(WorkloadError::Invalid(format!(
+                    "group `{group}` does not exist"
+                )));
+            }
+            Err(GroupError::InvalidName(why)) => {
+                return Err(WorkloadError::Invalid(format!("invalid group name: {why}")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for key in req.env_vars.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(WorkloadError::Invalid(format!(
+                    "invalid environment variable name {key:?}"
+                )));
+            }
+        }
+        if req.env_vars.values().any(|v| v.contains('\0'))
+            || req.cmd_arguments.iter().any(|a| a.contains('\0'))
+        {
+            return Err(WorkloadError::Invalid(
+                "environment values and arguments cannot contain null bytes".into(),
+            ));
+        }
+        let middleware_configs = self.check_middleware(&req.middleware_configs, transport)?;
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_WORKLOAD.to_owned(), name.to_string());
+        labels.insert(LABEL_GROUP.to_owned(), group.to_owned());
+        let config = RunConfig {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            image: req.image.clone(),
+            cmd_args: req.cmd_arguments.clone(),
+            name: name.to_string(),
+            container_name: name.to_string(),
+            base_name: name.to_string(),
+            transport: transport.as_str().to_owned(),
+            host,
+            port: 0,
+            target_port: None,
+            target_host: if remote {
+                target_host
+            } else if transport == Transport::Stdio {
+                String::new()
+            } else {
+                "127.0.0.1".to_owned()
+            },
+            remote_url: req.url.clone(),
+            header_forward,
+            permission_profile: Some(
+                req.permission_profile
+                    .clone()
+                    .unwrap_or_else(PermissionProfile::network),
+            ),
+            env_vars: req.env_vars.clone(),
+            volumes: req.volumes.clone(),
+            container_labels: labels,
+            isolate_network: access.network != Network::Full,
+            trust_proxy_headers: req.trust_proxy_headers,
+            proxy_mode: proxy_mode.to_owned(),
+            group: group.to_owned(),
+            middleware_configs,
+        };
+        Ok(config)
+    }
+
+    /// Checks a request's middleware: `wasm` entries naming a loaded
+    /// middleware plugin, on a stdio workload.
+    pub(super) fn check_middleware(
+        &self,
+        entries: &[MiddlewareConfig],
+        transport: Transport,
+    ) -> Result<Vec<MiddlewareConfig>, WorkloadError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        if transport != Transport::Stdio {
+            return Err(WorkloadError::Invalid(
+                "wasm middleware applies to stdio workloads only; berth does not inspect the traffic of HTTP workloads yet".into(),
+            ));
+        }
+        let Some(plugins) = self.plugins() else {
+            return Err(WorkloadError::Invalid(
+                "middleware_configs names plugins, but no [[plugins]] are configured".into(),
+            ));
+        };
+        for mc in entries {
+            if mc.kind != "wasm" {
+                return Err(WorkloadError::Invalid(format!(
+                    "middleware type `{}` is not supported: berth runs `wasm` middleware plugins",
+                    mc.kind
+                )));
+            }
+            let Some(plugin) = mc.parameters.get("plugin").and_then(|p| p.as_str()) else {
+                return Err(WorkloadError::Invalid(
+                    "a `wasm` middleware needs `parameters.plugin`, the plugin's name".into(),
+                ));
+            };
+            plugins
+                .check_attachment(plugin, mc.parameters.get("config"))
+                .map_err(|e| WorkloadError::Invalid(e.to_string()))?;
+        }
+        Ok(entries.to_vec())
+    }
+}
+
+/// Checks a remote workload's URL and headers; returns the headers to
+/// store and the URL's `host[:port]`.
+pub(super) fn remote_target(
+    req: &CreateRequest,
+) -> Result<(Option<HeaderForward>, String), WorkloadError> {
+    let mut forward = req.header_forward.clone().unwrap_or_default();
+    for h in req.headers.iter().flatten() {
+        if h.name.is_empty() {
+            return Err(WorkloadError::Invalid(
+                "a header in 'headers' has no name".into(),
+            ));
+        }
+        let given = forward
+            .add_plaintext_headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(&h.name));
+        if !given && !h.default.is_empty() {
+            forward
+                .add_plaintext_headers
+                .insert(h.name.clone(), h.default.clone());
+        } else if !given && h.required {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{}` is required: give its value in header_forward.add_plaintext_headers",
+                h.name
+            )));
+        }
+    }
+    for (name, value) in &forward.add_plaintext_headers {
+        if value == REDACTED {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{name}` has the placeholder value `{REDACTED}`: give its real value"
+            )));
+        }
+    }
+    let headers: Vec<(String, String)> = forward
+        .add_plaintext_headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    let lower = req.url.to_ascii_lowercase();
+    if lower.contains(REDACTED) || lower.contains("%5bredacted%5d") {
+        return Err(WorkloadError::Invalid(format!(
+            "url has the placeholder value `{REDACTED}`: give its real value"
+        )));
+    }
+    HttpTarget::remote(&req.url, &headers).map_err(|e| WorkloadError::Invalid(e.to_string()))?;
+    let uri: axum::http::Uri = req.url.parse().expect("checked by HttpTarget::remote");
+    let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let forward = (!forward.add_plaintext_headers.is_empty()).then_some(forward);
+    Ok((forward, host))
+}
+
+/// Refuses control characters (a newline, above all) in the fields that
+/// name things: they are never legitimate there and would end up in log
+/// lines and file names. Environment values and arguments may hold any
+/// text.
+pub(super) fn check_no_controls(req: &CreateRequest) -> Result<(), WorkloadError> {
+    let named = [
+        ("image", &req.image),
+        ("url", &req.url),
+        ("group", &req.group),
+        ("host", &req.host),
+        ("transport", &req.transport),
+        ("proxy_mode", &req.proxy_mode),
+    ];
+    let keys = req
+        .env_vars
+        .keys()
+        .map(|k| ("env_vars", k))
+        .chain(req.volumes.iter().map(|v| ("volumes", v)));
+    for (field, value) in named.into_iter().chain(keys) {
+        if value.chars().any(char::is_control) {
+            return Err(WorkloadError::Invalid(format!(
+                "{field} contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Names that are literal path segments under `/api/v1beta/workloads/`
+/// (bulk routes and ToolHive's upgrade routes): a workload so named could
+/// not be addressed by `/workloads/{name}`. `api::workloads` tests that
+/// every literal route is listed.
+pub const RESERVED_NAMES: &[&str] = &["delete", "restart", "stop", "upgrade", "upgrade-check"];
+
+/// A workload's proxy address must be loopback: the proxy has no
+/// authentication of its own yet, so beyond loopback anyone who can reach
+/// the machine could use the server. An address the machine cannot bind
+/// (e.g. `::1` without IPv6) is refused here, not later as "no free port".
+pub(super) fn check_proxy_host(ip: IpAddr) -> Result<(), WorkloadError> {
+    if !ip.is_loopback() {
+        return Err(WorkloadError::Invalid(format!(
+            "host `{ip}` is not a loopback address: a workload's proxy has no authentication, \
+             so it listens on 127.0.0.1 or ::1 only"
+        )));
+    }
+    std::net::TcpListener::bind((ip, 0)).map_err(|e| {
+        WorkloadError::Invalid(format!("host `{ip}` cannot be bound on this machine: {e}"))
+    })?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! The API view of workloads: lists, one workload, its configuration,
+//! its logs.
+
+use std::fs;
+use std::net::IpAddr;
+
+use berth_runtime_api::{RuntimeError, WorkloadName};
+
+use super::types::{
+    CreateRequest, OidcOptions, RunConfig, Workload, WorkloadStatus, redact_url, rfc3339,
+};
+use super::*;
+use crate::proxy::HttpTarget;
+use crate::state::StateError;
+
+impl Workloads {
+    /// Workloads by name: all of them with `all`, else only running ones;
+    /// only those of `group` if given.
+    pub fn list(&self, all: bool, group: Option<&str>) -> Result<Vec<Workload>, WorkloadError> {
+        if let Some(group) = group {
+            self.inner.groups.get(group)?;
+        }
+        let table = self.table();
+        Ok(table
+            .iter()
+            .filter(|(_, e)| all || e.status.status == WorkloadStatus::Running)
+            .filter(|(_, e)| group.is_none_or(|g| e.config.group == g))
+            .map(|(name, e)| view(name, e))
+            .collect())
+    }
+
+    /// One workload as listed.
+    pub fn workload(&self, name: &str) -> Result<Workload, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        let table = self.table();
+        let e = table
+            .get(&name)
+            .ok_or_else(|| WorkloadError::NotFound(name.to_string()))?;
+        Ok(view(&name, e))
+    }
+
+    /// A workload's configuration, in the create request's shape.
+    pub fn get(&self, name: &str) -> Result<CreateRequest, WorkloadError> {
+        let c = self.export(name)?;
+        Ok(CreateRequest {
+            name: c.name,
+            image: c.image,
+            url: c.remote_url,
+            header_forward: c.header_forward,
+            middleware_configs: c.middleware_configs,
+            transport: c.transport,
+            proxy_mode: c.proxy_mode,
+            host: c.host,
+            proxy_port: c.port,
+            target_port: c.target_port.unwrap_or(0),
+            cmd_arguments: c.cmd_args,
+            env_vars: c.env_vars,
+            volumes: c.volumes,
+            permission_profile: c.permission_profile,
+            network_isolation: Some(c.isolate_network),
+            trust_proxy_headers: c.trust_proxy_headers,
+            oidc: Some(OidcOptions::default()),
+            group: c.group,
+            ..CreateRequest::default()
+        })
+    }
+
+    /// A workload's run configuration, credential-like header values
+    /// redacted.
+    pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
+        let mut config = self.config(name)?;
+        config.header_forward = config.header_forward.map(|h| h.redacted());
+        config.remote_url = redact_url(&config.remote_url);
+        Ok(config)
+    }
+
+    pub(super) fn config(&self, name: &str) -> Result<RunConfig, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.table()
+            .get(&name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| WorkloadError::NotFound(name.to_string()))
+    }
+
+    /// The last lines the workload's server wrote to its log.
+    pub async fn logs(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        if self.config(name.as_str())?.is_remote() {
+            return Err(WorkloadError::NoServerLogs(name.to_string()));
+        }
+        match self.inner.backend.logs(&name, LOG_TAIL_LINES).await {
+            Ok(text) => Ok(text),
+            Err(RuntimeError::NotFound(_)) => Ok(String::new()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The last lines of berth's own log of the workload: lifecycle events
+    /// and, with the proxy, its messages.
+    pub fn proxy_logs(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.workload(name.as_str())?;
+        let path = self.inner.store.workload_log(name.as_str());
+        let mut text = String::new();
+        for p in [path.with_extension("log.1"), path] {
+            match fs::read_to_string(&p) {
+                Ok(t) => text.push_str(&t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StateError::Io { path: p, source }.into()),
+            }
+        }
+        Ok(tail_lines(&text, LOG_TAIL_LINES).to_owned())
+    }
+}
+
+pub(super) fn tail_lines(text: &str, n: usize) -> &str {
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    match body.rmatch_indices('\n').nth(n.saturating_sub(1)) {
+        Some((i, _)) if n > 0 => &text[i + 1..],
+        _ if n == 0 => "",
+        _ => text,
+    }
+}
+
+pub(super) fn url(config: &RunConfig, name: &WorkloadName) -> String {
+    let host = match config.host.parse::<IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => config.host.clone(),
+        _ => "127.0.0.1".to_owned(),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    if config.is_remote() {
+        let Some(path) = HttpTarget::path_of(&config.remote_url) else {
+            return String::new();
+        };
+        return if config.proxy_mode == "sse" {
+            let path = if path.is_empty() { "/sse" } else { &path };
+            format!("http://{host}:{}{path}#{name}", config.port)
+        } else {
+            format!("http://{host}:{}{path}", config.port)
+        };
+    }
+    if config.proxy_mode == "sse" {
+        format!("http://{host}:{}/sse#{name}", config.port)
+    } else {
+        format!("http://{host}:{}/mcp", config.port)
+    }
+}
+
+pub(super) fn view(name: &WorkloadName, e: &Entry) -> Workload {
+    let running = e.status.status == WorkloadStatus::Running;
+    Workload {
+        name: name.to_string(),
+        package: if e.config.is_remote() {
+            "remote".to_owned()
+        } else {
+            e.config.image.clone()
+        },
+        url: url(&e.config, name),
+        port: e.config.port,
+        transport_type: e.config.transport.clone(),
+        proxy_mode: e.config.proxy_mode.clone(),
+        status: e.status.status,
+        status_context: e.status.status_context.clone(),
+        created_at: rfc3339(Some(e.status.created_at)),
+        labels: e
+            .config
+            .container_labels
+            .iter()
+            .filter(|(k, _)| !k.starts_with("berth."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        group: e.config.group.clone(),
+        tools: Vec::new(),
+        remote: e.config.is_remote(),
+        started_at: rfc3339(e.status.started_at.filter(|_| running)),
+        restart_count: e.status.restart_count,
+    }
+}

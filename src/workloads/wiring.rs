@@ -1,0 +1,139 @@
+//! What surrounds a running server: its proxy (with the middleware chain),
+//! its stdio attachment, its egress proxy.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use berth_runtime_api::{RuntimeError, Transport, WorkloadName};
+
+use super::permissions::Network;
+use super::types::RunConfig;
+use super::*;
+use crate::proxy::{Chain, HttpTarget};
+
+impl Workloads {
+    /// The middleware chain of a stdio workload (global plugins first).
+    pub(super) fn chain_for(&self, config: &RunConfig) -> Result<Option<Chain>, String> {
+        let Some(plugins) = self.plugins() else {
+            return Ok(None);
+        };
+        let attachments: Vec<(String, Option<serde_json::Value>)> = config
+            .middleware_configs
+            .iter()
+            .filter(|mc| mc.kind == "wasm")
+            .filter_map(|mc| {
+                let plugin = mc.parameters.get("plugin")?.as_str()?.to_owned();
+                Some((plugin, mc.parameters.get("config").cloned()))
+            })
+            .collect();
+        plugins
+            .chain(&attachments)
+            .map_err(|e| format!("middleware cannot be set up: {e}"))
+    }
+
+    /// Runs the egress proxy of a workload with an outbound allowlist, on
+    /// the host's address of its isolated network, and returns the proxy's
+    /// address; stops a leftover proxy of a workload without one.
+    pub(super) async fn start_egress(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+    ) -> Result<Option<std::net::SocketAddr>, RuntimeError> {
+        let access = access_of(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        let Network::Allowlist(policy) = access.network else {
+            self.inner.egress.stop(name.as_str());
+            return Ok(None);
+        };
+        let ip = self.inner.backend.isolated_network(name).await?;
+        let weak = Arc::downgrade(&self.inner);
+        let log: crate::egress::LogSink = Arc::new(move |n: &str, line: &str| {
+            if let (Some(inner), Ok(n)) = (weak.upgrade(), WorkloadName::parse(n)) {
+                Workloads { inner }.wlog(&n, line);
+            }
+        });
+        let addr = self
+            .inner
+            .egress
+            .start(name.as_str(), ip, policy, log)
+            .map_err(|e| RuntimeError::backend(format!("starting the egress proxy on {ip}"), e))?;
+        Ok(Some(addr))
+    }
+
+    /// Binds the workload's proxy port (a no-op if it is bound already).
+    /// An HTTP workload is reached at `endpoint` (a container's published
+    /// port) or else at its target port on the host.
+    pub(super) async fn start_proxy(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+        endpoint: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        // A stored host that is not loopback (a hand-edited or older state
+        // file) never exposes the proxy: it is bound to 127.0.0.1 instead.
+        let host: IpAddr = match config.host.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => ip,
+            _ => IpAddr::from([127, 0, 0, 1]),
+        };
+        let addr = std::net::SocketAddr::new(host, config.port);
+        let http = if config.is_remote() {
+            let headers: Vec<(String, String)> = config
+                .header_forward
+                .iter()
+                .flat_map(|h| h.add_plaintext_headers.clone())
+                .collect();
+            Some(
+                HttpTarget::remote(&config.remote_url, &headers)
+                    .map_err(|e| format!("invalid remote server: {e}"))?,
+            )
+        } else {
+            match (config.transport.as_str(), endpoint, config.target_port) {
+                ("stdio", ..) => None,
+                (_, Some(ep), _) => Some(HttpTarget::local(&ep.ip().to_string(), ep.port())),
+                (_, None, Some(port)) => Some(HttpTarget::local(
+                    if config.target_host.is_empty() {
+                        "127.0.0.1"
+                    } else {
+                        &config.target_host
+                    },
+                    port,
+                )),
+                (_, None, None) => None,
+            }
+        };
+        let chain = if http.is_none() {
+            self.chain_for(config)?
+        } else {
+            None
+        };
+        self.inner
+            .proxies
+            .start(name.as_str(), addr, http, chain)
+            .await
+            .map(drop)
+            .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))
+    }
+
+    /// Starts the proxy of an instance that runs, and attaches its stdio
+    /// (after a deploy, or to re-attach after a berth restart).
+    pub(super) async fn connect_proxy(
+        &self,
+        name: &WorkloadName,
+        config: &RunConfig,
+        endpoint: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        self.start_proxy(name, config, endpoint).await?;
+        if config.transport == Transport::Stdio.as_str() {
+            // A proxy still connected to a server that ran on (its engine
+            // was unreachable meanwhile) lets go first: one holder at a time.
+            self.inner.proxies.release(name.as_str()).await;
+            let io = self
+                .inner
+                .backend
+                .attach(name)
+                .await
+                .map_err(|e| format!("cannot attach to the server: {}", error_chain(&e)))?;
+            self.inner.proxies.attach(name.as_str(), io);
+        }
+        Ok(())
+    }
+}

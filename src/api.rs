@@ -23,7 +23,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{ApiToken, BrowserGuard};
-use crate::workloads::Workloads;
 use error::ApiError;
 
 pub use openapi::ApiDoc;
@@ -31,17 +30,8 @@ pub use openapi::ApiDoc;
 /// The largest request body the API reads.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The workload service.
-    pub workloads: Workloads,
-    /// Random per-process nonce sent on `/health`, so that a client can tell
-    /// it talks to the server it started.
-    pub nonce: Arc<str>,
-    /// Who may call.
-    pub access: Access,
-}
+/// What every handler can reach: the whole berth (see [`crate::app`]).
+pub type AppState = Arc<crate::app::App>;
 
 /// Who may call the API.
 #[derive(Clone, Debug, Default)]

@@ -20,8 +20,12 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The REST API's listener.
     pub api: ApiConfig,
-    /// Which runtime runs workloads.
+    /// The default runtime: where workloads that name none run.
     pub runtime: RuntimeKind,
+    /// Whether the other container engines that answer at start are used
+    /// too (a workload chooses with its `runtime` field). Native processes
+    /// are always available; `auto` always discovers.
+    pub discover_runtimes: bool,
     /// Where berth keeps its state; `$XDG_STATE_HOME/berth` when unset.
     pub state_dir: Option<PathBuf>,
     /// The range automatic proxy ports are taken from.
@@ -59,6 +63,7 @@ impl Default for Config {
         Self {
             api: ApiConfig::default(),
             runtime: RuntimeKind::Auto,
+            discover_runtimes: true,
             state_dir: None,
             ports: PortRange::default(),
             process: ProcessConfig::default(),
@@ -215,6 +220,7 @@ pub enum ConfigError {
 const TOP_LEVEL_KEYS: &[&str] = &[
     "api",
     "runtime",
+    "discover_runtimes",
     "state_dir",
     "ports",
     "process",

@@ -7,8 +7,8 @@
 //! the outbound proxies of workloads with an allowlist.
 
 pub mod api;
+pub mod app;
 pub mod auth;
-pub mod backends;
 pub mod config;
 pub mod egress;
 pub mod groups;
@@ -17,6 +17,7 @@ pub mod logging;
 pub mod plugins;
 pub mod proxy;
 pub mod registry;
+pub mod runtimes;
 pub mod secrets;
 pub mod state;
 mod tls;

@@ -12,14 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use berth::api::{self, AppState};
+use berth::api::{self};
 use berth::auth::{ApiAuth, ApiToken, BrowserGuard, TokenSource};
 use berth::config::{self, Config, LogFormat, RuntimeKind};
-use berth::groups::Groups;
-use berth::plugins::Plugins;
-use berth::proxy::Proxies;
-use berth::state::Store;
-use berth::workloads::{Settings, Workloads};
 use clap::{Args, Parser, Subcommand};
 use figment::Figment;
 use figment::providers::Serialized;
@@ -124,7 +119,7 @@ fn default_config_file() -> Option<PathBuf> {
 }
 
 /// Container engine sockets to try, from the environment and the usual places.
-fn engine_sockets() -> berth::backends::EngineSockets {
+fn engine_sockets() -> berth::runtimes::EngineSockets {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut docker: Vec<String> = var("DOCKER_HOST").into_iter().collect();
     docker.push("unix:///var/run/docker.sock".into());
@@ -133,7 +128,7 @@ fn engine_sockets() -> berth::backends::EngineSockets {
         podman.push(format!("unix://{dir}/podman/podman.sock"));
     }
     podman.push("unix:///run/podman/podman.sock".into());
-    berth::backends::EngineSockets { docker, podman }
+    berth::runtimes::EngineSockets { docker, podman }
 }
 
 /// What native workloads inherit from berth's environment: only the
@@ -294,42 +289,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Some(dir) => dir.clone(),
         None => default_state_dir()?,
     };
-    let store = Store::open(&state_dir)
-        .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
-    let groups = Arc::new(Groups::open(store.clone())?);
-    let backend = berth::backends::build(&config, &state_dir, base_env(&config), &engine_sockets())
-        .await
-        .context("starting the runtime backend")?;
-    let plugins = if config.plugins.is_empty() {
-        None
-    } else {
-        let (host, entries, cache) = (
-            config.plugin_host.clone(),
-            config.plugins.clone(),
-            state_dir.join("plugin-cache"),
-        );
-        let loaded = tokio::task::spawn_blocking(move || Plugins::load(host, entries, Some(cache)))
-            .await
-            .context("loading plugins")?
-            .context("setting up the plugin host")?;
-        Some(Arc::new(loaded))
-    };
-    let settings = Settings {
-        port_range: (config.ports.start, config.ports.end),
-        restart: config.restart,
-        plugins,
-        egress: config.egress.clone(),
-    };
-    let proxies = Arc::new(Proxies::new(config.proxy.clone()));
-    let workloads = Workloads::open(backend.clone(), proxies, store, groups, settings).await?;
-    let nonce: String = (0..16)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
-    let app = api::router(AppState {
-        workloads: workloads.clone(),
-        nonce: nonce.into(),
-        access,
-    });
+    let base_env = base_env(&config);
+    let app = berth::app::App::builder(config)
+        .state_dir(&state_dir)
+        .discover(engine_sockets(), base_env)
+        .access(access)
+        .build()
+        .await?;
+    let runtimes = app.runtimes.names().join(",");
+    let router = api::router(app.clone());
 
     // The listener stops taking connections on SIGINT/SIGTERM and lets the
     // requests in flight finish.
@@ -341,24 +309,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stop.cancel();
         }
     });
-    let limits = config.api.limits();
-    match &config.api.socket {
+    let limits = app.config.api.limits();
+    match &app.config.api.socket {
         Some(path) => {
             let listener = bind_socket(path)?;
-            info!(socket = %path.display(), runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
-            berth::listener::serve(listener, app, limits, stop).await;
+            info!(socket = %path.display(), runtimes = %runtimes, state_dir = %state_dir.display(), "berth is listening.");
+            berth::listener::serve(listener, router, limits, stop).await;
             let _ = std::fs::remove_file(path);
         }
         None => {
-            let addr = SocketAddr::new(config.api.host, config.api.port);
+            let addr = SocketAddr::new(app.config.api.host, app.config.api.port);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
-            info!(address = %listener.local_addr()?, runtime = backend.kind(), state_dir = %state_dir.display(), "berth is listening.");
-            berth::listener::serve(listener, app, limits, stop).await;
+            info!(address = %listener.local_addr()?, runtimes = %runtimes, state_dir = %state_dir.display(), "berth is listening.");
+            berth::listener::serve(listener, router, limits, stop).await;
         }
     }
-    workloads.shutdown(Duration::from_secs(30)).await;
+    app.shutdown(Duration::from_secs(30)).await;
     info!("berth stopped.");
     Ok(())
 }
@@ -370,38 +338,8 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
         .command
         .split_first()
         .context("a command is required")?;
-    let chain = if args.middleware.is_empty() {
-        None
-    } else {
-        let wanted: Vec<_> = config
-            .plugins
-            .iter()
-            .filter(|p| args.middleware.contains(&p.name))
-            .cloned()
-            .map(|mut p| {
-                p.global = false;
-                p
-            })
-            .collect();
-        let host = config.plugin_host.clone();
-        let plugins = tokio::task::spawn_blocking(move || Plugins::load(host, wanted, None))
-            .await
-            .context("loading plugins")?
-            .context("setting up the plugin host")?;
-        let plugins = Arc::new(plugins);
-        for name in &args.middleware {
-            let info = plugins
-                .info(name)
-                .with_context(|| format!("--middleware {name}: no such [[plugins]] entry"))?;
-            if let Some(error) = info.error {
-                bail!("plugin `{name}` did not load: {error}");
-            }
-        }
-        let attachments: Vec<(String, Option<serde_json::Value>)> =
-            args.middleware.iter().map(|n| (n.clone(), None)).collect();
-        plugins.chain(&attachments)?
-    };
-    let proxies = Proxies::new(config.proxy);
+    let berth::app::Bridge { proxies, chain } =
+        berth::app::Bridge::build(config, &args.middleware).await?;
     let addr = SocketAddr::new(args.host, args.port);
     proxies.start("bridge", addr, None, chain).await?;
     let mut child = tokio::process::Command::new(program)

@@ -62,7 +62,7 @@ pub(super) async fn list_groups(
     State(s): State<AppState>,
 ) -> Result<Json<GroupListResponse>, ApiError> {
     Ok(Json(GroupListResponse {
-        groups: s.workloads.groups().list()?,
+        groups: s.groups.list()?,
     }))
 }
 
@@ -76,7 +76,7 @@ pub(super) async fn create_group(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<CreateGroupRequest>,
 ) -> Result<(StatusCode, Json<CreateGroupResponse>), ApiError> {
-    let group = s.workloads.groups().create(&req.name)?;
+    let group = s.groups.create(&req.name)?;
     Ok((
         StatusCode::CREATED,
         Json(CreateGroupResponse { name: group.name }),
@@ -94,7 +94,7 @@ pub(super) async fn get_group(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(s.workloads.groups().get(&name)?))
+    Ok(Json(s.groups.get(&name)?))
 }
 
 /// Delete a group; its workloads move to `default`, or are deleted with

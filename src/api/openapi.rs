@@ -13,7 +13,7 @@ use super::{groups, plugins, system, workloads};
 #[openapi(
     info(title = "berth API", description = "Runs MCP servers and manages them through a ToolHive-compatible REST API."),
     paths(
-        system::health, system::version, system::openapi_json, system::doc,
+        system::health, system::version, system::list_runtimes, system::openapi_json, system::doc,
         workloads::list_workloads, workloads::create_workload, workloads::get_workload,
         workloads::edit_workload, workloads::stop_workload, workloads::restart_workload,
         workloads::delete_workload, workloads::workload_status, workloads::workload_logs,
@@ -29,6 +29,7 @@ use super::{groups, plugins, system, workloads};
         (name = "logs", description = "Workload logs"),
         (name = "groups", description = "Groups of workloads"),
         (name = "plugins", description = "berth extension: WebAssembly plugins"),
+        (name = "runtimes", description = "berth extension: the runtimes workloads run on"),
     )
 )]
 pub struct ApiDoc;

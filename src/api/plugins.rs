@@ -31,7 +31,7 @@ pub(super) struct PluginListResponse {
     responses((status = 200, description = "OK", body = PluginListResponse)))]
 pub(super) async fn list_plugins(State(s): State<AppState>) -> Json<PluginListResponse> {
     Json(PluginListResponse {
-        plugins: s.workloads.plugins().map(|p| p.list()).unwrap_or_default(),
+        plugins: s.plugins.as_ref().map(|p| p.list()).unwrap_or_default(),
     })
 }
 
@@ -48,7 +48,7 @@ pub(super) async fn get_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
-    let plugins = s.workloads.plugins().ok_or_else(|| not_configured(&name))?;
+    let plugins = s.plugins.as_ref().ok_or_else(|| not_configured(&name))?;
     Ok(Json(plugins.info(&name)?))
 }
 
@@ -63,11 +63,7 @@ pub(super) async fn reload_plugin(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PluginInfo>, ApiError> {
-    let plugins = s
-        .workloads
-        .plugins()
-        .cloned()
-        .ok_or_else(|| not_configured(&name))?;
+    let plugins = s.plugins.clone().ok_or_else(|| not_configured(&name))?;
     let info = tokio::task::spawn_blocking(move || plugins.reload(&name))
         .await
         .map_err(|e| ApiError::from(PluginError::Engine(format!("reload failed: {e}"))))??;

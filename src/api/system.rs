@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/api/v1beta/version", get(version))
+        .route("/api/v1beta/x/berth/runtimes", get(list_runtimes))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/doc", get(doc))
 }
@@ -30,13 +31,70 @@ pub(super) struct VersionResponse {
     pub(super) runtime: String,
     /// The active runtime's version (berth extension).
     pub(super) runtime_version: String,
+    /// Every runtime this berth runs workloads on, the default first
+    /// (berth extension).
+    pub(super) runtimes: Vec<RuntimeInfo>,
+}
+
+/// A runtime and whether it answers (berth extension).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = berth::RuntimeInfo)]
+pub(super) struct RuntimeInfo {
+    /// `docker`, `podman` or `process`.
+    pub(super) name: String,
+    /// Whether workloads that name no runtime run here.
+    pub(super) default: bool,
+    /// Whether it answers now.
+    pub(super) healthy: bool,
+    /// Its version (engine version, kernel release) when it answers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) version: String,
+    /// Why it does not answer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) error: String,
+}
+
+impl From<crate::runtimes::RuntimeStatus> for RuntimeInfo {
+    fn from(s: crate::runtimes::RuntimeStatus) -> Self {
+        Self {
+            name: s.name,
+            default: s.default,
+            healthy: s.healthy,
+            version: s.version,
+            error: s.error,
+        }
+    }
+}
+
+/// `GET /api/v1beta/x/berth/runtimes` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = berth::RuntimeListResponse)]
+pub(super) struct RuntimeListResponse {
+    /// Every runtime, the default first.
+    pub(super) runtimes: Vec<RuntimeInfo>,
+}
+
+/// The runtimes this berth runs workloads on and whether each answers
+/// (berth extension). A workload names one in its `runtime` field.
+#[utoipa::path(get, path = "/api/v1beta/x/berth/runtimes", tag = "runtimes",
+    responses((status = 200, description = "OK", body = RuntimeListResponse)))]
+pub(super) async fn list_runtimes(State(state): State<AppState>) -> Json<RuntimeListResponse> {
+    Json(RuntimeListResponse {
+        runtimes: state
+            .runtimes
+            .status()
+            .await
+            .into_iter()
+            .map(RuntimeInfo::from)
+            .collect(),
+    })
 }
 
 /// Health check: 204 when the runtime answers, 503 with the reason otherwise.
 #[utoipa::path(get, path = "/health", tag = "system",
     responses((status = 204, description = "No Content"), (status = 503, description = "Runtime unavailable", body = String)))]
 pub(super) async fn health(State(state): State<AppState>) -> Response {
-    match state.workloads.backend().health().await {
+    match state.runtimes.default().health().await {
         Ok(_) => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             if let Ok(v) = HeaderValue::from_str(&state.nonce) {
@@ -53,15 +111,16 @@ pub(super) async fn health(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/api/v1beta/version", tag = "version",
     responses((status = 200, description = "OK", body = VersionResponse)))]
 pub(super) async fn version(State(state): State<AppState>) -> Json<VersionResponse> {
-    let backend = state.workloads.backend();
-    let runtime_version = match backend.health().await {
-        Ok(h) => h.version,
-        Err(_) => "unavailable".to_owned(),
-    };
+    let runtimes = state.runtimes.status().await;
+    let default = runtimes.iter().find(|r| r.default);
     Json(VersionResponse {
         version: format!("v{}", env!("CARGO_PKG_VERSION")),
-        runtime: backend.kind().to_owned(),
-        runtime_version,
+        runtime: default.map(|r| r.name.clone()).unwrap_or_default(),
+        runtime_version: match default {
+            Some(r) if r.healthy => r.version.clone(),
+            _ => "unavailable".to_owned(),
+        },
+        runtimes: runtimes.into_iter().map(RuntimeInfo::from).collect(),
     })
 }
 

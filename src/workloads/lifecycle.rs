@@ -89,7 +89,11 @@ impl Workloads {
     /// Takes over an instance the backend still runs (after a berth restart);
     /// false if there is none.
     pub(super) async fn try_adopt(&self, name: &WorkloadName) -> bool {
-        match self.inner.backend.inspect(name).await {
+        let inspected = match self.backend_of(name) {
+            Ok(backend) => backend.inspect(name).await,
+            Err(err) => Err(err),
+        };
+        match inspected {
             Ok(info) if info.state.is_running() => {
                 let Some(config) = self.table().get(name).map(|e| e.config.clone()) else {
                     return true;
@@ -165,7 +169,10 @@ impl Workloads {
             return;
         }
         let deployed = match self.prepare(name, &config).await {
-            Ok(spec) => self.inner.backend.deploy(spec).await,
+            Ok(spec) => match self.backend_for(&config) {
+                Ok(backend) => backend.deploy(spec).await,
+                Err(err) => Err(err),
+            },
             Err(err) => Err(err),
         };
         match deployed {
@@ -174,7 +181,9 @@ impl Workloads {
                     && let Err(why) = self.connect_proxy(name, &config, info.http_endpoint).await
                 {
                     warn!(workload = %name, error = %why, "Workload started but cannot be reached.");
-                    let _ = self.inner.backend.stop(name).await;
+                    if let Ok(backend) = self.backend_for(&config) {
+                        let _ = backend.stop(name).await;
+                    }
                     self.wlog(name, &why);
                     self.set_status(name, WorkloadStatus::Error, why, None);
                     return;
@@ -229,7 +238,10 @@ impl Workloads {
         let stopped = if remote {
             Ok(())
         } else {
-            self.inner.backend.stop(name).await
+            match self.backend_of(name) {
+                Ok(backend) => backend.stop(name).await,
+                Err(err) => Err(err),
+            }
         };
         self.inner.proxies.stop(name.as_str()).await;
         self.inner.egress.stop(name.as_str());
@@ -255,7 +267,12 @@ impl Workloads {
         let removed = if remote {
             Ok(())
         } else {
-            self.inner.backend.remove(name).await
+            match self.backend_of(name) {
+                Ok(backend) => backend.remove(name).await,
+                // A runtime this berth does not have holds nothing to remove.
+                Err(RuntimeError::InvalidSpec(_)) => Ok(()),
+                Err(err) => Err(err),
+            }
         };
         match removed {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {}
@@ -289,6 +306,7 @@ impl Workloads {
             Some(e) => e.status.desired,
             None => return,
         };
+        self.leave_old_runtime(name, &old).await;
         if desired == Desired::Stopped {
             return; // a stopped workload keeps its new configuration for its next start
         }
@@ -301,6 +319,7 @@ impl Workloads {
             .map(|e| e.status.status_context.clone());
         if let Some(why) = failed {
             warn!(workload = %name, error = %why, "Edited workload did not start; restoring its previous configuration.");
+            let edited = self.table().get(name).map(|e| e.config.clone());
             {
                 let mut table = self.table();
                 if self
@@ -313,12 +332,46 @@ impl Workloads {
                     e.config = old;
                 }
             }
+            if let Some(edited) = edited {
+                self.leave_old_runtime(name, &edited).await;
+            }
             self.start_instance(name).await;
             let restored = format!("edit failed ({why}); previous configuration restored");
             self.wlog(name, &restored);
             let status = self.table().get(name).map(|e| e.status.status);
             if status == Some(WorkloadStatus::Running) {
                 self.set_context(name, restored);
+            }
+        }
+    }
+
+    /// An edit that moves a workload to another runtime removes its
+    /// instance from the old one first: no runtime keeps a copy running.
+    pub(super) async fn leave_old_runtime(&self, name: &WorkloadName, old: &RunConfig) {
+        let moved = self
+            .table()
+            .get(name)
+            .is_some_and(|e| e.config.runtime != old.runtime);
+        if !moved || old.is_remote() {
+            return;
+        }
+        let Ok(backend) = self.backend_for(old) else {
+            return;
+        };
+        self.inner.proxies.stop(name.as_str()).await;
+        self.inner.egress.stop(name.as_str());
+        match backend.remove(name).await {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {
+                self.wlog(name, &format!("removed from the {} runtime", old.runtime));
+            }
+            Err(err) => {
+                let why = format!(
+                    "could not remove the instance on the {} runtime: {}",
+                    old.runtime,
+                    error_chain(&err)
+                );
+                warn!(workload = %name, error = %why, "Instance left on the old runtime.");
+                self.wlog(name, &why);
             }
         }
     }

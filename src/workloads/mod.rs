@@ -35,6 +35,7 @@ use crate::egress::{Egress, EgressConfig};
 use crate::groups::{GroupError, Groups};
 use crate::plugins::Plugins;
 use crate::proxy::Proxies;
+use crate::runtimes::Runtimes;
 use crate::state::{Kind, StateError, Store};
 use types::{Desired, RunConfig, StatusRecord, WorkloadStatus};
 
@@ -145,7 +146,7 @@ struct Entry {
 }
 
 struct Inner {
-    backend: Arc<dyn Backend>,
+    runtimes: Runtimes,
     proxies: Arc<Proxies>,
     store: Store,
     groups: Arc<Groups>,
@@ -161,16 +162,7 @@ pub struct Workloads {
     inner: Arc<Inner>,
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
+use crate::logging::error_chain;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -183,7 +175,7 @@ impl Workloads {
     /// backend in the background: workloads that should run are re-attached
     /// or started again, interrupted deletes are finished.
     pub async fn open(
-        backend: Arc<dyn Backend>,
+        runtimes: Runtimes,
         proxies: Arc<Proxies>,
         store: Store,
         groups: Arc<Groups>,
@@ -199,7 +191,17 @@ impl Workloads {
             // and never deploys under another name: its workload is shown
             // as `error`, with the reason, until it is edited or deleted.
             let (config, broken) = match store.read::<RunConfig>(Kind::RunConfig, &file) {
-                Ok(Some(c)) if c.name == file => (c, None),
+                Ok(Some(mut c)) if c.name == file => {
+                    // Stored before berth had several runtimes: it ran on
+                    // the one berth had, the default.
+                    if c.runtime.is_empty() && !c.is_remote() {
+                        c.runtime = runtimes
+                            .choose("", &c.image)
+                            .map_or_else(|_| runtimes.default().kind(), |b| b.kind())
+                            .to_owned();
+                    }
+                    (c, None)
+                }
                 Ok(Some(c)) => (
                     RunConfig::unusable(&name),
                     Some(format!(
@@ -242,7 +244,7 @@ impl Workloads {
         }
         let this = Self {
             inner: Arc::new(Inner {
-                backend,
+                runtimes,
                 proxies,
                 store,
                 groups,
@@ -264,22 +266,43 @@ impl Workloads {
         Ok(this)
     }
 
+    /// Compares the table with what each runtime runs. A runtime that
+    /// does not answer holds up only its own workloads (they are started
+    /// again, and retried while it is unreachable).
     async fn reconcile(&self) -> Result<(), WorkloadError> {
-        let live = self.inner.backend.list().await?;
-        let known: BTreeSet<WorkloadName> = self.table().keys().cloned().collect();
+        let home: BTreeMap<WorkloadName, String> = self
+            .table()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.config.runtime.clone()))
+            .collect();
         let mut running = BTreeSet::new();
-        for info in live {
-            if known.contains(&info.name) {
-                if info.state.is_running() {
-                    running.insert(info.name.clone());
+        for backend in self.inner.runtimes.iter() {
+            let live = match backend.list().await {
+                Ok(live) => live,
+                Err(err) => {
+                    warn!(runtime = backend.kind(), error = %error_chain(&err), "A runtime does not answer; its workloads are retried.");
+                    continue;
                 }
-            } else if info.labels.contains_key(LABEL_WORKLOAD) {
-                warn!(workload = %info.name, "Removing an instance berth has no state for.");
-                if let Err(err) = self.inner.backend.remove(&info.name).await {
-                    warn!(workload = %info.name, error = %error_chain(&err), "Could not remove an orphaned instance.");
+            };
+            for info in live {
+                let here = home.get(&info.name).map(String::as_str);
+                if here == Some("") {
+                    // A workload whose stored configuration is unusable:
+                    // its instance is left as it is until it is edited.
+                } else if here == Some(backend.kind()) {
+                    if info.state.is_running() {
+                        running.insert(info.name.clone());
+                    }
+                } else if info.labels.contains_key(LABEL_WORKLOAD) {
+                    // No state for it, or its workload now runs elsewhere.
+                    warn!(workload = %info.name, runtime = backend.kind(), "Removing an instance berth has no state for.");
+                    if let Err(err) = backend.remove(&info.name).await {
+                        warn!(workload = %info.name, error = %error_chain(&err), "Could not remove an orphaned instance.");
+                    }
                 }
             }
         }
+        let known = home.into_keys();
         for name in known {
             let running = running.contains(&name);
             self.spawn_op(name, Op::Recover { running });
@@ -299,22 +322,38 @@ impl Workloads {
                 "Workload operations still running at shutdown; their workloads are reconciled on the next start."
             );
         }
-        self.inner.backend.shutdown().await;
-    }
-
-    /// The backend in use.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.inner.backend
-    }
-
-    /// The group store.
-    pub fn groups(&self) -> &Groups {
-        &self.inner.groups
+        self.inner.runtimes.shutdown().await;
     }
 
     /// The plugin host, if plugins are configured.
-    pub fn plugins(&self) -> Option<&Arc<Plugins>> {
+    fn plugins(&self) -> Option<&Arc<Plugins>> {
         self.inner.settings.plugins.as_ref()
+    }
+
+    /// The runtime `config` runs on.
+    fn backend_for(&self, config: &RunConfig) -> Result<Arc<dyn Backend>, RuntimeError> {
+        self.inner
+            .runtimes
+            .get(&config.runtime)
+            .cloned()
+            .ok_or_else(|| {
+                RuntimeError::InvalidSpec(format!(
+                    "it runs on the `{}` runtime, which this berth does not have now \
+                     (it has: {}); edit the workload to run it elsewhere",
+                    crate::logging::escape_controls(&config.runtime),
+                    self.inner.runtimes.names().join(", ")
+                ))
+            })
+    }
+
+    /// The runtime workload `name` runs on.
+    fn backend_of(&self, name: &WorkloadName) -> Result<Arc<dyn Backend>, RuntimeError> {
+        let config = self
+            .table()
+            .get(name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+        self.backend_for(&config)
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Entry>> {

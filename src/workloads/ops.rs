@@ -41,7 +41,7 @@ impl Workloads {
             }
             let config = self.assign_ports(&table, draft, &req, None)?;
             if !config.is_remote() {
-                self.inner.backend.check(&spec_for(&config)?)?;
+                self.backend_for(&config)?.check(&spec_for(&config)?)?;
             }
             let status = StatusRecord::new_starting(now());
             self.inner
@@ -118,7 +118,7 @@ impl Workloads {
             let was_broken = entry.broken.is_some();
             let config = self.assign_ports(&table, draft, &req, current)?;
             if !config.is_remote() {
-                self.inner.backend.check(&spec_for(&config)?)?;
+                self.backend_for(&config)?.check(&spec_for(&config)?)?;
             }
             self.inner
                 .store

@@ -66,7 +66,11 @@ impl Workloads {
     pub(super) fn watch(&self, name: WorkloadName, generation: u64) {
         let this = self.clone();
         tokio::spawn(async move {
-            match this.inner.backend.wait(&name).await {
+            let waited = match this.backend_of(&name) {
+                Ok(backend) => backend.wait(&name).await,
+                Err(err) => Err(err),
+            };
+            match waited {
                 Ok(exit) => this.on_exit(&name, generation, &exit),
                 Err(err) => this.on_lost(&name, generation, &err),
             }
@@ -211,7 +215,9 @@ impl Workloads {
                             let why = format!("not answering pings ({why})");
                             this.wlog(&name, &why);
                             this.set_status(&name, WorkloadStatus::Unhealthy, why.clone(), None);
-                            let _ = this.inner.backend.stop(&name).await;
+                            if let Ok(backend) = this.backend_of(&name) {
+                                let _ = backend.stop(&name).await;
+                            }
                             this.revive_after(&name, generation, why);
                             return;
                         }

@@ -1,9 +1,11 @@
 //! Unit tests of the workload service's pure helpers.
 
-use super::*;
-use super::types::{HeaderForward, PermissionProfile, REDACTED, SCHEMA_VERSION, redact_url, same_origin};
 use super::supervise::UNREACHABLE_RETRY_MAX;
+use super::types::{
+    HeaderForward, PermissionProfile, REDACTED, SCHEMA_VERSION, redact_url, same_origin,
+};
 use super::view::{tail_lines, url};
+use super::*;
 
 fn check_tail(text: &str, n: usize, expect: &str) {
     assert_eq!(tail_lines(text, n), expect, "tail {n} of {text:?}");
@@ -43,6 +45,7 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
         proxy_mode: proxy_mode.into(),
         group: "default".into(),
         middleware_configs: vec![],
+        runtime: "process".into(),
     }
 }
 

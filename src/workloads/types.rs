@@ -266,6 +266,12 @@ pub struct CreateRequest {
     /// server, only a proxy to it. Exclusive with `image`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// berth extension: the runtime to run on (`docker`, `podman`,
+    /// `process`, as `GET /api/v1beta/x/berth/runtimes` lists them). When
+    /// empty, `exec://` images run as native processes and others on the
+    /// default runtime.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
     /// Registry to resolve `server` from (not supported by berth yet).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry: String,
@@ -594,6 +600,10 @@ pub struct Workload {
     /// How many times berth restarted its server after it exited or hung
     /// (berth extension).
     pub restart_count: u32,
+    /// The runtime it runs on; absent for a remote workload (berth
+    /// extension).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
 }
 
 /// `GET /workloads` response.
@@ -703,6 +713,10 @@ pub struct RunConfig {
     /// Proxy middleware chain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middleware_configs: Vec<MiddlewareConfig>,
+    /// berth extension: the runtime it runs on; empty for a remote
+    /// workload (and in files written before berth had several runtimes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runtime: String,
 }
 
 impl RunConfig {
@@ -733,6 +747,7 @@ impl RunConfig {
             proxy_mode: String::new(),
             group: crate::groups::DEFAULT_GROUP.into(),
             middleware_configs: Vec::new(),
+            runtime: String::new(),
         }
     }
 

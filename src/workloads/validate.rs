@@ -111,6 +111,21 @@ impl Workloads {
             ));
         }
         let middleware_configs = self.check_middleware(&req.middleware_configs, transport)?;
+        let runtime = if remote {
+            if !req.runtime.is_empty() {
+                return Err(WorkloadError::Invalid(
+                    "a remote workload runs on no runtime: leave 'runtime' empty".into(),
+                ));
+            }
+            String::new()
+        } else {
+            self.inner
+                .runtimes
+                .choose(&req.runtime, &req.image)
+                .map_err(WorkloadError::Invalid)?
+                .kind()
+                .to_owned()
+        };
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_WORKLOAD.to_owned(), name.to_string());
         labels.insert(LABEL_GROUP.to_owned(), group.to_owned());
@@ -147,6 +162,7 @@ impl Workloads {
             proxy_mode: proxy_mode.to_owned(),
             group: group.to_owned(),
             middleware_configs,
+            runtime,
         };
         Ok(config)
     }
@@ -255,6 +271,7 @@ pub(super) fn check_no_controls(req: &CreateRequest) -> Result<(), WorkloadError
         ("host", &req.host),
         ("transport", &req.transport),
         ("proxy_mode", &req.proxy_mode),
+        ("runtime", &req.runtime),
     ];
     let keys = req
         .env_vars

@@ -48,6 +48,7 @@ impl Workloads {
             url: c.remote_url,
             header_forward: c.header_forward,
             middleware_configs: c.middleware_configs,
+            runtime: c.runtime,
             transport: c.transport,
             proxy_mode: c.proxy_mode,
             host: c.host,
@@ -88,7 +89,7 @@ impl Workloads {
         if self.config(name.as_str())?.is_remote() {
             return Err(WorkloadError::NoServerLogs(name.to_string()));
         }
-        match self.inner.backend.logs(&name, LOG_TAIL_LINES).await {
+        match self.backend_of(&name)?.logs(&name, LOG_TAIL_LINES).await {
             Ok(text) => Ok(text),
             Err(RuntimeError::NotFound(_)) => Ok(String::new()),
             Err(err) => Err(err.into()),
@@ -178,5 +179,6 @@ pub(super) fn view(name: &WorkloadName, e: &Entry) -> Workload {
         remote: e.config.is_remote(),
         started_at: rfc3339(e.status.started_at.filter(|_| running)),
         restart_count: e.status.restart_count,
+        runtime: e.config.runtime.clone(),
     }
 }

@@ -44,7 +44,7 @@ impl Workloads {
             self.inner.egress.stop(name.as_str());
             return Ok(None);
         };
-        let ip = self.inner.backend.isolated_network(name).await?;
+        let ip = self.backend_for(config)?.isolated_network(name).await?;
         let weak = Arc::downgrade(&self.inner);
         let log: crate::egress::LogSink = Arc::new(move |n: &str, line: &str| {
             if let (Some(inner), Ok(n)) = (weak.upgrade(), WorkloadName::parse(n)) {
@@ -127,8 +127,8 @@ impl Workloads {
             // was unreachable meanwhile) lets go first: one holder at a time.
             self.inner.proxies.release(name.as_str()).await;
             let io = self
-                .inner
-                .backend
+                .backend_for(config)
+                .map_err(|e| error_chain(&e))?
                 .attach(name)
                 .await
                 .map_err(|e| format!("cannot attach to the server: {}", error_chain(&e)))?;

@@ -7,11 +7,11 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use berth::api::{AppState, router};
-use berth::groups::Groups;
-use berth::proxy::{Proxies, ProxyConfig};
-use berth::state::Store;
-use berth::workloads::{RestartPolicy, Settings, Workloads};
+use berth::api::{Access, router};
+use berth::app::App;
+use berth::config::{Config, PortRange};
+use berth::proxy::ProxyConfig;
+use berth::workloads::{RestartPolicy, Workloads};
 use berth_runtime_api::WorkloadName;
 use berth_runtime_api::fake::FakeBackend;
 use http_body_util::BodyExt;
@@ -22,9 +22,20 @@ use crate::support::eventually;
 
 pub(crate) struct Harness {
     pub(crate) app: Router,
+    pub(crate) berth: Arc<App>,
     pub(crate) fake: Arc<FakeBackend>,
     pub(crate) workloads: Workloads,
     pub(crate) dir: tempfile::TempDir,
+}
+
+/// As `berth serve` on TCP with the defaults.
+fn default_access() -> Access {
+    Access {
+        guard: Some(Arc::new(
+            berth::auth::BrowserGuard::new(&[], &[], false).expect("guard"),
+        )),
+        token: None,
+    }
 }
 
 pub(crate) async fn harness() -> Harness {
@@ -32,46 +43,58 @@ pub(crate) async fn harness() -> Harness {
     harness_in(dir, Arc::new(FakeBackend::new())).await
 }
 
+/// The harness with another API access policy.
+pub(crate) async fn harness_with(access: Access) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    build(dir, vec![Arc::new(FakeBackend::new())], access).await
+}
+
 async fn harness_in(dir: tempfile::TempDir, fake: Arc<FakeBackend>) -> Harness {
-    let store = Store::open(dir.path()).expect("store");
-    let groups = Arc::new(Groups::open(store.clone()).expect("groups"));
-    let settings = Settings {
-        port_range: (30000, 40000),
+    build(dir, vec![fake], default_access()).await
+}
+
+/// The harness over several runtimes, the first being the default.
+pub(crate) async fn harness_on(dir: tempfile::TempDir, fakes: &[Arc<FakeBackend>]) -> Harness {
+    build(dir, fakes.to_vec(), default_access()).await
+}
+
+async fn build(dir: tempfile::TempDir, fakes: Vec<Arc<FakeBackend>>, access: Access) -> Harness {
+    let config = Config {
+        ports: PortRange {
+            start: 30000,
+            end: 40000,
+        },
         restart: RestartPolicy {
             base_delay_ms: 10,
             max_delay_ms: 20,
             max_attempts: 2,
             stable_secs: 30,
         },
-        plugins: None,
         egress: berth::egress::EgressConfig {
             port: 0,
             ..Default::default()
         },
-    };
-    let proxy = ProxyConfig {
-        health_interval_secs: 0,
-        ..ProxyConfig::default()
-    };
-    let proxies = Arc::new(Proxies::new(proxy));
-    let workloads = Workloads::open(fake.clone(), proxies, store, groups, settings)
-        .await
-        .expect("workloads");
-    let app = router(AppState {
-        workloads: workloads.clone(),
-        nonce: "0123".into(),
-        // As `berth serve` on TCP with the defaults.
-        access: berth::api::Access {
-            guard: Some(Arc::new(
-                berth::auth::BrowserGuard::new(&[], &[], false).expect("guard"),
-            )),
-            token: None,
+        proxy: ProxyConfig {
+            health_interval_secs: 0,
+            ..ProxyConfig::default()
         },
-    });
+        ..Config::default()
+    };
+    let mut builder = App::builder(config).state_dir(dir.path());
+    for fake in &fakes {
+        builder = builder.backend(fake.clone());
+    }
+    let app = builder
+        .access(access)
+        .nonce("0123")
+        .build()
+        .await
+        .expect("app");
     Harness {
-        app,
-        fake,
-        workloads,
+        workloads: app.workloads.clone(),
+        berth: app.clone(),
+        app: router(app),
+        fake: fakes[0].clone(),
         dir,
     }
 }
@@ -764,15 +787,38 @@ async fn state_survives_a_restart_of_berth() {
     h.post("/api/v1beta/workloads/r3/stop", json!({})).await;
     h.wait_status("r3", "stopped").await;
     let before = h.listed("?all=true").await;
-    let Harness { dir, workloads, .. } = h;
-    drop(workloads);
+    // The old berth is gone: its proxies closed, its tasks ended.
+    h.berth.shutdown(Duration::from_secs(5)).await;
+    let Harness { dir, .. } = h;
 
     // A new berth on the same state directory, with a runtime that lost
-    // everything (as native processes are after berth dies).
-    let h = harness_in(dir, Arc::new(FakeBackend::new())).await;
+    // everything (as native processes are after berth dies): recovery must
+    // deploy what should run, and only that.
+    let fresh = Arc::new(FakeBackend::new());
+    let h = harness_in(dir, fresh.clone()).await;
+    let name = |n: &str| WorkloadName::parse(n).expect("name");
+    eventually(Duration::from_secs(5), "r1 and r2 redeployed", || async {
+        (fresh.deploy_count(&name("r1")) == 1 && fresh.deploy_count(&name("r2")) == 1).then_some(())
+    })
+    .await;
     h.wait_status("r1", "running").await;
     h.wait_status("r2", "running").await;
     h.wait_status("r3", "stopped").await;
+    assert_eq!(
+        fresh.deploy_count(&name("r3")),
+        0,
+        "a stopped workload stays stopped"
+    );
+    // The new berth serves r1's proxy on its old port.
+    let port = before[0]["port"].as_u64().expect("port") as u16;
+    assert_eq!(before[0]["name"], "r1");
+    eventually(Duration::from_secs(5), "r1's proxy port", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
     let after = h.listed("?all=true").await;
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(b["name"], a["name"]);

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use berth::api::{Access, AppState, router};
+use berth::api::Access;
 use berth::auth::BrowserGuard;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::api::harness;
+use crate::api::{harness, harness_with};
 
 const UI: &str = "https://ui.example.com";
 
@@ -41,17 +41,14 @@ async fn send(
 
 #[tokio::test]
 async fn a_web_page_must_send_json() {
-    let h = harness().await;
-    let app = router(AppState {
-        workloads: h.workloads.clone(),
-        nonce: "0".into(),
-        access: Access {
-            guard: Some(Arc::new(
-                BrowserGuard::new(&[UI.to_owned()], &[], false).expect("guard"),
-            )),
-            token: None,
-        },
-    });
+    let h = harness_with(Access {
+        guard: Some(Arc::new(
+            BrowserGuard::new(&[UI.to_owned()], &[], false).expect("guard"),
+        )),
+        token: None,
+    })
+    .await;
+    let app = h.app.clone();
     let create = json!({"name": "w", "image": "fake://echo"}).to_string();
     let group = json!({"name": "g"}).to_string();
     let bulk = json!({"names": ["w"]}).to_string();

@@ -8,3 +8,4 @@ mod bodies;
 mod openapi;
 mod plugins;
 mod remote;
+mod runtimes;

@@ -48,16 +48,32 @@ enum Ended {
 }
 
 /// A backend that keeps its instances in memory; see the module docs.
-#[derive(Default)]
 pub struct FakeBackend {
     instances: Mutex<BTreeMap<WorkloadName, Instance>>,
     unreachable: AtomicBool,
+    kind: &'static str,
+}
+
+impl Default for FakeBackend {
+    fn default() -> Self {
+        Self::named("fake")
+    }
 }
 
 impl FakeBackend {
     /// An empty fake backend.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty fake backend that calls itself `kind` (to stand for one of
+    /// several runtimes).
+    pub fn named(kind: &'static str) -> Self {
+        Self {
+            instances: Mutex::default(),
+            unreachable: AtomicBool::new(false),
+            kind,
+        }
     }
 
     /// Makes a running instance exit by itself with `code`, as a crash would.
@@ -167,12 +183,12 @@ fn info(inst: &Instance) -> WorkloadInfo {
 #[async_trait]
 impl Backend for FakeBackend {
     fn kind(&self) -> &'static str {
-        "fake"
+        self.kind
     }
 
     async fn health(&self) -> Result<BackendHealth, RuntimeError> {
         self.reachable()?;
-        Ok(BackendHealth::new("fake", "0"))
+        Ok(BackendHealth::new(self.kind, "0"))
     }
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {

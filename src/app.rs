@@ -1,0 +1,285 @@
+//! The composition root: the one place that builds every service of a
+//! berth and names them all.
+//!
+//! `berth serve`, `berth bridge` and the test harnesses build through here,
+//! so a new subsystem (registry, secrets, clients, auth, metrics) is wired
+//! once: a field of [`App`], a step of [`AppBuilder::build`]. Services never
+//! reach each other through [`App`]; each gets what it needs at build time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime_api::{Backend, RuntimeError};
+
+use crate::api::Access;
+use crate::config::Config;
+use crate::groups::{GroupError, Groups};
+use crate::plugins::{PluginError, Plugins};
+use crate::proxy::{Chain, Proxies};
+use crate::runtimes::{self, EngineSockets, Runtimes};
+use crate::state::{StateError, Store};
+use crate::workloads::{Settings, WorkloadError, Workloads};
+
+/// Why a berth could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The state directory cannot be used.
+    #[error("opening the state directory {}: {source}", .dir.display())]
+    State {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: StateError,
+    },
+    /// The group store cannot be read.
+    #[error("reading the groups: {0}")]
+    Groups(#[from] GroupError),
+    /// No runtime could be set up.
+    #[error("starting the runtimes: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The plugin host cannot be set up.
+    #[error("loading plugins: {0}")]
+    Plugins(#[from] PluginError),
+    /// A plugin named on `berth bridge`'s command line is unusable.
+    #[error("{0}")]
+    Middleware(String),
+    /// The stored workloads cannot be loaded.
+    #[error("loading the workloads: {0}")]
+    Workloads(#[from] WorkloadError),
+    /// The builder was given no state directory.
+    #[error("no state directory")]
+    NoStateDir,
+}
+
+/// Every service of a running berth. The API's state is `Arc<App>`.
+pub struct App {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// Where its state lives.
+    pub state_dir: PathBuf,
+    /// Every runtime it runs workloads on.
+    pub runtimes: Runtimes,
+    /// The group store.
+    pub groups: Arc<Groups>,
+    /// The plugin host, when `[[plugins]]` are configured.
+    pub plugins: Option<Arc<Plugins>>,
+    /// The per-workload MCP proxies.
+    pub proxies: Arc<Proxies>,
+    /// The workload service.
+    pub workloads: Workloads,
+    /// Who may call the management API.
+    pub access: Access,
+    /// Random per-process nonce sent on `/health`, so that a client can
+    /// tell it talks to the server it started.
+    pub nonce: Arc<str>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("state_dir", &self.state_dir)
+            .field("runtimes", &self.runtimes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`App`]: `App::builder(config).backend(b).build().await`.
+pub struct AppBuilder {
+    config: Config,
+    state_dir: Option<PathBuf>,
+    backends: Vec<Arc<dyn Backend>>,
+    discovery: Option<(EngineSockets, BTreeMap<String, String>)>,
+    access: Access,
+    nonce: Option<String>,
+}
+
+impl App {
+    /// A builder from `config`. Its `state_dir` is used unless
+    /// [`AppBuilder::state_dir`] names another.
+    pub fn builder(config: Config) -> AppBuilder {
+        AppBuilder {
+            state_dir: config.state_dir.clone(),
+            config,
+            backends: Vec::new(),
+            discovery: None,
+            access: Access::default(),
+            nonce: None,
+        }
+    }
+
+    /// Lets running workload operations finish (up to `grace`), lets every
+    /// runtime shut down its instances, and closes the proxies.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.workloads.shutdown(grace).await;
+        self.proxies.stop_all().await;
+    }
+}
+
+impl AppBuilder {
+    /// Keeps the state in `dir`.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a runtime; the first one given is the default. Without any,
+    /// [`AppBuilder::discover`] must be called.
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Connects the runtimes the configuration names or discovery finds
+    /// (see [`runtimes::connect`]), with these engine sockets and this base
+    /// environment of native processes.
+    pub fn discover(mut self, sockets: EngineSockets, base_env: BTreeMap<String, String>) -> Self {
+        self.discovery = Some((sockets, base_env));
+        self
+    }
+
+    /// Who may call the management API.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// A fixed `/health` nonce (tests); random otherwise.
+    pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// Opens the state, connects the runtimes, loads the plugins and the
+    /// stored workloads (which start reconciling in the background).
+    pub async fn build(self) -> Result<Arc<App>, AppError> {
+        let Self {
+            config,
+            state_dir,
+            mut backends,
+            discovery,
+            access,
+            nonce,
+        } = self;
+        let state_dir = state_dir.ok_or(AppError::NoStateDir)?;
+        let store = Store::open(&state_dir).map_err(|source| AppError::State {
+            dir: state_dir.clone(),
+            source,
+        })?;
+        let groups = Arc::new(Groups::open(store.clone())?);
+        if let Some((sockets, base_env)) = discovery {
+            let found = runtimes::connect(&config, &state_dir, base_env, &sockets).await?;
+            backends.extend(found.iter().cloned());
+        }
+        if backends.is_empty() {
+            return Err(RuntimeError::InvalidSpec(
+                "no runtime: give a backend or discover the configured ones".into(),
+            )
+            .into());
+        }
+        let runtimes = Runtimes::new(backends);
+        let plugins = if config.plugins.is_empty() {
+            None
+        } else {
+            let host = config.plugin_host.clone();
+            let entries = config.plugins.clone();
+            let cache = state_dir.join("plugin-cache");
+            Some(Arc::new(load_plugins(host, entries, Some(cache)).await?))
+        };
+        let proxies = Arc::new(Proxies::new(config.proxy.clone()));
+        let settings = Settings {
+            port_range: (config.ports.start, config.ports.end),
+            restart: config.restart,
+            plugins: plugins.clone(),
+            egress: config.egress.clone(),
+        };
+        let workloads = Workloads::open(
+            runtimes.clone(),
+            proxies.clone(),
+            store,
+            groups.clone(),
+            settings,
+        )
+        .await?;
+        let nonce = nonce.unwrap_or_else(|| {
+            (0..16)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect()
+        });
+        Ok(Arc::new(App {
+            config,
+            state_dir,
+            runtimes,
+            groups,
+            plugins,
+            proxies,
+            workloads,
+            access,
+            nonce: nonce.into(),
+        }))
+    }
+}
+
+/// Loads plugins off the async threads (compiling them can take seconds).
+async fn load_plugins(
+    host: crate::plugins::HostConfig,
+    entries: Vec<crate::plugins::PluginConfig>,
+    cache: Option<PathBuf>,
+) -> Result<Plugins, AppError> {
+    tokio::task::spawn_blocking(move || Plugins::load(host, entries, cache))
+        .await
+        .map_err(|e| PluginError::Engine(format!("loading plugins failed: {e}")))?
+        .map_err(AppError::from)
+}
+
+/// What `berth bridge` runs: the proxies and, when middleware is named,
+/// its chain. No state, no runtime, no API.
+pub struct Bridge {
+    /// The proxy of the one bridged server.
+    pub proxies: Proxies,
+    /// The middleware chain named on the command line, in order.
+    pub chain: Option<Chain>,
+}
+
+impl Bridge {
+    /// Loads the middleware plugins named in `middleware` (each a
+    /// `[[plugins]]` entry of `config`; none is global here) and sets up
+    /// the proxies.
+    pub async fn build(config: Config, middleware: &[String]) -> Result<Self, AppError> {
+        let chain = if middleware.is_empty() {
+            None
+        } else {
+            let wanted: Vec<_> = config
+                .plugins
+                .iter()
+                .filter(|p| middleware.contains(&p.name))
+                .cloned()
+                .map(|mut p| {
+                    p.global = false;
+                    p
+                })
+                .collect();
+            let plugins = load_plugins(config.plugin_host.clone(), wanted, None).await?;
+            for name in middleware {
+                let info = plugins.info(name).map_err(|_| {
+                    AppError::Middleware(format!("--middleware {name}: no such [[plugins]] entry"))
+                })?;
+                if let Some(error) = info.error {
+                    return Err(AppError::Middleware(format!(
+                        "plugin `{name}` did not load: {error}"
+                    )));
+                }
+            }
+            let attachments: Vec<(String, Option<serde_json::Value>)> =
+                middleware.iter().map(|n| (n.clone(), None)).collect();
+            Arc::new(plugins).chain(&attachments)?
+        };
+        Ok(Self {
+            proxies: Proxies::new(config.proxy),
+            chain,
+        })
+    }
+}

@@ -1,7 +1,8 @@
 //! Restart of the container engine under a running workload (issue 4):
 //! while the engine is down berth says so (the workload is not `running`,
 //! its context and `/health` name the unreachable engine), and within 30 s
-//! of the engine's return the same proxy URL answers again.
+//! of the engine's return the same proxy URL answers again. A native
+//! workload of the same berth runs and answers throughout (issue 10).
 //!
 //! Each test brings up its own engine instance, so that killing it disturbs
 //! nothing else on the machine: a second `dockerd` (own data root, exec root,
@@ -441,6 +442,28 @@ async fn scenario(kind: &'static str) {
         Ok("echo: before")
     );
     assert_eq!(health(&b).await.0, 204);
+    // Beside it, on the same berth, a native workload: `exec://` runs as a
+    // process whatever the default runtime is.
+    let native = format!("{name}-native");
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": native, "image": crate::proxy::mcp_echo()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(&native, "running").await;
+    let (code, listed) = b
+        .req(reqwest::Method::GET, &format!("/workloads/{native}"), None)
+        .await;
+    assert_eq!(code, 200, "{listed}");
+    assert!(listed.contains("\"runtime\":\"process\""), "{listed}");
+    let native_url = crate::containers::url_of(&b, &native).await;
+    let native_session = Session::open(&native_url).await.expect("a native session");
+    assert_eq!(
+        native_session.echo(1, "native").await.as_deref(),
+        Ok("echo: native")
+    );
 
     // The engine crashes.
     engine.kill();
@@ -478,8 +501,15 @@ async fn scenario(kind: &'static str) {
         let (s, c) = status_of(&b, &name).await;
         assert!(honest(&s, &c), "{s} ({c}) while the engine is down");
         assert_eq!(health(&b).await.0, 503);
+        // The native workload does not depend on the engine.
+        assert_eq!(status_of(&b, &native).await.0, "running");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(
+        native_session.echo(2, "still here").await.as_deref(),
+        Ok("echo: still here"),
+        "the native workload answers while the engine is down"
+    );
     let held = if kind == "podman" {
         let answer = tokio::time::timeout(T, held).await.expect("answered");
         assert_eq!(
@@ -533,15 +563,18 @@ async fn scenario(kind: &'static str) {
         restart - down
     );
 
-    let (code, _) = b
-        .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
-        .await;
-    assert_eq!(code, 202);
-    eventually(T, "the workload to be deleted", || async {
+    for w in [&name, &native] {
+        let (code, _) = b
+            .req(reqwest::Method::DELETE, &format!("/workloads/{w}"), None)
+            .await;
+        assert_eq!(code, 202);
+    }
+    eventually(T, "the workloads to be deleted", || async {
         let (_, list) = b
             .req(reqwest::Method::GET, "/workloads?all=true", None)
             .await;
-        (!list.contains(&format!("\"{name}\""))).then_some(())
+        // Both names start with `name`.
+        (!list.contains(&format!("\"{name}"))).then_some(())
     })
     .await;
     drop(b);

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use berth_runtime_api::{RuntimeError, RuntimeState, Transport, WorkloadName};
+use berth_runtime_api::{RuntimeError, RuntimeState, WorkloadName};
 use tracing::{info, warn};
 
 use super::types::{Desired, RunConfig, WorkloadStatus, redact_url};
@@ -149,7 +149,7 @@ impl Workloads {
                     self.set_status(name, WorkloadStatus::Running, String::new(), Some(now()));
                     self.wlog(
                         name,
-                        &format!("proxying to {}", redact_url(&config.remote_url)),
+                        &format!("proxying to {}", redact_url(config.remote_url())),
                     );
                     info!(workload = %name, "Remote workload started.");
                 }
@@ -162,7 +162,7 @@ impl Workloads {
         }
         // A stdio proxy binds its port before the server starts, so that a
         // taken port fails early; an HTTP one needs the server's endpoint.
-        let stdio = config.transport == Transport::Stdio.as_str();
+        let stdio = config.is_stdio();
         if stdio && let Err(why) = self.start_proxy(name, &config, None).await {
             self.wlog(name, &why);
             self.set_status(name, WorkloadStatus::Error, why, None);
@@ -301,7 +301,7 @@ impl Workloads {
         info!(workload = %name, "Workload deleted.");
     }
 
-    pub(super) async fn apply_edit(&self, name: &WorkloadName, old: RunConfig) {
+    pub(super) async fn apply_edit(&self, name: &WorkloadName, old: Workload) {
         let desired = match self.table().get(name) {
             Some(e) => e.status.desired,
             None => return,
@@ -325,7 +325,7 @@ impl Workloads {
                 if self
                     .inner
                     .store
-                    .write(Kind::RunConfig, name.as_str(), &old)
+                    .write(Kind::RunConfig, name.as_str(), &RunConfig::from(&old))
                     .is_ok()
                     && let Some(e) = table.get_mut(name)
                 {
@@ -347,7 +347,7 @@ impl Workloads {
 
     /// An edit that moves a workload to another runtime removes its
     /// instance from the old one first: no runtime keeps a copy running.
-    pub(super) async fn leave_old_runtime(&self, name: &WorkloadName, old: &RunConfig) {
+    pub(super) async fn leave_old_runtime(&self, name: &WorkloadName, old: &Workload) {
         let moved = self
             .table()
             .get(name)

@@ -9,6 +9,7 @@
 
 mod journal;
 mod lifecycle;
+pub mod model;
 mod ops;
 pub mod permissions;
 pub mod ports;
@@ -37,6 +38,7 @@ use crate::plugins::Plugins;
 use crate::proxy::Proxies;
 use crate::runtimes::Runtimes;
 use crate::state::{Kind, StateError, Store};
+use model::Workload;
 use types::{Desired, RunConfig, StatusRecord, WorkloadStatus};
 
 /// Lines of log served by the logs endpoints.
@@ -123,13 +125,13 @@ enum Op {
     Stop,
     Restart,
     Delete,
-    Edit { old: Box<RunConfig> },
+    Edit { old: Box<Workload> },
     Recover { running: bool },
     Revive { generation: u64 },
 }
 
 struct Entry {
-    config: RunConfig,
+    config: Workload,
     status: StatusRecord,
     /// Serializes lifecycle operations on this workload.
     op: Arc<tokio::sync::Mutex<()>>,
@@ -190,34 +192,39 @@ impl Workloads {
             // A stored configuration that cannot be used never stops berth
             // and never deploys under another name: its workload is shown
             // as `error`, with the reason, until it is edited or deleted.
+            let unusable = |why: String| {
+                (
+                    Workload::unusable(&name),
+                    Some(format!("{why}: edit or delete this workload")),
+                )
+            };
             let (config, broken) = match store.read::<RunConfig>(Kind::RunConfig, &file) {
-                Ok(Some(mut c)) if c.name == file => {
-                    // Stored before berth had several runtimes: it ran on
-                    // the one berth had, the default.
-                    if c.runtime.is_empty() && !c.is_remote() {
-                        c.runtime = runtimes
-                            .choose("", &c.image)
-                            .map_or_else(|_| runtimes.default().kind(), |b| b.kind())
-                            .to_owned();
+                Ok(Some(c)) if c.name != file => unusable(format!(
+                    "the stored run configuration names the workload {:?}, not `{name}`",
+                    crate::logging::escape_controls(&c.name)
+                )),
+                Ok(Some(c)) => match Workload::try_from(c) {
+                    Ok(w) if !w.has_ports() => {
+                        unusable("the stored run configuration has no port assigned".to_owned())
                     }
-                    (c, None)
-                }
-                Ok(Some(c)) => (
-                    RunConfig::unusable(&name),
-                    Some(format!(
-                        "the stored run configuration names the workload {:?}, not `{name}`: \
-                         edit or delete this workload",
-                        crate::logging::escape_controls(&c.name)
-                    )),
-                ),
+                    Ok(mut w) => {
+                        // Stored before berth had several runtimes: it ran
+                        // on the one berth had, the default.
+                        if w.runtime.is_empty() && !w.is_remote() {
+                            w.runtime = runtimes
+                                .choose("", &w.image)
+                                .map_or_else(|_| runtimes.default().kind(), |b| b.kind())
+                                .to_owned();
+                        }
+                        (w, None)
+                    }
+                    Err(why) => unusable(format!("the stored run configuration is invalid: {why}")),
+                },
                 Ok(None) => continue,
-                Err(err) => (
-                    RunConfig::unusable(&name),
-                    Some(format!(
-                        "the stored run configuration cannot be read ({}): edit or delete this workload",
-                        error_chain(&err)
-                    )),
-                ),
+                Err(err) => unusable(format!(
+                    "the stored run configuration cannot be read ({})",
+                    error_chain(&err)
+                )),
             };
             let mut status = match store.read::<StatusRecord>(Kind::Status, &file) {
                 Ok(Some(s)) => s,
@@ -331,7 +338,7 @@ impl Workloads {
     }
 
     /// The runtime `config` runs on.
-    fn backend_for(&self, config: &RunConfig) -> Result<Arc<dyn Backend>, RuntimeError> {
+    fn backend_for(&self, config: &Workload) -> Result<Arc<dyn Backend>, RuntimeError> {
         self.inner
             .runtimes
             .get(&config.runtime)

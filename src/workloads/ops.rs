@@ -46,7 +46,7 @@ impl Workloads {
             let status = StatusRecord::new_starting(now());
             self.inner
                 .store
-                .write(Kind::RunConfig, name.as_str(), &config)?;
+                .write(Kind::RunConfig, name.as_str(), &RunConfig::from(&config))?;
             self.inner
                 .store
                 .write(Kind::Status, name.as_str(), &status)?;
@@ -93,13 +93,13 @@ impl Workloads {
         let stored = self.config(name.as_str())?;
         // The URL as answered by a GET (credentials redacted) stands for
         // the stored one.
-        if !req.url.is_empty() && req.url == redact_url(&stored.remote_url) {
-            req.url.clone_from(&stored.remote_url);
+        if !req.url.is_empty() && req.url == redact_url(stored.remote_url()) {
+            req.url = stored.remote_url().to_owned();
         }
         if let Some(forward) = &mut req.header_forward {
-            let same_server = same_origin(&req.url, &stored.remote_url);
+            let same_server = same_origin(&req.url, stored.remote_url());
             forward
-                .restore_from(stored.header_forward.as_ref(), same_server)
+                .restore_from(stored.headers(), same_server)
                 .map_err(WorkloadError::Invalid)?;
         }
         let draft = self.draft(&name, &req)?;
@@ -114,7 +114,7 @@ impl Workloads {
             let current = entry
                 .broken
                 .is_none()
-                .then_some((old.port, old.target_port));
+                .then_some((old.port, old.target_port()));
             let was_broken = entry.broken.is_some();
             let config = self.assign_ports(&table, draft, &req, current)?;
             if !config.is_remote() {
@@ -122,7 +122,7 @@ impl Workloads {
             }
             self.inner
                 .store
-                .write(Kind::RunConfig, name.as_str(), &config)?;
+                .write(Kind::RunConfig, name.as_str(), &RunConfig::from(&config))?;
             let entry = table.get_mut(&name).expect("checked above");
             entry.config = config.clone();
             if was_broken {
@@ -282,11 +282,13 @@ impl Workloads {
                     let mut config = e.config.clone();
                     config.group = DEFAULT_GROUP.to_owned();
                     config
-                        .container_labels
+                        .labels
                         .insert(LABEL_GROUP.into(), DEFAULT_GROUP.into());
-                    self.inner
-                        .store
-                        .write(Kind::RunConfig, n.as_str(), &config)?;
+                    self.inner.store.write(
+                        Kind::RunConfig,
+                        n.as_str(),
+                        &RunConfig::from(&config),
+                    )?;
                     e.config = config;
                 }
             }

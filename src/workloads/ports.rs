@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use berth_runtime_api::WorkloadName;
 
-use super::types::{CreateRequest, RunConfig};
+use super::model::{Upstream, Workload};
+use super::types::CreateRequest;
 use super::{Entry, WorkloadError};
-use berth_runtime_api::Transport;
 
 /// Whether `port` can be bound on `host` right now.
 pub fn bindable(host: IpAddr, port: u16) -> bool {
@@ -38,18 +38,18 @@ impl super::Workloads {
     pub(super) fn assign_ports(
         &self,
         table: &BTreeMap<WorkloadName, Entry>,
-        mut config: RunConfig,
+        mut config: Workload,
         req: &CreateRequest,
         current: Option<(u16, Option<u16>)>,
-    ) -> Result<RunConfig, WorkloadError> {
+    ) -> Result<Workload, WorkloadError> {
         let mut taken: BTreeSet<u16> = BTreeSet::new();
         for (n, e) in table {
-            if n.as_str() != config.name {
+            if *n != config.name {
                 taken.insert(e.config.port);
-                taken.extend(e.config.target_port);
+                taken.extend(e.config.target_port());
             }
         }
-        let host: IpAddr = config.host.parse().expect("validated in draft");
+        let host = config.host;
         let (start, end) = self.inner.settings.port_range;
         let choose = |requested: u16, current: Option<u16>, taken: &BTreeSet<u16>| match (
             requested, current,
@@ -64,14 +64,15 @@ impl super::Workloads {
         };
         config.port = choose(req.proxy_port, current.map(|c| c.0), &taken)?;
         taken.insert(config.port);
-        if config.transport != Transport::Stdio.as_str() && !config.is_remote() {
+        let proxy_port = config.port;
+        if let Upstream::Local { port, .. } = &mut config.upstream {
             let target = choose(req.target_port, current.and_then(|c| c.1), &taken)?;
-            if target == config.port {
+            if target == proxy_port {
                 return Err(WorkloadError::Invalid(
                     "target_port must differ from proxy_port".into(),
                 ));
             }
-            config.target_port = Some(target);
+            *port = target;
         }
         Ok(config)
     }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use berth_runtime_api::{Progress, RuntimeError, WorkloadName, WorkloadSpec};
 
+use super::model::Workload;
 use super::permissions::{self};
-use super::types::{RunConfig, WorkloadStatus};
+use super::types::WorkloadStatus;
 use super::*;
 use crate::egress::proxy_env;
 
@@ -15,37 +16,36 @@ use crate::egress::proxy_env;
 /// context (each write is an fsync'ed status file).
 pub(super) const PROGRESS_CONTEXT_EVERY: Duration = Duration::from_millis(500);
 
-/// What a run configuration may touch (its profile and volumes).
-pub fn access_of(config: &RunConfig) -> Result<permissions::Access, WorkloadError> {
+/// What a workload may touch (its profile and volumes).
+pub fn access_of(config: &Workload) -> Result<permissions::Access, WorkloadError> {
     permissions::resolve(config.permission_profile.as_ref(), &config.volumes)
         .map_err(WorkloadError::Invalid)
 }
 
-/// The backend spec of a run configuration: its environment plus the
-/// transport variables MCP servers read (not persisted, so an edit that
-/// echoes a GET never pins stale values), its mounts and network. The
-/// egress proxy variables of an allowlisted workload are added when it
-/// starts, once the proxy's address is known.
-pub fn spec_for(config: &RunConfig) -> Result<WorkloadSpec, WorkloadError> {
-    let name = WorkloadName::parse(&config.name).expect("stored names are valid");
+/// The backend spec of a workload: its environment plus the transport
+/// variables MCP servers read (not persisted, so an edit that echoes a GET
+/// never pins stale values), its mounts and network. The egress proxy
+/// variables of an allowlisted workload are added when it starts, once the
+/// proxy's address is known.
+pub fn spec_for(config: &Workload) -> Result<WorkloadSpec, WorkloadError> {
     // One strict reading of npx:// and uvx:// specs for every runtime: no
     // URLs, paths, `git+…` or option-like specs reach a package manager.
     if let Some(Err(e)) = berth_package_image::Package::parse(&config.image) {
         return Err(WorkloadError::Invalid(e.to_string()));
     }
     let access = access_of(config)?;
-    let mut spec = WorkloadSpec::new(name, config.image.clone());
+    let mut spec = WorkloadSpec::new(config.name.clone(), config.image.clone());
     spec.mounts = access.mounts;
     spec.network = access.network.access();
-    spec.args = config.cmd_args.clone();
-    spec.transport = config.transport.parse().unwrap_or_default();
-    spec.target_port = config.target_port;
-    spec.labels = config.container_labels.clone();
-    spec.env = config.env_vars.clone();
+    spec.args = config.args.clone();
+    spec.transport = config.transport;
+    spec.target_port = config.target_port();
+    spec.labels = config.labels.clone();
+    spec.env = config.env.clone();
     spec.env
         .entry("MCP_TRANSPORT".into())
-        .or_insert_with(|| config.transport.clone());
-    if let Some(port) = config.target_port {
+        .or_insert_with(|| config.transport.as_str().to_owned());
+    if let Some(port) = config.target_port() {
         spec.env
             .entry("MCP_PORT".into())
             .or_insert(port.to_string());
@@ -62,7 +62,7 @@ impl Workloads {
     pub(super) async fn prepare(
         &self,
         name: &WorkloadName,
-        config: &RunConfig,
+        config: &Workload,
     ) -> Result<WorkloadSpec, RuntimeError> {
         let mut spec = spec_for(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         if let Some(addr) = self.start_egress(name, config).await? {

@@ -1,6 +1,8 @@
 //! Unit tests of the workload service's pure helpers.
 
+use super::model::{MiddlewareSpec, WasmMiddleware};
 use super::supervise::UNREACHABLE_RETRY_MAX;
+use super::types::MiddlewareConfig;
 use super::types::{
     HeaderForward, PermissionProfile, REDACTED, SCHEMA_VERSION, redact_url, same_origin,
 };
@@ -19,6 +21,10 @@ fn tails() {
     check_tail("a\nb\nc\n", 10, "a\nb\nc\n");
     check_tail("a\nb\nc", 1, "c");
     check_tail("a\nb\n", 0, "");
+}
+
+fn typed(c: RunConfig) -> Workload {
+    Workload::try_from(c).expect("a valid run configuration")
 }
 
 fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
@@ -52,7 +58,7 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
 #[test]
 fn urls() {
     let name = WorkloadName::parse("w").expect("name");
-    let check = |c: RunConfig, expect: &str| assert_eq!(url(&c, &name), expect);
+    let check = |c: RunConfig, expect: &str| assert_eq!(url(&typed(c), &name), expect);
     check(
         config("stdio", "streamable-http", "127.0.0.1"),
         "http://127.0.0.1:20001/mcp",
@@ -168,11 +174,16 @@ fn credentials_in_urls_are_redacted() {
 
 #[test]
 fn spec_injects_transport_variables_without_overriding_the_user() {
-    let spec = spec_for(&config("streamable-http", "streamable-http", "127.0.0.1")).expect("spec");
+    let spec = spec_for(&typed(config(
+        "streamable-http",
+        "streamable-http",
+        "127.0.0.1",
+    )))
+    .expect("spec");
     assert_eq!(spec.env["MCP_TRANSPORT"], "streamable-http");
     assert_eq!(spec.env["MCP_PORT"], "1", "the user's value wins");
     assert_eq!(spec.env["FASTMCP_PORT"], "20002");
-    let stdio = spec_for(&config("stdio", "streamable-http", "127.0.0.1")).expect("spec");
+    let stdio = spec_for(&typed(config("stdio", "streamable-http", "127.0.0.1"))).expect("spec");
     assert!(!stdio.env.contains_key("FASTMCP_PORT"));
 }
 
@@ -180,7 +191,10 @@ fn spec_injects_transport_variables_without_overriding_the_user() {
 fn spec_carries_the_profile() {
     use berth_runtime_api::{Mount, NetworkAccess};
     let mut c = config("stdio", "streamable-http", "127.0.0.1");
-    assert_eq!(spec_for(&c).expect("spec").network, NetworkAccess::Full);
+    assert_eq!(
+        spec_for(&typed(c.clone())).expect("spec").network,
+        NetworkAccess::Full
+    );
     c.permission_profile = Some(PermissionProfile {
         name: "custom".into(),
         read: vec!["/etc".into()],
@@ -194,7 +208,7 @@ fn spec_carries_the_profile() {
         ..Default::default()
     });
     c.volumes = vec!["/tmp:/scratch".into()];
-    let spec = spec_for(&c).expect("spec");
+    let spec = spec_for(&typed(c.clone())).expect("spec");
     assert_eq!(spec.network, NetworkAccess::Isolated);
     assert_eq!(
         spec.mounts,
@@ -232,4 +246,83 @@ fn an_unreachable_runtime_is_retried_every_few_seconds() {
         ..policy
     };
     assert_eq!(short.retry_delay(10, true), Duration::from_millis(200));
+}
+
+#[test]
+fn run_configurations_round_trip_through_the_typed_model() {
+    for (transport, mode) in [
+        ("stdio", "streamable-http"),
+        ("stdio", "sse"),
+        ("sse", "sse"),
+        ("streamable-http", "streamable-http"),
+    ] {
+        let mut c = config(transport, mode, "127.0.0.1");
+        if transport != "stdio" {
+            c.target_host = "127.0.0.1".into();
+        }
+        c.middleware_configs = vec![MiddlewareConfig {
+            kind: "wasm".into(),
+            parameters: serde_json::json!({"plugin": "guard", "config": {"deny": ["x"]}}),
+        }];
+        let w = typed(c.clone());
+        assert_eq!(w.transport.as_str(), transport);
+        assert_eq!(w.proxy_mode.as_str(), mode);
+        assert_eq!(
+            w.middleware,
+            vec![MiddlewareSpec::Wasm(WasmMiddleware {
+                plugin: "guard".into(),
+                config: Some(serde_json::json!({"deny": ["x"]})),
+            })]
+        );
+        assert_eq!(RunConfig::from(&w), c, "{transport}/{mode}");
+    }
+}
+
+#[test]
+fn garbage_run_configurations_are_refused_with_the_field() {
+    type Breaker = Box<dyn Fn(&mut RunConfig)>;
+    let cases: Vec<(&str, Breaker)> = vec![
+        ("name", Box::new(|c| c.name = "../etc".into())),
+        (
+            "transport",
+            Box::new(|c| c.transport = "carrier-pigeon".into()),
+        ),
+        (
+            "proxy_mode",
+            Box::new(|c| c.proxy_mode = "websocket".into()),
+        ),
+        ("host", Box::new(|c| c.host = "localhost".into())),
+        (
+            "middleware",
+            Box::new(|c| {
+                c.middleware_configs = vec![MiddlewareConfig {
+                    kind: "lua".into(),
+                    parameters: serde_json::json!({}),
+                }];
+            }),
+        ),
+        (
+            "plugin",
+            Box::new(|c| {
+                c.middleware_configs = vec![MiddlewareConfig {
+                    kind: "wasm".into(),
+                    parameters: serde_json::json!({"plugin": 7}),
+                }];
+            }),
+        ),
+        (
+            "remote",
+            Box::new(|c| c.remote_url = "https://example.com/mcp".into()),
+        ),
+    ];
+    for (field, break_it) in cases {
+        let mut c = config("stdio", "streamable-http", "127.0.0.1");
+        break_it(&mut c);
+        let err = Workload::try_from(c).expect_err(field).to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    // An HTTP server proxied in another mode than its own is refused.
+    let mut c = config("sse", "streamable-http", "127.0.0.1");
+    c.target_host = "127.0.0.1".into();
+    assert!(Workload::try_from(c).is_err());
 }

@@ -560,7 +560,7 @@ pub struct CreateWorkloadResponse {
 /// One workload in a listing.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = core::Workload)]
-pub struct Workload {
+pub struct WorkloadView {
     /// Name of the workload.
     pub name: String,
     /// The image or package it runs.
@@ -611,7 +611,7 @@ pub struct Workload {
 #[schema(as = pkg_api_v1::workloadListResponse)]
 pub struct WorkloadListResponse {
     /// The workloads, by name.
-    pub workloads: Vec<Workload>,
+    pub workloads: Vec<WorkloadView>,
 }
 
 /// `GET /workloads/{name}/status` response.
@@ -720,37 +720,6 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The stand-in for a stored configuration that cannot be used: it
-    /// runs nothing (no image, no port), so that the workload can be
-    /// listed with its error, edited or deleted.
-    pub fn unusable(name: &berth_runtime_api::WorkloadName) -> Self {
-        Self {
-            schema_version: SCHEMA_VERSION.into(),
-            image: String::new(),
-            cmd_args: Vec::new(),
-            name: name.to_string(),
-            container_name: name.to_string(),
-            base_name: name.to_string(),
-            transport: "stdio".into(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            target_port: None,
-            remote_url: String::new(),
-            header_forward: None,
-            target_host: String::new(),
-            permission_profile: None,
-            env_vars: BTreeMap::new(),
-            volumes: Vec::new(),
-            container_labels: BTreeMap::new(),
-            isolate_network: false,
-            trust_proxy_headers: false,
-            proxy_mode: String::new(),
-            group: crate::groups::DEFAULT_GROUP.into(),
-            middleware_configs: Vec::new(),
-            runtime: String::new(),
-        }
-    }
-
     /// Whether this is a remote workload: a proxy to `remote_url`, with no
     /// server run by berth.
     pub fn is_remote(&self) -> bool {

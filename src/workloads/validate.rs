@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use berth_runtime_api::{Transport, WorkloadName};
 
+use super::model::Workload;
 use super::permissions::{self, Network};
 use super::types::{
     CreateRequest, HeaderForward, MiddlewareConfig, PermissionProfile, REDACTED, RunConfig,
@@ -21,7 +22,7 @@ impl Workloads {
         &self,
         name: &WorkloadName,
         req: &CreateRequest,
-    ) -> Result<RunConfig, WorkloadError> {
+    ) -> Result<Workload, WorkloadError> {
         check_no_controls(req)?;
         let unsupported = unsupported_fields(req);
         if !unsupported.is_empty() {
@@ -164,7 +165,7 @@ impl Workloads {
             middleware_configs,
             runtime,
         };
-        Ok(config)
+        Workload::try_from(config).map_err(|e| WorkloadError::Invalid(e.to_string()))
     }
 
     /// Checks a request's middleware: `wasm` entries naming a loaded

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 
 use berth_runtime_api::{RuntimeError, WorkloadName};
 
+use super::model::{ProxyMode, Workload};
 use super::types::{
-    CreateRequest, OidcOptions, RunConfig, Workload, WorkloadStatus, redact_url, rfc3339,
+    CreateRequest, OidcOptions, RunConfig, WorkloadStatus, WorkloadView, redact_url, rfc3339,
 };
 use super::*;
 use crate::proxy::HttpTarget;
@@ -16,7 +17,7 @@ use crate::state::StateError;
 impl Workloads {
     /// Workloads by name: all of them with `all`, else only running ones;
     /// only those of `group` if given.
-    pub fn list(&self, all: bool, group: Option<&str>) -> Result<Vec<Workload>, WorkloadError> {
+    pub fn list(&self, all: bool, group: Option<&str>) -> Result<Vec<WorkloadView>, WorkloadError> {
         if let Some(group) = group {
             self.inner.groups.get(group)?;
         }
@@ -30,7 +31,7 @@ impl Workloads {
     }
 
     /// One workload as listed.
-    pub fn workload(&self, name: &str) -> Result<Workload, WorkloadError> {
+    pub fn workload(&self, name: &str) -> Result<WorkloadView, WorkloadError> {
         let name = WorkloadName::parse(name)?;
         let table = self.table();
         let e = table
@@ -69,13 +70,13 @@ impl Workloads {
     /// A workload's run configuration, credential-like header values
     /// redacted.
     pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
-        let mut config = self.config(name)?;
+        let mut config = RunConfig::from(&self.config(name)?);
         config.header_forward = config.header_forward.map(|h| h.redacted());
         config.remote_url = redact_url(&config.remote_url);
         Ok(config)
     }
 
-    pub(super) fn config(&self, name: &str) -> Result<RunConfig, WorkloadError> {
+    pub(super) fn config(&self, name: &str) -> Result<Workload, WorkloadError> {
         let name = WorkloadName::parse(name)?;
         self.table()
             .get(&name)
@@ -123,37 +124,36 @@ pub(super) fn tail_lines(text: &str, n: usize) -> &str {
     }
 }
 
-pub(super) fn url(config: &RunConfig, name: &WorkloadName) -> String {
-    let host = match config.host.parse::<IpAddr>() {
-        Ok(ip) if !ip.is_unspecified() => config.host.clone(),
-        _ => "127.0.0.1".to_owned(),
-    };
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
+pub(super) fn url(config: &Workload, name: &WorkloadName) -> String {
+    if config.port == 0 {
+        return String::new(); // a stored configuration that cannot be used
+    }
+    let host = match config.host {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
     if config.is_remote() {
-        let Some(path) = HttpTarget::path_of(&config.remote_url) else {
+        let Some(path) = HttpTarget::path_of(config.remote_url()) else {
             return String::new();
         };
-        return if config.proxy_mode == "sse" {
+        return if config.proxy_mode == ProxyMode::Sse {
             let path = if path.is_empty() { "/sse" } else { &path };
             format!("http://{host}:{}{path}#{name}", config.port)
         } else {
             format!("http://{host}:{}{path}", config.port)
         };
     }
-    if config.proxy_mode == "sse" {
+    if config.proxy_mode == ProxyMode::Sse {
         format!("http://{host}:{}/sse#{name}", config.port)
     } else {
         format!("http://{host}:{}/mcp", config.port)
     }
 }
 
-pub(super) fn view(name: &WorkloadName, e: &Entry) -> Workload {
+pub(super) fn view(name: &WorkloadName, e: &Entry) -> WorkloadView {
     let running = e.status.status == WorkloadStatus::Running;
-    Workload {
+    WorkloadView {
         name: name.to_string(),
         package: if e.config.is_remote() {
             "remote".to_owned()
@@ -162,14 +162,14 @@ pub(super) fn view(name: &WorkloadName, e: &Entry) -> Workload {
         },
         url: url(&e.config, name),
         port: e.config.port,
-        transport_type: e.config.transport.clone(),
-        proxy_mode: e.config.proxy_mode.clone(),
+        transport_type: e.config.transport.as_str().to_owned(),
+        proxy_mode: e.config.proxy_mode.as_str().to_owned(),
         status: e.status.status,
         status_context: e.status.status_context.clone(),
         created_at: rfc3339(Some(e.status.created_at)),
         labels: e
             .config
-            .container_labels
+            .labels
             .iter()
             .filter(|(k, _)| !k.starts_with("berth."))
             .map(|(k, v)| (k.clone(), v.clone()))

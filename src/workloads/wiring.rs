@@ -4,26 +4,24 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use berth_runtime_api::{RuntimeError, Transport, WorkloadName};
+use berth_runtime_api::{RuntimeError, WorkloadName};
 
+use super::model::{MiddlewareSpec, Upstream, Workload};
 use super::permissions::Network;
-use super::types::RunConfig;
 use super::*;
 use crate::proxy::{Chain, HttpTarget};
 
 impl Workloads {
     /// The middleware chain of a stdio workload (global plugins first).
-    pub(super) fn chain_for(&self, config: &RunConfig) -> Result<Option<Chain>, String> {
+    pub(super) fn chain_for(&self, config: &Workload) -> Result<Option<Chain>, String> {
         let Some(plugins) = self.plugins() else {
             return Ok(None);
         };
         let attachments: Vec<(String, Option<serde_json::Value>)> = config
-            .middleware_configs
+            .middleware
             .iter()
-            .filter(|mc| mc.kind == "wasm")
-            .filter_map(|mc| {
-                let plugin = mc.parameters.get("plugin")?.as_str()?.to_owned();
-                Some((plugin, mc.parameters.get("config").cloned()))
+            .map(|m| match m {
+                MiddlewareSpec::Wasm(w) => (w.plugin.clone(), w.config.clone()),
             })
             .collect();
         plugins
@@ -37,7 +35,7 @@ impl Workloads {
     pub(super) async fn start_egress(
         &self,
         name: &WorkloadName,
-        config: &RunConfig,
+        config: &Workload,
     ) -> Result<Option<std::net::SocketAddr>, RuntimeError> {
         let access = access_of(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
         let Network::Allowlist(policy) = access.network else {
@@ -65,40 +63,33 @@ impl Workloads {
     pub(super) async fn start_proxy(
         &self,
         name: &WorkloadName,
-        config: &RunConfig,
+        config: &Workload,
         endpoint: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         // A stored host that is not loopback (a hand-edited or older state
         // file) never exposes the proxy: it is bound to 127.0.0.1 instead.
-        let host: IpAddr = match config.host.parse::<IpAddr>() {
-            Ok(ip) if ip.is_loopback() => ip,
-            _ => IpAddr::from([127, 0, 0, 1]),
+        let host = if config.host.is_loopback() {
+            config.host
+        } else {
+            IpAddr::from([127, 0, 0, 1])
         };
         let addr = std::net::SocketAddr::new(host, config.port);
-        let http = if config.is_remote() {
-            let headers: Vec<(String, String)> = config
-                .header_forward
-                .iter()
-                .flat_map(|h| h.add_plaintext_headers.clone())
-                .collect();
-            Some(
-                HttpTarget::remote(&config.remote_url, &headers)
-                    .map_err(|e| format!("invalid remote server: {e}"))?,
-            )
-        } else {
-            match (config.transport.as_str(), endpoint, config.target_port) {
-                ("stdio", ..) => None,
-                (_, Some(ep), _) => Some(HttpTarget::local(&ep.ip().to_string(), ep.port())),
-                (_, None, Some(port)) => Some(HttpTarget::local(
-                    if config.target_host.is_empty() {
-                        "127.0.0.1"
-                    } else {
-                        &config.target_host
-                    },
-                    port,
-                )),
-                (_, None, None) => None,
+        let http = match &config.upstream {
+            Upstream::Remote { url, headers } => {
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .flat_map(|h| h.add_plaintext_headers.clone())
+                    .collect();
+                Some(
+                    HttpTarget::remote(url, &headers)
+                        .map_err(|e| format!("invalid remote server: {e}"))?,
+                )
             }
+            Upstream::Stdio => None,
+            Upstream::Local { host, port } => Some(match endpoint {
+                Some(ep) => HttpTarget::local(&ep.ip().to_string(), ep.port()),
+                None => HttpTarget::local(host, *port),
+            }),
         };
         let chain = if http.is_none() {
             self.chain_for(config)?
@@ -118,11 +109,11 @@ impl Workloads {
     pub(super) async fn connect_proxy(
         &self,
         name: &WorkloadName,
-        config: &RunConfig,
+        config: &Workload,
         endpoint: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         self.start_proxy(name, config, endpoint).await?;
-        if config.transport == Transport::Stdio.as_str() {
+        if config.is_stdio() {
             // A proxy still connected to a server that ran on (its engine
             // was unreachable meanwhile) lets go first: one holder at a time.
             self.inner.proxies.release(name.as_str()).await;

@@ -533,11 +533,17 @@ async fn unusable_stored_configurations_are_errors_and_the_others_run() {
     )
     .expect("write");
     std::fs::write(dir.join("liar.json"), &good).expect("write");
+    // Well-formed JSON with a value no workload can have.
+    let mut odd: Value = serde_json::from_str(&good).expect("json");
+    odd["name"] = json!("odd");
+    odd["transport"] = json!("carrier-pigeon");
+    std::fs::write(dir.join("odd.json"), odd.to_string()).expect("write");
 
     let b = Berth::start(root.path(), port).await;
     b.wait_status("good", "running").await;
     b.wait_status("garbage", "error").await;
     b.wait_status("liar", "error").await;
+    b.wait_status("odd", "error").await;
     let (_, list) = b
         .req(reqwest::Method::GET, "/workloads?all=true", None)
         .await;
@@ -553,6 +559,10 @@ async fn unusable_stored_configurations_are_errors_and_the_others_run() {
     };
     assert!(context("garbage").contains("cannot be read"), "{list}");
     assert!(context("liar").contains("\"good\""), "{list}");
+    assert!(
+        context("odd").contains("transport") && context("odd").contains("carrier-pigeon"),
+        "{list}"
+    );
     assert_eq!(b.workload_pids().len(), 1, "only `good` runs");
     // A restart request does not run it either.
     let (code, _) = b.post("/workloads/liar/restart", json!({})).await;

@@ -186,7 +186,7 @@ pub(super) async fn workload_proxy_logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(text(s.workloads.proxy_logs(&name)?))
+    Ok(text(s.workloads.proxy_logs(&name).await?))
 }
 
 /// A workload's run configuration.

@@ -1,8 +1,6 @@
 //! The background operations on one workload, each under its lock: start,
 //! stop, delete, edit, recovery after a berth restart, adoption.
 
-use std::fs;
-
 use berth_runtime_api::{RuntimeError, RuntimeState, WorkloadName};
 use tracing::{info, warn};
 
@@ -283,6 +281,9 @@ impl Workloads {
                 return;
             }
         }
+        // Its log goes first: once the name leaves the table, a new
+        // workload may take it and start a log of its own.
+        self.inner.journal.remove(name).await;
         let mut table = self.table();
         let store = &self.inner.store;
         let removed = store
@@ -295,9 +296,6 @@ impl Workloads {
             return;
         }
         table.remove(name);
-        let log = store.workload_log(name.as_str());
-        let _ = fs::remove_file(log.with_extension("log.1"));
-        let _ = fs::remove_file(log);
         info!(workload = %name, "Workload deleted.");
     }
 

@@ -154,6 +154,7 @@ struct Inner {
     groups: Arc<Groups>,
     settings: Settings,
     egress: Egress,
+    journal: journal::Journal,
     table: Mutex<BTreeMap<WorkloadName, Entry>>,
     tasks: TaskTracker,
 }
@@ -249,6 +250,7 @@ impl Workloads {
                 },
             );
         }
+        let journal = journal::Journal::start(store.clone());
         let this = Self {
             inner: Arc::new(Inner {
                 runtimes,
@@ -256,6 +258,7 @@ impl Workloads {
                 store,
                 groups,
                 egress: Egress::new(settings.egress.clone()),
+                journal,
                 settings,
                 table: Mutex::new(table),
                 tasks: TaskTracker::new(),

@@ -1,7 +1,6 @@
 //! The API view of workloads: lists, one workload, its configuration,
 //! its logs.
 
-use std::fs;
 use std::net::IpAddr;
 
 use berth_runtime_api::{RuntimeError, WorkloadName};
@@ -99,13 +98,14 @@ impl Workloads {
 
     /// The last lines of berth's own log of the workload: lifecycle events
     /// and, with the proxy, its messages.
-    pub fn proxy_logs(&self, name: &str) -> Result<String, WorkloadError> {
+    pub async fn proxy_logs(&self, name: &str) -> Result<String, WorkloadError> {
         let name = WorkloadName::parse(name)?;
         self.workload(name.as_str())?;
+        self.inner.journal.flush().await;
         let path = self.inner.store.workload_log(name.as_str());
         let mut text = String::new();
         for p in [path.with_extension("log.1"), path] {
-            match fs::read_to_string(&p) {
+            match tokio::fs::read_to_string(&p).await {
                 Ok(t) => text.push_str(&t),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(StateError::Io { path: p, source }.into()),

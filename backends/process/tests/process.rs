@@ -315,14 +315,11 @@ async fn stop_kills_the_whole_process_group() {
     let mut io = b.attach(&s.name).await.expect("attach");
     assert_eq!(read_line(&mut io).await, "ready\n");
 
-    let start = Instant::now();
     b.stop(&s.name).await.expect("stop");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "SIGTERM was enough"
-    );
     let exit = b.wait(&s.name).await.expect("wait");
     assert!(exit.stopped_by_request);
+    // SIGTERM was enough: no SIGKILL after the 10 s grace.
+    assert_eq!(exit.signal, Some(Signal::SIGTERM as i32), "{exit:?}");
     assert_eq!(exit.signal, Some(Signal::SIGTERM as i32));
     group_gone(pgid).await;
     assert!(
@@ -339,24 +336,28 @@ async fn a_process_ignoring_sigterm_is_killed_after_the_grace() {
         stop_grace_secs: 1,
         ..ProcessConfig::default()
     };
-    let b = backend(root.path(), config).await;
+    let b = std::sync::Arc::new(backend(root.path(), config).await);
     let s = spec(
         "stubborn",
         "exec:///bin/sh",
-        &["-c", "trap '' TERM; echo ready; sleep 300"],
+        &[
+            "-c",
+            "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.1; done",
+        ],
     );
     let info = b.deploy(s.clone()).await.expect("deploy");
     let mut io = b.attach(&s.name).await.expect("attach");
     assert_eq!(read_line(&mut io).await, "ready\n");
 
-    let start = Instant::now();
-    b.stop(&s.name).await.expect("stop");
-    let took = start.elapsed();
-    assert!(
-        took >= Duration::from_secs(1),
-        "the grace was given: {took:?}"
-    );
-    assert!(took < Duration::from_secs(5), "then SIGKILL: {took:?}");
+    let stop = {
+        let b = b.clone();
+        let name = s.name.clone();
+        tokio::spawn(async move { b.stop(&name).await })
+    };
+    // SIGTERM first (the server saw it and went on)...
+    assert_eq!(read_line(&mut io).await, "got TERM\n");
+    stop.await.expect("join").expect("stop");
+    // ...then SIGKILL, once the grace was over.
     let exit = b.wait(&s.name).await.expect("wait");
     assert_eq!(exit.signal, Some(Signal::SIGKILL as i32), "{exit:?}");
     assert!(exit.stopped_by_request);
@@ -390,9 +391,7 @@ async fn shutdown_stops_every_workload() {
             .await
             .expect("deploy");
     }
-    let start = Instant::now();
     b.shutdown().await;
-    assert!(start.elapsed() < Duration::from_secs(5));
     for info in b.list().await.expect("list") {
         match info.state {
             berth_runtime_api::RuntimeState::Exited(exit) => assert!(exit.stopped_by_request),

@@ -30,6 +30,17 @@ pub struct Group {
     pub plugins: Vec<String>,
 }
 
+impl Group {
+    fn empty(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            registered_clients: Vec::new(),
+            skills: Vec::new(),
+            plugins: Vec::new(),
+        }
+    }
+}
+
 /// What went wrong with a group operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -114,22 +125,31 @@ impl Groups {
     /// Whether group `name` exists (an invalid name is an error).
     pub fn exists(&self, name: &str) -> Result<bool, GroupError> {
         validate_name(name)?;
-        Ok(self.store.read::<Group>(Kind::Group, name)?.is_some())
+        Ok(self.read(name)?.is_some())
+    }
+
+    /// Reads group `name`. A file that cannot be parsed (truncated,
+    /// hand-edited) never stops berth: the group still exists, with
+    /// nothing registered, and the file is kept until the group is next
+    /// written.
+    fn read(&self, name: &str) -> Result<Option<Group>, GroupError> {
+        match self.store.read::<Group>(Kind::Group, name) {
+            Err(err @ StateError::Corrupt { .. }) => {
+                tracing::error!(group = %name, error = %err, "A stored group cannot be read; it is served empty.");
+                Ok(Some(Group::empty(name)))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Creates group `name`.
     pub fn create(&self, name: &str) -> Result<Group, GroupError> {
         validate_name(name)?;
         let _guard = self.lock.lock().expect("group lock");
-        if self.store.read::<Group>(Kind::Group, name)?.is_some() {
+        if self.read(name)?.is_some() {
             return Err(GroupError::AlreadyExists(name.to_owned()));
         }
-        let group = Group {
-            name: name.to_owned(),
-            registered_clients: Vec::new(),
-            skills: Vec::new(),
-            plugins: Vec::new(),
-        };
+        let group = Group::empty(name);
         self.store.write(Kind::Group, name, &group)?;
         Ok(group)
     }
@@ -137,8 +157,7 @@ impl Groups {
     /// Group `name`.
     pub fn get(&self, name: &str) -> Result<Group, GroupError> {
         validate_name(name)?;
-        self.store
-            .read(Kind::Group, name)?
+        self.read(name)?
             .ok_or_else(|| GroupError::NotFound(name.to_owned()))
     }
 
@@ -146,7 +165,7 @@ impl Groups {
     pub fn list(&self) -> Result<Vec<Group>, GroupError> {
         let mut out = Vec::new();
         for name in self.store.list(Kind::Group)? {
-            if let Some(group) = self.store.read(Kind::Group, &name)? {
+            if let Some(group) = self.read(&name)? {
                 out.push(group);
             }
         }
@@ -161,7 +180,7 @@ impl Groups {
             return Err(GroupError::DeleteDefault);
         }
         let _guard = self.lock.lock().expect("group lock");
-        if self.store.read::<Group>(Kind::Group, name)?.is_none() {
+        if self.read(name)?.is_none() {
             return Err(GroupError::NotFound(name.to_owned()));
         }
         self.store.remove(Kind::Group, name)?;
@@ -221,5 +240,33 @@ mod tests {
         ));
         groups.remove("b").expect("remove");
         assert!(matches!(groups.get("b"), Err(GroupError::NotFound(_))));
+    }
+
+    #[test]
+    fn truncated_group_files_do_not_stop_berth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        Groups::open(store.clone())
+            .expect("open")
+            .create("t")
+            .expect("create");
+        for name in ["default", "t"] {
+            std::fs::write(
+                dir.path().join(format!("groups/{name}.json")),
+                b"{\"name\": \"de",
+            )
+            .expect("truncate");
+        }
+        let groups = Groups::open(store).expect("opens with truncated files");
+        assert!(groups.exists(DEFAULT_GROUP).expect("exists"));
+        assert_eq!(groups.get("t").expect("get").name, "t");
+        assert_eq!(groups.list().expect("list").len(), 2);
+        assert!(matches!(
+            groups.create("t"),
+            Err(GroupError::AlreadyExists(_))
+        ));
+        groups
+            .remove("t")
+            .expect("a truncated group can be removed");
     }
 }

@@ -270,6 +270,32 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_leaves_the_previous_document_intact() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The longest name whose file fits NAME_MAX (255) but whose
+        // temporary sibling does not: every write of it fails after the
+        // document exists, as a full disk would make it fail.
+        let name = "n".repeat(250);
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, b"{\"n\": 1}\n").expect("the previous document");
+        let err = write_atomic(&path, b"{\"n\": 2}\n").expect_err("the write fails");
+        assert!(
+            err.kind() == io::ErrorKind::InvalidFilename || err.raw_os_error() == Some(36),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).expect("still there"),
+            b"{\"n\": 1}\n",
+            "the previous document is intact"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "nothing else is left behind: {left:?}");
+    }
+
+    #[test]
     fn corrupt_files_are_reported() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");

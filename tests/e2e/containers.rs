@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
+use crate::support::mcp::Session;
 
 pub(crate) const IMAGE: &str = "localhost/berth-test/echo:latest";
 
@@ -48,63 +49,10 @@ pub(crate) async fn call_tool(
     name: &str,
     arguments: Value,
 ) -> Result<(bool, String), String> {
-    let http = reqwest::Client::new();
-    let post = |body: Value, sid: Option<String>| {
-        let mut r = http
-            .post(url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = sid {
-            r = r.header("mcp-session-id", s);
-        }
-        r.send()
-    };
-    let init = post(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "containers", "version": "1"}}}),
-        None,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let sid = init
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().expect("ascii").to_owned());
-    let body = init.text().await.map_err(|e| e.to_string())?;
-    if !init_ok(&body) {
-        return Err(format!("initialize: {body}"));
-    }
-    post(
-        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        sid.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let resp = post(
-        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-            "params": {"name": name, "arguments": arguments}}),
-        sid,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    // Streamable-HTTP servers may answer as SSE: take the last data line.
-    let json = body
-        .lines()
-        .rev()
-        .filter_map(|l| l.strip_prefix("data: ").or(Some(l)))
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
-        .ok_or_else(|| format!("no JSON in {body:?}"))?;
-    let text = json["result"]["content"][0]["text"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no text in {json}"))?;
-    Ok((json["result"]["isError"] == true, text))
-}
-
-fn init_ok(body: &str) -> bool {
-    body.contains("\"serverInfo\"")
+    Session::open(url)
+        .await?
+        .tool_text(1, name, arguments)
+        .await
 }
 
 pub(crate) async fn url_of(b: &Berth, name: &str) -> String {

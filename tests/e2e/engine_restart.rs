@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use crate::containers::{IMAGE, cli};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
+use crate::support::mcp::Session;
 
 /// How soon after the engine is back the workload must answer again.
 const RECOVERY: Duration = Duration::from_secs(30);
@@ -302,88 +303,6 @@ fn children_of(pid: &str) -> Vec<String> {
         }
     }
     kids
-}
-
-/// One MCP session through a workload's proxy.
-#[derive(Clone)]
-struct Session {
-    http: reqwest::Client,
-    url: String,
-    sid: Option<String>,
-}
-
-impl Session {
-    async fn open(url: &str) -> Result<Self, String> {
-        let mut s = Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .build()
-                .expect("client"),
-            url: url.to_owned(),
-            sid: None,
-        };
-        let (sid, init) = s
-            .post(
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "engine-restart", "version": "1"}}}),
-            )
-            .await?;
-        if init["result"]["serverInfo"].is_null() {
-            return Err(format!("initialize: {init}"));
-        }
-        s.sid = sid;
-        s.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await
-            .map(drop)
-            .or_else(|e| {
-                if e.contains("no JSON") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
-        Ok(s)
-    }
-
-    /// Posts `body`; the session id the answer carries and its JSON (the
-    /// last SSE data line, or the body).
-    async fn post(&self, body: Value) -> Result<(Option<String>, Value), String> {
-        let mut r = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = &self.sid {
-            r = r.header("mcp-session-id", s);
-        }
-        let resp = r.send().await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = resp.text().await.map_err(|e| e.to_string())?;
-        let json = text
-            .lines()
-            .rev()
-            .filter_map(|l| l.strip_prefix("data: ").or(Some(l)))
-            .find_map(|l| serde_json::from_str::<Value>(l).ok())
-            .ok_or_else(|| format!("no JSON in {status} {text:?}"))?;
-        Ok((sid, json))
-    }
-
-    async fn echo(&self, id: u64, text: &str) -> Result<String, String> {
-        let (_, answer) = self
-            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                "params": {"name": "echo", "arguments": {"message": text}}}))
-            .await?;
-        match answer["result"]["content"][0]["text"].as_str() {
-            Some(t) if answer["result"]["isError"] != true => Ok(t.to_owned()),
-            _ => Err(answer.to_string()),
-        }
-    }
 }
 
 /// The workload's status and status context, from the list.

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
+use crate::support::mcp::{Session, SseStream, sse_messages};
 
 /// The stdlib-only echo MCP server of the shared benchmark kit, kept as a
 /// fixture so that the tests need nothing outside the repository.
@@ -26,81 +27,11 @@ fn echo_server() -> (String, Vec<String>) {
     (format!("exec://{python}"), vec![script.to_owned()])
 }
 
-/// A minimal streamable-HTTP MCP client.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    session: Option<String>,
-}
-
-impl Client {
-    /// Posts `body` on this client's session, asking for an SSE answer,
-    /// and returns the open response.
-    async fn post_sse(&self, body: Value) -> reqwest::Response {
-        let resp = self
-            .http
-            .post(&self.url)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", self.session.clone().expect("session"))
-            .json(&body)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        resp
-    }
-
-    async fn connect(url: &str) -> Self {
-        let mut c = Self {
-            http: reqwest::Client::new(),
-            url: url.to_owned(),
-            session: None,
-        };
-        let init = c
-            .call(
-                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "e2e", "version": "1"}}}),
-            )
-            .await;
-        assert!(init["result"]["serverInfo"].is_object(), "{init}");
-        c.notify(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        c
-    }
-
-    async fn post(&self, body: &Value) -> reqwest::Response {
-        let mut r = self
-            .http
-            .post(&self.url)
-            .header("accept", "application/json, text/event-stream")
-            .json(body);
-        if let Some(s) = &self.session {
-            r = r.header("mcp-session-id", s);
-        }
-        r.send().await.expect("post")
-    }
-
-    async fn call(&mut self, body: Value) -> Value {
-        let resp = self.post(&body).await;
-        if let Some(s) = resp.headers().get("mcp-session-id") {
-            self.session = Some(s.to_str().expect("ascii").to_owned());
-        }
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        assert!(status.is_success(), "{status}: {text}");
-        serde_json::from_str(&text).expect("json answer")
-    }
-
-    async fn notify(&self, body: Value) {
-        assert_eq!(self.post(&body).await.status(), 202);
-    }
-
-    async fn echo(&mut self, id: u64, text: &str) -> Value {
-        self.call(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "echo", "arguments": {"text": text}}}))
-            .await
-    }
+/// Calls the Python echo server's `echo` tool (it takes `text`).
+async fn echo(c: &mut Session, id: u64, text: &str) -> Value {
+    c.call(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}}}))
+        .await
 }
 
 fn echoed(answer: &Value) -> &str {
@@ -134,14 +65,14 @@ async fn many_sessions_each_get_their_own_answers() {
     for s in 0..32u64 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = Client::connect(&url).await;
+            let mut c = Session::connect(&url).await;
             let mut seen = BTreeSet::new();
             for i in 0..20u64 {
                 let text = format!(
                     "session {s} call {i} {}",
                     "x".repeat((s * 7 + i) as usize % 50)
                 );
-                let answer = c.echo(i + 1, &text).await;
+                let answer = echo(&mut c, i + 1, &text).await;
                 assert_eq!(answer["id"], i + 1, "own id back");
                 assert_eq!(echoed(&answer), text, "own payload back");
                 seen.insert(i);
@@ -156,6 +87,63 @@ async fn many_sessions_each_get_their_own_answers() {
     assert_eq!(total, 32 * 20);
 }
 
+/// The README's claim: a server that stops answering is seen `unhealthy`,
+/// restarted, and the old session's next call works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_is_unhealthy_then_restarted_and_the_session_goes_on() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let policy = "[restart]\nbase_delay_ms = 100\n\
+                  [proxy]\nhealth_interval_secs = 1\nhealth_failures = 2\nrequest_timeout_secs = 1\n\
+                  [process]\nstop_grace_secs = 1\n";
+    let b = Berth::start_with(root.path(), free_port(), policy).await;
+    let url = echo_workload(&b, "hang").await;
+    let mut c = Session::connect(&url).await;
+    assert_eq!(echoed(&echo(&mut c, 1, "before").await), "before");
+
+    // The server freezes: it neither answers nor exits.
+    let pids = b.workload_pids();
+    assert!(!pids.is_empty());
+    for pid in &pids {
+        let ok = std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+    let listed = async || -> Option<Value> {
+        let (_, list) = b
+            .req(reqwest::Method::GET, "/workloads?all=true", None)
+            .await;
+        let list: Value = serde_json::from_str(&list).ok()?;
+        Some(list["workloads"][0].clone())
+    };
+    let seen = eventually(T, "the hung server to be seen unhealthy", || async {
+        let w = listed().await?;
+        (w["status"] == "unhealthy").then_some(w)
+    })
+    .await;
+    assert!(
+        seen["status_context"]
+            .as_str()
+            .is_some_and(|c| c.contains("not answering pings")),
+        "{seen}"
+    );
+    // Restarted: a new process runs, and the frozen one is gone.
+    eventually(T, "the server to be restarted", || async {
+        let w = listed().await?;
+        (w["status"] == "running" && w["restart_count"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+    let now = b.workload_pids();
+    assert!(
+        !now.is_empty() && now.iter().all(|p| !pids.contains(p)),
+        "{pids:?} -> {now:?}"
+    );
+    // The session opened before the hang answers again.
+    let answer = echo(&mut c, 2, "after").await;
+    assert_eq!(echoed(&answer), "after", "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_server_crash_and_a_berth_restart() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -163,8 +151,8 @@ async fn sessions_survive_a_server_crash_and_a_berth_restart() {
     let policy = "[restart]\nbase_delay_ms = 100\n";
     let mut b = Berth::start_with(root.path(), port, policy).await;
     let url = echo_workload(&b, "echo").await;
-    let mut c = Client::connect(&url).await;
-    assert_eq!(echoed(&c.echo(1, "before").await), "before");
+    let mut c = Session::connect(&url).await;
+    assert_eq!(echoed(&echo(&mut c, 1, "before").await), "before");
 
     // The server dies under the session: berth restarts it and replays the
     // handshake; the same session's next call succeeds.
@@ -186,7 +174,7 @@ async fn sessions_survive_a_server_crash_and_a_berth_restart() {
         (list["workloads"][0]["restart_count"] == 1).then_some(())
     })
     .await;
-    let answer = c.echo(2, "after crash").await;
+    let answer = echo(&mut c, 2, "after crash").await;
     assert_eq!(echoed(&answer), "after crash", "{answer}");
 
     // berth itself is killed and started again: the same URL answers, and
@@ -198,7 +186,7 @@ async fn sessions_survive_a_server_crash_and_a_berth_restart() {
     b.wait_status("echo", "running").await;
     let answer = eventually(T, "the URL to answer again", || async {
         let resp = c
-            .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            .send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                 "params": {"name": "echo", "arguments": {"text": "after restart"}}}))
             .await;
         if !resp.status().is_success() {
@@ -213,8 +201,6 @@ async fn sessions_survive_a_server_crash_and_a_berth_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_sse_transport() {
-    use futures::StreamExt;
-
     let root = tempfile::tempdir().expect("tempdir");
     let b = Berth::start(root.path(), free_port()).await;
     let (image, args) = echo_server();
@@ -238,35 +224,8 @@ async fn legacy_sse_transport() {
     let http = reqwest::Client::new();
     let resp = http.get(format!("{base}/sse")).send().await.expect("sse");
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut events = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut next_event = async || -> (String, String) {
-        loop {
-            if let Some(end) = buf.find("\n\n") {
-                let frame = buf[..end].to_owned();
-                buf.drain(..end + 2);
-                if frame.starts_with(':') {
-                    continue;
-                }
-                let mut name = String::new();
-                let mut data = String::new();
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("event: ") {
-                        name = v.to_owned();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-                return (name, data);
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), events.next())
-                .await
-                .expect("an event in time")
-                .expect("stream open")
-                .expect("chunk");
-            buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-        }
-    };
+    let mut events = SseStream::new(resp);
+    let mut next_event = async || events.next_event(Duration::from_secs(20)).await;
     let (name, endpoint) = next_event().await;
     assert_eq!(name, "endpoint");
     assert!(endpoint.starts_with("/messages?session_id="), "{endpoint}");
@@ -351,8 +310,8 @@ async fn protocol_edges() {
     assert_eq!(r["result"]["resultType"], "complete");
 
     // A deleted session stays deleted; an id berth never minted is unknown.
-    let mut c = Client::connect(&url).await;
-    let sid = c.session.clone().expect("session");
+    let mut c = Session::connect(&url).await;
+    let sid = c.sid.clone().expect("session");
     let gone = c
         .http
         .delete(&url)
@@ -362,12 +321,12 @@ async fn protocol_edges() {
         .expect("delete");
     assert_eq!(gone.status(), 204);
     let again = c
-        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
         .await;
     assert_eq!(again.status(), 404, "a terminated session answers 404");
-    c.session = Some("not-a-session".into());
+    c.sid = Some("not-a-session".into());
     let made_up = c
-        .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
         .await;
     assert_eq!(made_up.status(), 404);
 
@@ -445,19 +404,6 @@ pub(crate) fn mcp_echo() -> String {
     format!("exec://{}", bin.display())
 }
 
-/// Reads an SSE body into its `data:` payloads.
-fn sse_messages(body: &str) -> Vec<Value> {
-    body.split("\n\n")
-        .filter_map(|frame| {
-            let data: String = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect();
-            serde_json::from_str(&data).ok()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_cancellation_timeouts_and_crashes() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -472,7 +418,7 @@ async fn progress_cancellation_timeouts_and_crashes() {
         .as_u64()
         .expect("port");
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let mut c = Client::connect(&url).await;
+    let mut c = Session::connect(&url).await;
     let call = |id: u64, tool: &str, args: Value| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": tool, "arguments": args}})
@@ -481,7 +427,7 @@ async fn progress_cancellation_timeouts_and_crashes() {
     // Progress flows on the request's own stream, with the client's token.
     let mut req = call(1, "progress", json!({"steps": 3}));
     req["params"]["_meta"] = json!({"progressToken": "mine"});
-    let resp = c.post(&req).await;
+    let resp = c.send(&req).await;
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let msgs = sse_messages(&resp.text().await.expect("body"));
     let progress: Vec<_> = msgs
@@ -502,7 +448,7 @@ async fn progress_cancellation_timeouts_and_crashes() {
     let slow = {
         let http = c.http.clone();
         let url = c.url.clone();
-        let session = c.session.clone().expect("session");
+        let session = c.sid.clone().expect("session");
         let body = call(2, "sleep", json!({"ms": 30000}));
         tokio::spawn(async move {
             let r = http
@@ -582,29 +528,109 @@ async fn fixture_workload(b: &Berth, name: &str) -> String {
     format!("http://127.0.0.1:{port}/mcp")
 }
 
-/// Reads SSE frames from `body` until one carries a JSON message; returns it.
-async fn next_sse_message(
-    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buf: &mut String,
-) -> Value {
-    use futures::StreamExt;
-    loop {
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let data: String = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
+/// The README's claim: with many sessions at once, progress messages and
+/// server→client requests each reach only their own session, even when
+/// every session uses the same request id and progress token. A server
+/// request made while several sessions wait on the server carries no link
+/// to any of them (stdio has none): it is refused, never guessed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_get_only_their_own_progress_and_server_requests() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    let url = fixture_workload(&b, "many").await;
+    let mut sessions = Vec::new();
+    for _ in 0..16 {
+        sessions.push(Session::connect(&url).await);
+    }
+
+    // Progress, all sessions at once: the same id and token everywhere, a
+    // step count of each session's own.
+    let mut tasks = Vec::new();
+    for (s, c) in sessions.iter().cloned().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let steps = 2 + s % 5;
+            let resp = c
+                .post_sse(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "progress", "arguments": {"steps": steps},
+                    "_meta": {"progressToken": "same"}}}))
+                .await;
+            let msgs = sse_messages(&resp.text().await.expect("body"));
+            let progress: Vec<_> = msgs
+                .iter()
+                .filter(|m| m["method"] == "notifications/progress")
                 .collect();
-            if let Ok(msg) = serde_json::from_str(&data) {
-                return msg;
+            assert_eq!(progress.len(), steps, "session {s}: {msgs:?}");
+            assert!(
+                progress
+                    .iter()
+                    .all(|p| p["params"]["progressToken"] == "same")
+            );
+            let last = msgs.last().expect("an answer");
+            assert_eq!(last["id"], 1, "session {s}");
+            assert_eq!(echoed(last), format!("done {steps}"), "session {s}");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("session task");
+    }
+
+    // Server→client requests with every session open, all at once: each
+    // one reaches the session whose call caused it, or (when several
+    // sessions wait on the server) is refused; never another session.
+    let mut tasks = Vec::new();
+    for (s, c) in sessions.iter().cloned().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let resp = c
+                .post_sse(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "sample", "arguments": {"prompt": format!("from {s}.")}}}))
+                .await;
+            let mut body = SseStream::new(resp);
+            let first = body.next_message(T).await;
+            if first["method"] == "sampling/createMessage" {
+                assert!(
+                    first.to_string().contains(&format!("from {s}.")),
+                    "session {s} was asked for another: {first}"
+                );
+                c.notify(
+                    json!({"jsonrpc": "2.0", "id": first["id"], "result": {"role": "assistant",
+                    "content": {"type": "text", "text": format!("answer {s}")}, "model": "m"}}),
+                )
+                .await;
+                let done = body.next_message(T).await;
+                assert_eq!(done["id"], 2, "{done}");
+                assert_eq!(echoed(&done), format!("sampled: answer {s}"), "{done}");
+                true
+            } else {
+                assert_eq!(first["id"], 2, "{first}");
+                assert!(
+                    first.to_string().contains("cannot route"),
+                    "session {s}: {first}"
+                );
+                false
             }
-        }
-        let chunk = tokio::time::timeout(T, body.next())
-            .await
-            .expect("an SSE frame in time")
-            .expect("the stream is open")
-            .expect("a chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        }));
+    }
+    for t in tasks {
+        t.await.expect("session task");
+    }
+    // One at a time, every session is asked and answers for itself.
+    for (s, c) in sessions.iter().enumerate() {
+        let resp = c
+            .post_sse(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "sample", "arguments": {"prompt": format!("from {s}.")}}}))
+            .await;
+        let mut body = SseStream::new(resp);
+        let asked = body.next_message(T).await;
+        assert!(asked.to_string().contains(&format!("from {s}.")), "{asked}");
+        c.notify(
+            json!({"jsonrpc": "2.0", "id": asked["id"], "result": {"role": "assistant",
+            "content": {"type": "text", "text": format!("answer {s}")}, "model": "m"}}),
+        )
+        .await;
+        assert_eq!(
+            echoed(&body.next_message(T).await),
+            format!("sampled: answer {s}")
+        );
     }
 }
 
@@ -613,8 +639,8 @@ async fn only_the_asked_session_answers_a_server_request() {
     let root = tempfile::tempdir().expect("tempdir");
     let b = Berth::start(root.path(), free_port()).await;
     let url = fixture_workload(&b, "ask").await;
-    let a = Client::connect(&url).await;
-    let mut other = Client::connect(&url).await;
+    let a = Session::connect(&url).await;
+    let mut other = Session::connect(&url).await;
 
     // A calls a tool that asks A's client for a completion; the request
     // reaches A on the stream of A's call.
@@ -622,9 +648,8 @@ async fn only_the_asked_session_answers_a_server_request() {
         .post_sse(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "sample", "arguments": {"prompt": "hello"}}}))
         .await;
-    let mut body = resp.bytes_stream();
-    let mut buf = String::new();
-    let asked = next_sse_message(&mut body, &mut buf).await;
+    let mut body = SseStream::new(resp);
+    let asked = body.next_message(T).await;
     assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
     let id = asked["id"].as_str().expect("a string id").to_owned();
 
@@ -634,7 +659,7 @@ async fn only_the_asked_session_answers_a_server_request() {
         json!({"jsonrpc": "2.0", "id": id, "result": {"role": "assistant",
             "content": {"type": "text", "text": text}, "model": "m"}})
     };
-    let forged = other.post(&answer("forged")).await;
+    let forged = other.send(&answer("forged")).await;
     let status = forged.status();
     let text = forged.text().await.expect("body");
     assert_eq!(status, 400, "{text}");
@@ -658,11 +683,11 @@ async fn only_the_asked_session_answers_a_server_request() {
 
     // A's own answer completes A's call.
     a.notify(answer("genuine")).await;
-    let done = next_sse_message(&mut body, &mut buf).await;
+    let done = body.next_message(T).await;
     assert_eq!(done["id"], 1, "{done}");
     assert_eq!(echoed(&done), "sampled: genuine", "{done}");
     // The request is answered; a second answer is refused.
-    assert_eq!(a.post(&answer("again")).await.status(), 400);
+    assert_eq!(a.send(&answer("again")).await.status(), 400);
     assert_eq!(
         echoed(
             &other
@@ -679,8 +704,8 @@ async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
     let root = tempfile::tempdir().expect("tempdir");
     let b = Berth::start(root.path(), free_port()).await;
     let url = fixture_workload(&b, "slow").await;
-    let slow = Client::connect(&url).await;
-    let mut other = Client::connect(&url).await;
+    let slow = Session::connect(&url).await;
+    let mut other = Session::connect(&url).await;
 
     // The slow client asks for 64 MiB of progress notifications and never
     // reads its stream: far more than the socket buffers and the session's
@@ -709,15 +734,13 @@ async fn a_client_that_stops_reading_loses_its_session_and_the_others_go_on() {
     // and its session is gone.
     assert!(unread.bytes().await.is_err(), "the stream was cut");
     let again = slow
-        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
         .await;
     assert_eq!(again.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsonrpc_version_and_ids_of_any_size() {
-    use futures::StreamExt;
-
     let root = tempfile::tempdir().expect("tempdir");
     // Without the version check, a request would wait for this timeout.
     let b = Berth::start_with(
@@ -727,8 +750,8 @@ async fn jsonrpc_version_and_ids_of_any_size() {
     )
     .await;
     let url = fixture_workload(&b, "ids").await;
-    let c = Client::connect(&url).await;
-    let session = c.session.clone().expect("session");
+    let c = Session::connect(&url).await;
+    let session = c.sid.clone().expect("session");
     let post = |body: String, accept: &'static str| {
         let http = c.http.clone();
         let (url, session) = (url.clone(), session.clone());
@@ -788,20 +811,8 @@ async fn jsonrpc_version_and_ids_of_any_size() {
     // The legacy SSE transport too.
     let base = url.trim_end_matches("/mcp").to_owned();
     let resp = c.http.get(format!("{base}/sse")).send().await.expect("sse");
-    let mut events = resp.bytes_stream();
-    let mut buf = String::new();
-    let endpoint = loop {
-        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
-            break line.to_owned();
-        }
-        let chunk = tokio::time::timeout(T, events.next())
-            .await
-            .expect("the endpoint in time")
-            .expect("open")
-            .expect("chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-    };
-    buf.clear();
+    let mut events = SseStream::new(resp);
+    let (_, endpoint) = events.next_event(T).await;
     let send = |body: String| {
         let http = c.http.clone();
         let url = format!("{base}{endpoint}");
@@ -821,21 +832,7 @@ async fn jsonrpc_version_and_ids_of_any_size() {
     assert!(text.contains("-32600"), "{text}");
     let (code, _) = send(call("12345678901234567890123")).await;
     assert_eq!(code, 202);
-    let answer = loop {
-        if let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                break data.to_owned();
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(T, events.next())
-            .await
-            .expect("the answer in time")
-            .expect("open")
-            .expect("chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-    };
+    let (_, answer) = events.next_event(T).await;
     assert!(
         answer.contains(r#""id":12345678901234567890123,"#),
         "{answer}"
@@ -890,7 +887,6 @@ async fn read_response(sock: &mut tokio::net::TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_limits_spare_open_streams() {
-    use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
 
     let root = tempfile::tempdir().expect("tempdir");
@@ -904,20 +900,8 @@ async fn listener_limits_spare_open_streams() {
     // A legacy SSE session: its stream stays open and silent throughout.
     let http = reqwest::Client::new();
     let resp = http.get(format!("{base}/sse")).send().await.expect("sse");
-    let mut events = resp.bytes_stream();
-    let mut buf = String::new();
-    let endpoint = loop {
-        if let Some(line) = buf.lines().find_map(|l| l.strip_prefix("data: ")) {
-            break line.to_owned();
-        }
-        let chunk = tokio::time::timeout(T, events.next())
-            .await
-            .expect("the endpoint in time")
-            .expect("open")
-            .expect("chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-    };
-    buf.clear();
+    let mut events = SseStream::new(resp);
+    let (_, endpoint) = events.next_event(T).await;
 
     // A client that sends half its headers is disconnected.
     let mut half = tokio::net::TcpStream::connect(&addr)
@@ -969,21 +953,7 @@ async fn listener_limits_spare_open_streams() {
         .expect("post")
         .status();
     assert_eq!(status, 202);
-    let answer = loop {
-        if let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                break data.to_owned();
-            }
-            continue;
-        }
-        let chunk = tokio::time::timeout(T, events.next())
-            .await
-            .expect("the answer in time")
-            .expect("the stream is still open")
-            .expect("chunk");
-        buf.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
-    };
+    let (_, answer) = events.next_event(T).await;
     let answer: Value = serde_json::from_str(&answer).expect("json");
     assert_eq!(answer["id"], 1, "{answer}");
     assert!(answer["result"].is_object(), "{answer}");

@@ -24,4 +24,5 @@ where
     }
 }
 
+pub mod mcp;
 pub mod plugins;

@@ -313,12 +313,7 @@ impl From<&Workload> for RunConfig {
             Upstream::Stdio => (None, String::new(), String::new(), None),
             Upstream::Local { host, port } => (Some(*port), host.clone(), String::new(), None),
             Upstream::Remote { url, headers } => {
-                let authority = url
-                    .parse::<axum::http::Uri>()
-                    .ok()
-                    .and_then(|u| u.authority().map(ToString::to_string))
-                    .unwrap_or_default();
-                (None, authority, url.clone(), headers.clone())
+                (None, host_port(url), url.clone(), headers.clone())
             }
         };
         Self {
@@ -346,6 +341,19 @@ impl From<&Workload> for RunConfig {
             middleware_configs: w.middleware.iter().map(MiddlewareConfig::from).collect(),
             runtime: w.runtime.clone(),
         }
+    }
+}
+
+/// A URL's `host[:port]`, without any credentials it carries (ToolHive's
+/// `target_host` of a remote workload).
+pub fn host_port(url: &str) -> String {
+    let Ok(u) = url::Url::parse(url) else {
+        return String::new();
+    };
+    match (u.host_str(), u.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => String::new(),
     }
 }
 

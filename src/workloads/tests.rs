@@ -326,3 +326,13 @@ fn garbage_run_configurations_are_refused_with_the_field() {
     c.target_host = "127.0.0.1".into();
     assert!(Workload::try_from(c).is_err());
 }
+
+#[test]
+fn a_remote_target_host_never_carries_credentials() {
+    assert_eq!(
+        super::model::host_port("https://user:s3cret@mcp.example.com:8443/v1/mcp?k=v"),
+        "mcp.example.com:8443"
+    );
+    assert_eq!(super::model::host_port("http://[::1]/mcp"), "[::1]");
+    assert_eq!(super::model::host_port("not a url"), "");
+}

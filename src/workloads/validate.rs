@@ -253,9 +253,17 @@ pub(super) fn remote_target(
             "url has the placeholder value `{REDACTED}`: give its real value"
         )));
     }
+    // Refused without quoting the URL: its credentials stay out of the
+    // answer and the logs.
+    if url::Url::parse(&req.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+        return Err(WorkloadError::Invalid(
+            "credentials in the url are not supported; send them as a header \
+             (header_forward.add_plaintext_headers)"
+                .into(),
+        ));
+    }
     HttpTarget::remote(&req.url, &headers).map_err(|e| WorkloadError::Invalid(e.to_string()))?;
-    let uri: axum::http::Uri = req.url.parse().expect("checked by HttpTarget::remote");
-    let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let host = super::model::host_port(&req.url);
     let forward = (!forward.add_plaintext_headers.is_empty()).then_some(forward);
     Ok((forward, host))
 }

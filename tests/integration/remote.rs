@@ -353,3 +353,23 @@ async fn remote_workload_bodies_are_limited() {
         "no large body reached the server"
     );
 }
+
+#[tokio::test]
+async fn credentials_in_a_remote_url_are_refused_without_being_echoed() {
+    let h = harness().await;
+    let (addr, _seen) = upstream().await;
+    for url in [
+        format!("http://alice:pw-SECRET@{addr}/v1/mcp"),
+        format!("http://pw-SECRET@{addr}/v1/mcp"),
+    ] {
+        let r = h.create(json!({"name": "creds", "url": url})).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert!(r.text.contains("credentials"), "{}", r.text);
+        assert!(
+            !r.text.contains("pw-SECRET"),
+            "the answer echoes it: {}",
+            r.text
+        );
+    }
+    assert!(h.listed("?all=true").await.is_empty());
+}

@@ -1,10 +1,11 @@
 //! berth: runs MCP servers on Docker, Podman or native processes, fronts each
 //! with an MCP proxy, and manages them through a ToolHive-compatible REST API.
 //!
-//! The binary (`main.rs`) loads the configuration and wires these modules:
-//! [`api`] (HTTP only) → [`workloads`] and [`groups`] (the rules) →
-//! [`state`] (durable files) and the runtime [`backends`]; [`egress`] runs
-//! the outbound proxies of workloads with an allowlist.
+//! The binary (`main.rs`) loads the configuration; [`app`] wires these
+//! modules into one `App`: [`api`] (the REST API) → [`workloads`] and
+//! [`groups`] (the rules) → [`state`] (durable files) and the
+//! [`runtimes`]; [`proxy`] fronts every workload; [`egress`] runs the
+//! outbound proxies of workloads with an allowlist.
 
 pub mod api;
 pub mod app;

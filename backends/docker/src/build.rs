@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use berth_package_image::{Package, Recipe};
+use berth_container::{Package, Recipe};
 use berth_runtime_api::{Progress, RuntimeError};
 use bollard::query_parameters::{BuildImageOptionsBuilder, RemoveImageOptionsBuilder};
 use futures::StreamExt;

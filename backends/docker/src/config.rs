@@ -71,8 +71,8 @@ impl Default for DockerConfig {
             cpu_limit: 1.0,
             pull: PullPolicy::IfNotPresent,
             pull_timeout_secs: 300,
-            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
-            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
+            node_base_image: berth_container::DEFAULT_NODE_BASE_IMAGE.to_owned(),
+            python_base_image: berth_container::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
             build_timeout_secs: 600,
         }
     }
@@ -96,7 +96,7 @@ impl DockerConfig {
 
     /// Checks the configured base images of package images.
     pub(crate) fn check_base_images(&self) -> Result<(), String> {
-        berth_package_image::check_base_images(&self.node_base_image, &self.python_base_image)
+        berth_container::check_base_images(&self.node_base_image, &self.python_base_image)
     }
 
     /// The CPU limit for the engine in billionths of a core, `None` for no

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_package_image::{Package, Recipe};
+use berth_container::{Package, Recipe};
 use berth_runtime_api::{Progress, RuntimeError, WorkloadName};
 use serde::Deserialize;
 use tracing::{info, warn};

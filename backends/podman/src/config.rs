@@ -67,8 +67,8 @@ impl Default for PodmanConfig {
             stop_grace_secs: 10,
             memory_limit_bytes: 1024 * 1024 * 1024,
             cpu_limit: 1.0,
-            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
-            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
+            node_base_image: berth_container::DEFAULT_NODE_BASE_IMAGE.to_owned(),
+            python_base_image: berth_container::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
             build_timeout_secs: 600,
             init_path: None,
             stdio_dir: None,
@@ -84,7 +84,7 @@ impl PodmanConfig {
 
     /// Checks the configured base images of package images.
     pub(crate) fn check_base_images(&self) -> Result<(), String> {
-        berth_package_image::check_base_images(&self.node_base_image, &self.python_base_image)
+        berth_container::check_base_images(&self.node_base_image, &self.python_base_image)
     }
 }
 

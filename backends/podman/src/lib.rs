@@ -76,7 +76,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_package_image::{Package, Scheme};
+use berth_container::{Package, Scheme};
 use berth_runtime_api::{
     Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, RuntimeState,
     StdioHandle, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,

@@ -78,8 +78,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_container::{Package, Scheme};
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, RuntimeState,
-    StdioHandle, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, LogTail, NetworkAccess, Progress, RuntimeError,
+    RuntimeState, StdioHandle, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use futures::TryStreamExt;
 use podman_api::Podman;
@@ -694,7 +694,7 @@ impl Backend for PodmanBackend {
             .stderr(true)
             .build();
         let container = self.podman.containers().get(&c.id);
-        let mut kept = Tail::new(tail);
+        let mut kept = LogTail::new(tail);
         let mut chunks = container.logs(&opts);
         while let Some(chunk) = chunks
             .try_next()
@@ -776,56 +776,6 @@ impl Backend for PodmanBackend {
             ),
         ))
     }
-}
-
-/// The last lines of a log read in chunks, without keeping all of it.
-struct Tail {
-    lines: usize,
-    buf: Vec<u8>,
-    /// The buffer's length after it was last cut.
-    cut_at: usize,
-}
-
-impl Tail {
-    /// Buffers below this size are never cut.
-    const MIN_CUT: usize = 64 * 1024;
-
-    fn new(lines: usize) -> Self {
-        Self {
-            lines,
-            buf: Vec::new(),
-            cut_at: 0,
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() > Self::MIN_CUT.max(2 * self.cut_at) {
-            let keep = last_lines_start(&self.buf, self.lines);
-            self.buf.drain(..keep);
-            self.cut_at = self.buf.len();
-        }
-    }
-
-    fn into_string(self) -> String {
-        let start = last_lines_start(&self.buf, self.lines);
-        String::from_utf8_lossy(&self.buf[start..]).into_owned()
-    }
-}
-
-/// Where the last `n` lines of `text` start (a final line without a
-/// newline counts).
-fn last_lines_start(text: &[u8], n: usize) -> usize {
-    if n == 0 {
-        return text.len();
-    }
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    body.iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(n - 1)
-        .map_or(0, |(i, _)| i + 1)
 }
 
 /// Podman's default container init on Debian's Podman 4.

@@ -131,6 +131,8 @@ mod tests {
             "fake://echo",
             Err("`fake://` is not an image reference docker can run"),
         );
+        image("UVX://x", Err("`UVX://` is not an image reference"));
+        image("NPX://@x/y", Err("`NPX://` is not an image reference"));
     }
 
     #[test]

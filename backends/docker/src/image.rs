@@ -4,6 +4,7 @@
 //! [`PackageImages`](berth_container::PackageImages) flow.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,7 +45,7 @@ impl DockerBackend {
             Some(Ok(package)) => {
                 self.packages
                     .image(
-                        self,
+                        &Images(self),
                         &self.config.container,
                         &spec.name,
                         &package,
@@ -156,8 +157,20 @@ impl DockerBackend {
     }
 }
 
+/// The backend in the role of berth-container's [`ImageEngine`]: a view,
+/// so that the trait stays out of the backend's public API.
+struct Images<'a>(&'a DockerBackend);
+
+impl Deref for Images<'_> {
+    type Target = DockerBackend;
+
+    fn deref(&self) -> &DockerBackend {
+        self.0
+    }
+}
+
 #[async_trait]
-impl ImageEngine for DockerBackend {
+impl ImageEngine for Images<'_> {
     async fn image(
         &self,
         _: &WorkloadName,

@@ -425,9 +425,9 @@ impl Container {
         );
         info.started_at = parse_time(self.state.started_at.as_deref());
         // Every label but berth's managed and instance marks, so
-        // `berth.workload` and `berth.stdio` are reported too (the Docker
-        // backend records the keys of the spec's labels and reports only
-        // those).
+        // `berth.workload`, `berth.stdio` and the image's labels are
+        // reported too (the Docker backend records the keys of the spec's
+        // labels and reports only those).
         info.labels = self.labels().clone();
         info.labels.remove(LABEL_MANAGED);
         info.labels.remove(LABEL_INSTANCE);

@@ -4,6 +4,7 @@
 //! [`PackageImages`](berth_container::PackageImages) flow.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 
 use async_trait::async_trait;
 use berth_container::{BuildFailure, ImageEngine, ImageFacts, Package, Recipe, Scheme};
@@ -41,7 +42,7 @@ impl PodmanBackend {
             Some(Ok(package)) => {
                 self.packages
                     .image(
-                        self,
+                        &Images(self),
                         &self.config.container,
                         &spec.name,
                         &package,
@@ -119,8 +120,20 @@ impl PodmanBackend {
     }
 }
 
+/// The backend in the role of berth-container's [`ImageEngine`]: a view,
+/// so that the trait stays out of the backend's public API.
+struct Images<'a>(&'a PodmanBackend);
+
+impl Deref for Images<'_> {
+    type Target = PodmanBackend;
+
+    fn deref(&self) -> &PodmanBackend {
+        self.0
+    }
+}
+
 #[async_trait]
-impl ImageEngine for PodmanBackend {
+impl ImageEngine for Images<'_> {
     async fn image(
         &self,
         name: &WorkloadName,

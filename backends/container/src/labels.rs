@@ -71,7 +71,7 @@ impl Labels for BTreeMap<String, String> {
     }
 }
 
-/// No labels at all.
+/// Labels an engine may leave out of its answer: none is no label.
 impl<L: Labels> Labels for Option<&L> {
     fn label(&self, key: &str) -> Option<&str> {
         self.and_then(|l| l.label(key))

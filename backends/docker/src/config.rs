@@ -1,5 +1,6 @@
 //! The Docker backend's configuration (`[docker]` in berth's config file).
 
+use berth_container::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
 /// The engine socket used when berth hands in none.
@@ -9,6 +10,12 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 ///
 /// The backend never reads the environment: berth resolves `DOCKER_HOST`
 /// itself and passes it in as [`socket`](Self::socket).
+///
+/// The settings every container engine takes are
+/// [`container`](Self::container)'s, flattened: `[docker]` has
+/// `stop_grace_secs`, `memory_limit_bytes`, … as keys of its own. A key
+/// neither takes is refused (serde supports `deny_unknown_fields` with
+/// `flatten` when, as here, the flattened value is a struct).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DockerConfig {
@@ -25,27 +32,14 @@ pub struct DockerConfig {
     /// other's. Without it, every berth-managed container.
     #[serde(skip)]
     pub instance: Option<String>,
-    /// Seconds a stop waits after SIGTERM before the engine kills the
-    /// container.
-    pub stop_grace_secs: u64,
-    /// Memory limit of each workload container in bytes; `0` sets none.
-    pub memory_limit_bytes: u64,
-    /// CPU limit of each workload container in cores (`0.5` = half a core);
-    /// `0` sets none.
-    pub cpu_limit: f64,
-    /// When a deploy pulls the workload's image from its registry.
+    /// Grace period, limits, base images and build timeout.
+    #[serde(flatten)]
+    pub container: ContainerConfig,
+    /// When a deploy pulls the workload's image (and a package's base
+    /// image) from its registry.
     pub pull: PullPolicy,
     /// Seconds a pull may take before the deploy fails.
     pub pull_timeout_secs: u64,
-    /// The image `npx://` packages are installed on (it needs `npm` and
-    /// `npx`); pulled as [`pull`](Self::pull) says when absent.
-    pub node_base_image: String,
-    /// The image `uvx://` packages are installed on (it needs `pip`, which
-    /// installs `uv`); pulled as [`pull`](Self::pull) says when absent.
-    pub python_base_image: String,
-    /// Seconds the build of a package image may take before the deploy
-    /// fails.
-    pub build_timeout_secs: u64,
 }
 
 /// When a deploy pulls the workload's image.
@@ -66,14 +60,9 @@ impl Default for DockerConfig {
         Self {
             socket: None,
             instance: None,
-            stop_grace_secs: 10,
-            memory_limit_bytes: 1024 * 1024 * 1024,
-            cpu_limit: 1.0,
+            container: ContainerConfig::default(),
             pull: PullPolicy::IfNotPresent,
             pull_timeout_secs: 300,
-            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
-            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
-            build_timeout_secs: 600,
         }
     }
 }
@@ -82,35 +71,6 @@ impl DockerConfig {
     /// The socket to connect to, as configured or the default.
     pub fn socket(&self) -> &str {
         self.socket.as_deref().unwrap_or(DEFAULT_SOCKET)
-    }
-
-    /// The memory limit for the engine, `None` for no limit.
-    pub(crate) fn memory(&self) -> Result<Option<i64>, String> {
-        match self.memory_limit_bytes {
-            0 => Ok(None),
-            n => i64::try_from(n)
-                .map(Some)
-                .map_err(|_| format!("memory_limit_bytes {n} is too large")),
-        }
-    }
-
-    /// Checks the configured base images of package images.
-    pub(crate) fn check_base_images(&self) -> Result<(), String> {
-        berth_package_image::check_base_images(&self.node_base_image, &self.python_base_image)
-    }
-
-    /// The CPU limit for the engine in billionths of a core, `None` for no
-    /// limit.
-    pub(crate) fn nano_cpus(&self) -> Result<Option<i64>, String> {
-        let cores = self.cpu_limit;
-        if !(0.0..=1_000_000.0).contains(&cores) {
-            return Err(format!(
-                "cpu_limit must be a number of cores between 0 and 1000000, not {cores}"
-            ));
-        }
-        // In range (NaN is not), so the product fits in an i64.
-        let nanos = (cores * 1e9).round() as i64;
-        Ok((nanos > 0).then_some(nanos))
     }
 }
 
@@ -127,45 +87,38 @@ mod tests {
         let config = parse("{}").expect("parse");
         assert_eq!(config, DockerConfig::default());
         assert_eq!(config.socket(), DEFAULT_SOCKET);
-        assert_eq!(config.stop_grace_secs, 10);
-        assert_eq!(config.memory(), Ok(Some(1 << 30)));
-        assert_eq!(config.nano_cpus(), Ok(Some(1_000_000_000)));
+        assert_eq!(config.container, ContainerConfig::default());
         assert_eq!(config.pull, PullPolicy::IfNotPresent);
-        assert_eq!(config.node_base_image, "docker.io/library/node:22-alpine");
-        assert_eq!(
-            config.python_base_image,
-            "docker.io/library/python:3.12-slim"
-        );
-        assert_eq!(config.build_timeout_secs, 600);
-        assert!(config.check_base_images().is_ok());
+        assert_eq!(config.pull_timeout_secs, 300);
     }
 
+    /// The shared keys sit at the top level of `[docker]`, next to the
+    /// Docker-only ones.
     #[test]
-    fn base_images_are_configurable_and_checked() {
-        let config =
-            parse(r#"{"node_base_image":"localhost/berth-test/fake-node:latest"}"#).expect("parse");
+    fn shared_keys_are_flattened() {
+        let config = parse(
+            r#"{"cpu_limit":0.5,"pull":"never","socket":"/s","stop_grace_secs":3,
+                "memory_limit_bytes":0,"node_base_image":"localhost/berth-test/fake-node:latest",
+                "build_timeout_secs":60,"pull_timeout_secs":5}"#,
+        )
+        .expect("parse");
+        assert_eq!(config.pull, PullPolicy::Never);
+        assert_eq!(config.socket(), "/s");
+        assert_eq!(config.pull_timeout_secs, 5);
         assert_eq!(
-            config.node_base_image,
-            "localhost/berth-test/fake-node:latest"
+            config.container,
+            ContainerConfig {
+                stop_grace_secs: 3,
+                memory_limit_bytes: 0,
+                cpu_limit: 0.5,
+                node_base_image: "localhost/berth-test/fake-node:latest".into(),
+                build_timeout_secs: 60,
+                ..ContainerConfig::default()
+            }
         );
-        assert!(config.check_base_images().is_ok());
-        let bad = parse(r#"{"python_base_image":"python AS x"}"#).expect("parse");
-        let err = bad.check_base_images().unwrap_err();
-        assert!(
-            err.contains("python_base_image") && err.contains("invalid base image"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn zero_limits_mean_none() {
-        let config = parse(r#"{"memory_limit_bytes":0,"cpu_limit":0}"#).expect("parse");
-        assert_eq!(config.memory(), Ok(None));
-        assert_eq!(config.nano_cpus(), Ok(None));
-        let half = parse(r#"{"cpu_limit":0.5,"pull":"never","socket":"/s"}"#).expect("parse");
-        assert_eq!(half.nano_cpus(), Ok(Some(500_000_000)));
-        assert_eq!(half.pull, PullPolicy::Never);
-        assert_eq!(half.socket(), "/s");
+        let limits = config.container.check().expect("valid");
+        assert_eq!(limits.memory_bytes, None);
+        assert_eq!(limits.nano_cpus(), Some(500_000_000));
     }
 
     /// berth layers its config file over `Serialized::defaults`; `None`
@@ -187,7 +140,10 @@ mod tests {
             .expect("extract");
         assert_eq!(config.socket(), "unix:///run/user/1000/docker.sock");
         assert_eq!(config.pull, PullPolicy::Always);
-        assert_eq!(config.nano_cpus(), Ok(Some(2_000_000_000)));
+        assert_eq!(
+            config.container.check().expect("valid").nano_cpus(),
+            Some(2_000_000_000)
+        );
     }
 
     #[test]
@@ -196,8 +152,37 @@ mod tests {
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(parse(r#"{"pull":"sometimes"}"#).is_err());
         let negative = parse(r#"{"cpu_limit":-1}"#).expect("parse");
-        assert!(negative.nano_cpus().is_err());
+        assert!(negative.container.check().is_err());
         let huge = parse(r#"{"memory_limit_bytes":18446744073709551615}"#).expect("parse");
-        assert!(huge.memory().is_err());
+        assert!(huge.container.check().is_err());
+    }
+
+    /// `deny_unknown_fields` holds with the flattened settings: a key no
+    /// field takes is refused, next to shared keys or alone, from JSON and
+    /// through figment as berth reads its file; so are Podman-only keys and
+    /// keys berth sets itself.
+    #[test]
+    fn unknown_keys_are_refused() {
+        use figment::Figment;
+        use figment::providers::{Format, Serialized, Toml};
+
+        for json in [
+            r#"{"stop_grace":1}"#,
+            r#"{"cpu_limit":1,"memory_limit":5}"#,
+            r#"{"init_path":"/usr/bin/tini-static"}"#,
+            r#"{"instance":"someone-else"}"#,
+            r#"{"container":{"cpu_limit":1}}"#,
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{json}: {err}");
+        }
+        let err = Figment::from(Serialized::defaults(DockerConfig::default()))
+            .merge(Toml::string("cpu_limit = 2\nnode_base = \"x\""))
+            .extract::<DockerConfig>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `node_base`"),
+            "{err}"
+        );
     }
 }

@@ -33,6 +33,15 @@
 //! The backend never reads the environment: berth hands in the socket
 //! (`DOCKER_HOST`) through [`DockerConfig`].
 //!
+//! **Files** (the same set in the Podman backend): `config.rs` (the
+//! settings), `engine.rs` (reaching the engine), `error.rs` (engine errors
+//! → [`RuntimeError`]), `container.rs` (the create body, and reading what
+//! the engine reports), `image.rs` (pulls and package images),
+//! `network.rs` (isolated networks), `stdio.rs` (the engine's attach
+//! streams and the one-holder token). What the container engines share —
+//! names and labels, spec checks, the shared settings and limits, the
+//! package-image build flow — is written once in `berth-container`.
+//!
 //! ```no_run
 //! use berth_backend_docker::{DockerBackend, DockerConfig};
 //! use berth_runtime_api::{Backend, WorkloadName, WorkloadSpec};
@@ -61,11 +70,12 @@
 
 #![deny(missing_docs)]
 
-mod build;
 mod config;
-mod convert;
+mod container;
 mod engine;
 mod error;
+mod image;
+mod network;
 mod stdio;
 
 pub use config::{DEFAULT_SOCKET, DockerConfig, PullPolicy};
@@ -75,31 +85,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_package_image::{Package, Scheme};
+use berth_container::labels::{
+    LABEL_MANAGED, container_name, is_managed, is_ours, network_name, workload_of,
+};
+use berth_container::{Limits, PackageImages, check_spec};
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, StdioHandle,
-    Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, NetworkAccess, RuntimeError, StdioHandle, Transport,
+    WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use bollard::Docker;
 use bollard::container::AttachContainerResults;
 use bollard::errors::Error as EngineError;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
-    NetworkCreateRequest, NetworkInspect, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
-use crate::convert::{container_name, network_name};
 use crate::error::{Class, classify};
 use crate::stdio::HolderToken;
 
@@ -113,12 +120,9 @@ const MIN_REQUEST_TIMEOUT_SECS: u64 = 120;
 pub struct DockerBackend {
     docker: Docker,
     config: DockerConfig,
-    memory: Option<i64>,
-    nano_cpus: Option<i64>,
+    limits: Limits,
     instances: Mutex<BTreeMap<WorkloadName, Instance>>,
-    /// Serializes package image builds, so that two workloads of one
-    /// package build it once.
-    building: tokio::sync::Mutex<()>,
+    packages: PackageImages,
 }
 
 /// What this berth process knows of one container beyond what the engine
@@ -167,13 +171,14 @@ impl DockerBackend {
     /// ([`ConnectError`]) names the socket tried. A configuration value out
     /// of range is a [`RuntimeError::Backend`] error.
     pub async fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
-        let invalid = |why: String| RuntimeError::backend("invalid docker configuration", why);
-        let memory = config.memory().map_err(invalid)?;
-        let nano_cpus = config.nano_cpus().map_err(invalid)?;
-        config.check_base_images().map_err(invalid)?;
+        let limits = config
+            .container
+            .check()
+            .map_err(|why| RuntimeError::backend("invalid docker configuration", why))?;
         // A stop answers only once the container has stopped, after up to
         // the grace period.
         let timeout = config
+            .container
             .stop_grace_secs
             .saturating_add(60)
             .max(MIN_REQUEST_TIMEOUT_SECS);
@@ -185,10 +190,9 @@ impl DockerBackend {
         Ok(Self {
             docker,
             config,
-            memory,
-            nano_cpus,
+            limits,
             instances: Mutex::new(BTreeMap::new()),
-            building: tokio::sync::Mutex::new(()),
+            packages: PackageImages::new(),
         })
     }
 
@@ -236,7 +240,7 @@ impl DockerBackend {
         let not_found = || RuntimeError::NotFound(name.clone());
         let inspect = self.inspect_by_name(name).await?.ok_or_else(not_found)?;
         let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
-        if !convert::is_ours(labels, self.config.instance.as_deref()) {
+        if !is_ours(&labels, self.config.instance.as_deref()) {
             debug!(workload = %name, "A container of the workload's name is not this berth's.");
             return Err(not_found());
         }
@@ -274,270 +278,6 @@ impl DockerBackend {
         if let Err(err) = self.docker.remove_container(id, Some(opts)).await {
             warn!(workload = %name, error = %err, "Could not remove the container of a failed deploy.");
         }
-    }
-
-    /// The image to run for `spec`: its own, pulled as the pull policy
-    /// says, or for a package scheme the package's image, built unless a
-    /// build of the same inputs exists.
-    async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
-        match Package::parse(&spec.image) {
-            None => {
-                self.ensure_image(&spec.image, None, &spec.progress).await?;
-                Ok(spec.image.clone())
-            }
-            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
-            Some(Ok(package)) => self.package_image(&package, &spec.progress).await,
-        }
-    }
-
-    /// Makes sure the engine has `image`, pulling it as the pull policy
-    /// says; `base_of` names the package scheme when it is a base image.
-    async fn ensure_image(
-        &self,
-        image: &str,
-        base_of: Option<Scheme>,
-        progress: &Progress,
-    ) -> Result<(), RuntimeError> {
-        let present = match self.docker.inspect_image(image).await {
-            Ok(_) => true,
-            Err(err) if classify(&err) == Class::NotFound => false,
-            Err(err) => {
-                return Err(error::other(
-                    self.config.socket(),
-                    err,
-                    format!("looking up image `{image}`"),
-                ));
-            }
-        };
-        match (self.config.pull, present) {
-            (PullPolicy::IfNotPresent | PullPolicy::Never, true) => return Ok(()),
-            (PullPolicy::Never, false) => {
-                return Err(RuntimeError::InvalidSpec(match base_of {
-                    None => format!(
-                        "image `{image}` is not present locally and pulling is disabled (docker pull policy `never`)"
-                    ),
-                    Some(scheme) => format!(
-                        "base image {image} for {scheme} is not available locally and cannot be pulled: pulling is disabled (docker pull policy `never`)"
-                    ),
-                }));
-            }
-            (PullPolicy::Always | PullPolicy::IfNotPresent, _) => {}
-        }
-        match self.pull(image, progress).await {
-            Ok(()) => Ok(()),
-            Err(PullError::Engine(err)) if classify(&err) == Class::Unreachable => {
-                Err(error::unreachable(self.config.socket(), err))
-            }
-            Err(err) if present => {
-                warn!(image, error = %err, "Pulling the image failed; using the local copy.");
-                Ok(())
-            }
-            Err(err) => Err(RuntimeError::InvalidSpec(match base_of {
-                None => {
-                    format!("image `{image}` is not present locally and could not be pulled: {err}")
-                }
-                Some(scheme) => format!(
-                    "base image {image} for {scheme} is not available locally and cannot be pulled: {err}"
-                ),
-            })),
-        }
-    }
-
-    /// Pulls `image`, reporting the engine's progress.
-    async fn pull(&self, image: &str, progress: &Progress) -> Result<(), PullError> {
-        let reference = convert::pull_reference(image);
-        info!(image = %reference, "Pulling image.");
-        progress.report(&format!("pulling image {reference}"));
-        let opts = CreateImageOptionsBuilder::new()
-            .from_image(&reference)
-            .build();
-        let mut items = self.docker.create_image(Some(opts), None, None);
-        let limit = Duration::from_secs(self.config.pull_timeout_secs);
-        let pulled = tokio::time::timeout(limit, async {
-            let mut last: Option<(Option<String>, Option<String>)> = None;
-            while let Some(item) = items.next().await {
-                let item = item.map_err(PullError::Engine)?;
-                if let Some(message) = item.error_detail.and_then(|d| d.message) {
-                    return Err(PullError::Refused(message));
-                }
-                let step = (item.id, item.status);
-                if last.as_ref() != Some(&step) {
-                    if let (Some(layer), Some(status)) = &step {
-                        progress.report(&format!("{layer}: {status}"));
-                    } else if let (None, Some(status)) = &step {
-                        progress.report(status);
-                    }
-                    debug!(
-                        image = %reference,
-                        layer = step.0.as_deref().unwrap_or(""),
-                        status = step.1.as_deref().unwrap_or(""),
-                        "Pull progress."
-                    );
-                    last = Some(step);
-                }
-            }
-            Ok(())
-        })
-        .await;
-        match pulled {
-            Ok(Ok(())) => {
-                info!(image = %reference, "Image pulled.");
-                progress.report(&format!("pulled image {reference}"));
-                Ok(())
-            }
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(PullError::Timeout(limit.as_secs())),
-        }
-    }
-
-    /// The engine's description of the container for `spec`, running
-    /// `image`.
-    fn container_body(&self, spec: &WorkloadSpec, image: &str) -> ContainerCreateBody {
-        let mut host = HostConfig {
-            init: Some(true),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            memory: self.memory,
-            nano_cpus: self.nano_cpus,
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            mounts: (!spec.mounts.is_empty()).then(|| {
-                spec.mounts
-                    .iter()
-                    .map(|m| Mount {
-                        target: Some(m.target.clone()),
-                        source: Some(m.source.to_string_lossy().into_owned()),
-                        typ: Some(MountType::BIND),
-                        read_only: Some(m.read_only),
-                        ..Mount::default()
-                    })
-                    .collect()
-            }),
-            network_mode: match spec.network {
-                NetworkAccess::None => Some("none".to_owned()),
-                NetworkAccess::Isolated => Some(network_name(&spec.name)),
-                _ => None,
-            },
-            ..HostConfig::default()
-        };
-        let mut exposed = None;
-        if let (true, Some(port)) = (spec.transport != Transport::Stdio, spec.target_port) {
-            let key = format!("{port}/tcp");
-            host.port_bindings = Some(HashMap::from([(
-                key.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some(convert::PUBLISH_IP.to_string()),
-                    // Empty: the engine picks a free port.
-                    host_port: Some(String::new()),
-                }]),
-            )]));
-            exposed = Some(vec![key]);
-        }
-        ContainerCreateBody {
-            image: Some(image.to_owned()),
-            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(convert::container_labels(
-                &spec.name,
-                &spec.labels,
-                self.config.instance.as_deref(),
-            )),
-            open_stdin: Some(true),
-            stdin_once: Some(false),
-            attach_stdin: Some(true),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            exposed_ports: exposed,
-            host_config: Some(host),
-            ..ContainerCreateBody::default()
-        }
-    }
-
-    /// The isolated network of `name`, created if it does not exist.
-    async fn ensure_network(&self, name: &WorkloadName) -> Result<NetworkInspect, RuntimeError> {
-        let net = network_name(name);
-        match self.docker.inspect_network(&net, None).await {
-            Ok(found) => return Ok(found),
-            Err(err) if classify(&err) == Class::NotFound => {}
-            Err(err) => {
-                return Err(error::map(
-                    self.config.socket(),
-                    err,
-                    name,
-                    format!("inspecting network `{net}`"),
-                ));
-            }
-        }
-        let labels = HashMap::from([
-            (convert::LABEL_MANAGED.to_owned(), "true".to_owned()),
-            (convert::LABEL_WORKLOAD.to_owned(), name.to_string()),
-        ]);
-        let request = NetworkCreateRequest {
-            name: net.clone(),
-            driver: Some("bridge".to_owned()),
-            internal: Some(true),
-            labels: Some(labels),
-            ..NetworkCreateRequest::default()
-        };
-        match self.docker.create_network(request).await {
-            Ok(_) => info!(workload = %name, network = %net, "Isolated network created."),
-            // Created meanwhile.
-            Err(err) if classify(&err) == Class::Conflict => {}
-            Err(err) => {
-                return Err(error::map(
-                    self.config.socket(),
-                    err,
-                    name,
-                    format!("creating network `{net}`"),
-                ));
-            }
-        }
-        self.docker
-            .inspect_network(&net, None)
-            .await
-            .map_err(|err| {
-                error::map(
-                    self.config.socket(),
-                    err,
-                    name,
-                    format!("inspecting network `{net}`"),
-                )
-            })
-    }
-
-    /// Removes the isolated network of `name`, if there is one.
-    async fn remove_network(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        let net = network_name(name);
-        match self.docker.remove_network(&net).await {
-            Ok(()) => {
-                info!(workload = %name, network = %net, "Isolated network removed.");
-                Ok(())
-            }
-            Err(err) if classify(&err) == Class::NotFound => Ok(()),
-            Err(err) => Err(error::map(
-                self.config.socket(),
-                err,
-                name,
-                format!("removing network `{net}`"),
-            )),
-        }
-    }
-
-    /// Opens an attach to container `id`: stdin and stdout, streaming from
-    /// now on. stderr is left to the engine log, so that a server logging
-    /// while nobody reads the attach is never blocked by it.
-    async fn open_attach(&self, id: &str) -> Result<AttachContainerResults, EngineError> {
-        let opts = AttachContainerOptionsBuilder::new()
-            .stream(true)
-            .logs(false)
-            .stdin(true)
-            .stdout(true)
-            .stderr(false)
-            .build();
-        self.docker.attach_container(id, Some(opts)).await
     }
 
     /// Resolves when container `id` no longer runs, with the exit code the
@@ -583,68 +323,6 @@ impl fmt::Debug for DockerBackend {
     }
 }
 
-/// What [`Backend::check`] refuses: no image, an invalid `npx://` or
-/// `uvx://` spec, other schemes (`exec://`, `go://`), an HTTP transport
-/// without a target port.
-fn check_spec(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
-    let image = spec.image.trim();
-    if image.is_empty() {
-        return Err(RuntimeError::InvalidSpec(
-            "the docker backend needs a container image".to_owned(),
-        ));
-    }
-    match Package::parse(image) {
-        Some(Ok(_)) => {}
-        Some(Err(why)) => return Err(RuntimeError::InvalidSpec(why.to_string())),
-        None => {
-            if let Some(scheme) = convert::package_scheme(image) {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "`{scheme}` images cannot run in containers; give a container image, an npx:// or uvx:// package, or run the workload on the process backend"
-                )));
-            }
-        }
-    }
-    if spec.transport != Transport::Stdio && spec.target_port.is_none() {
-        return Err(RuntimeError::InvalidSpec(format!(
-            "the {} transport needs a target port on the docker backend",
-            spec.transport
-        )));
-    }
-    match spec.network {
-        NetworkAccess::Full => {}
-        NetworkAccess::None | NetworkAccess::Isolated if spec.transport != Transport::Stdio => {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "a {} workload with a restricted network cannot be reached by berth's proxy on the docker backend yet; use the stdio transport or the `network` profile",
-                spec.transport
-            )));
-        }
-        NetworkAccess::None | NetworkAccess::Isolated => {}
-        other => {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "the docker backend does not know network access {other:?}"
-            )));
-        }
-    }
-    if let Some(m) = spec.mounts.iter().find(|m| m.source.to_str().is_none()) {
-        return Err(RuntimeError::InvalidSpec(format!(
-            "mount source {:?} is not UTF-8, which the engine API cannot carry",
-            m.source
-        )));
-    }
-    Ok(())
-}
-
-/// Why a pull failed.
-#[derive(Debug, thiserror::Error)]
-enum PullError {
-    #[error(transparent)]
-    Engine(EngineError),
-    #[error("{0}")]
-    Refused(String),
-    #[error("the pull took longer than {0} s")]
-    Timeout(u64),
-}
-
 #[async_trait]
 impl Backend for DockerBackend {
     fn kind(&self) -> &'static str {
@@ -675,23 +353,17 @@ impl Backend for DockerBackend {
     }
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
-        check_spec(spec)
+        check_spec(spec, KIND)
     }
 
     async fn isolated_network(&self, name: &WorkloadName) -> Result<IpAddr, RuntimeError> {
         let net = self.ensure_network(name).await?;
-        net.ipam
-            .and_then(|ipam| ipam.config)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.gateway?.parse::<IpAddr>().ok())
-            .min_by_key(IpAddr::is_ipv6)
-            .ok_or_else(|| {
-                RuntimeError::backend(
-                    format!("preparing the isolated network of `{name}`"),
-                    format!("network `{}` has no gateway address", network_name(name)),
-                )
-            })
+        network::gateway(net).ok_or_else(|| {
+            RuntimeError::backend(
+                format!("preparing the isolated network of `{name}`"),
+                format!("network `{}` has no gateway address", network_name(name)),
+            )
+        })
     }
 
     #[tracing::instrument(name = "backend.deploy", skip_all, fields(workload = %spec.name, backend = KIND))]
@@ -702,7 +374,7 @@ impl Backend for DockerBackend {
 
         if let Some(existing) = self.inspect_by_name(&name).await? {
             let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
-            if !convert::is_managed(labels) {
+            if !is_managed(&labels) {
                 return Err(RuntimeError::backend(
                     format!("deploying `{name}`"),
                     format!(
@@ -710,13 +382,13 @@ impl Backend for DockerBackend {
                     ),
                 ));
             }
-            if !convert::is_ours(labels, self.config.instance.as_deref()) {
+            if !is_ours(&labels, self.config.instance.as_deref()) {
                 return Err(RuntimeError::InvalidSpec(format!(
                     "the container name `{cname}` is taken by another berth's workload on this engine; \
                      choose another workload name"
                 )));
             }
-            if convert::is_up(existing.state.as_ref()) {
+            if container::is_up(existing.state.as_ref()) {
                 return Err(RuntimeError::AlreadyExists(name));
             }
             // Stopped: its configuration may be outdated, so start afresh.
@@ -750,7 +422,15 @@ impl Backend for DockerBackend {
         let opts = CreateContainerOptionsBuilder::new().name(&cname).build();
         let created = self
             .docker
-            .create_container(Some(opts), self.container_body(&spec, &image))
+            .create_container(
+                Some(opts),
+                container::create_body(
+                    &spec,
+                    &image,
+                    &self.limits,
+                    self.config.instance.as_deref(),
+                ),
+            )
             .await
             .map_err(|err| match classify(&err) {
                 Class::NotFound => RuntimeError::InvalidSpec(format!(
@@ -808,7 +488,7 @@ impl Backend for DockerBackend {
                     format!("inspecting the container of `{name}`"),
                 )
             })?;
-        let info = convert::info(name.clone(), &inspect, false);
+        let info = container::info(name.clone(), &inspect, false);
         self.lock().insert(
             name.clone(),
             Instance {
@@ -832,12 +512,12 @@ impl Backend for DockerBackend {
     #[tracing::instrument(name = "backend.stop", skip_all, fields(workload = %name, backend = KIND))]
     async fn stop(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
         let found = self.find(name).await?;
-        if !convert::is_up(found.inspect.state.as_ref()) {
+        if !container::is_up(found.inspect.state.as_ref()) {
             return Ok(());
         }
         self.with_record(name, &found.id, |r| r.stop_requested = true);
         info!(workload = %name, "Stopping workload container.");
-        let grace = i32::try_from(self.config.stop_grace_secs).unwrap_or(i32::MAX);
+        let grace = i32::try_from(self.config.container.stop_grace_secs).unwrap_or(i32::MAX);
         let opts = StopContainerOptionsBuilder::new().t(grace).build();
         self.docker
             .stop_container(&found.id, Some(opts))
@@ -892,11 +572,11 @@ impl Backend for DockerBackend {
     async fn inspect(&self, name: &WorkloadName) -> Result<WorkloadInfo, RuntimeError> {
         let found = self.find(name).await?;
         let requested = self.stop_requested(name, &found.id);
-        Ok(convert::info(name.clone(), &found.inspect, requested))
+        Ok(container::info(name.clone(), &found.inspect, requested))
     }
 
     async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError> {
-        let filters = HashMap::from([("label", vec![format!("{}=true", convert::LABEL_MANAGED)])]);
+        let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
@@ -908,21 +588,20 @@ impl Backend for DockerBackend {
             .map_err(|err| error::other(self.config.socket(), err, "listing containers"))?;
         let mut infos = Vec::with_capacity(containers.len());
         for summary in containers {
-            if !convert::is_ours(summary.labels.as_ref(), self.config.instance.as_deref()) {
+            if !is_ours(&summary.labels.as_ref(), self.config.instance.as_deref()) {
                 continue; // another berth's
             }
-            let container = summary.names.as_ref().and_then(|n| n.first());
-            let Some(name) =
-                convert::workload_of(summary.labels.as_ref(), container.map(String::as_str))
+            let cname = summary.names.as_ref().and_then(|n| n.first());
+            let Some(name) = workload_of(&summary.labels.as_ref(), cname.map(String::as_str))
             else {
-                warn!(container = ?container, "A berth container names no valid workload; skipped.");
+                warn!(container = ?cname, "A berth container names no valid workload; skipped.");
                 continue;
             };
             let Some(id) = summary.id else { continue };
             match self.docker.inspect_container(&id, None).await {
                 Ok(inspect) => {
                     let requested = self.stop_requested(&name, &id);
-                    infos.push(convert::info(name, &inspect, requested));
+                    infos.push(container::info(name, &inspect, requested));
                 }
                 // Removed since it was listed.
                 Err(err) if classify(&err) == Class::NotFound => {}
@@ -970,10 +649,10 @@ impl Backend for DockerBackend {
     async fn attach(&self, name: &WorkloadName) -> Result<StdioHandle, RuntimeError> {
         let found = self.find(name).await?;
         let state = found.inspect.state.as_ref();
-        if !convert::runtime_state(state, false).is_running() {
+        if !container::runtime_state(state, false).is_running() {
             return Err(RuntimeError::NotRunning(name.clone()));
         }
-        let started_at = convert::parse_time(state.and_then(|s| s.started_at.as_deref()));
+        let started_at = container::parse_time(state.and_then(|s| s.started_at.as_deref()));
         let (token, weak) = stdio::token();
         let held = self.with_record(name, &found.id, |r| {
             if r.holder.upgrade().is_some() {
@@ -1007,14 +686,14 @@ impl Backend for DockerBackend {
 
     async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError> {
         let found = self.find(name).await?;
-        let code = if convert::is_up(found.inspect.state.as_ref()) {
+        let code = if container::is_up(found.inspect.state.as_ref()) {
             self.wait_not_running(name, &found.id).await?
         } else {
             None
         };
         let requested = self.stop_requested(name, &found.id);
         match self.docker.inspect_container(&found.id, None).await {
-            Ok(inspect) => Ok(convert::exit_status(inspect.state.as_ref(), requested)),
+            Ok(inspect) => Ok(container::exit_status(inspect.state.as_ref(), requested)),
             // Removed right after it stopped: the wait's code is all there is.
             Err(err) if classify(&err) == Class::NotFound && code.is_some() => Ok(ExitStatus {
                 code: code.and_then(|c| i32::try_from(c).ok()),
@@ -1029,47 +708,5 @@ impl Backend for DockerBackend {
                 format!("inspecting the container of `{name}`"),
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn check_refuses_what_a_container_cannot_run() {
-        let name = WorkloadName::parse("w").expect("name");
-        let refuse = |spec: WorkloadSpec| -> String {
-            match check_spec(&spec) {
-                Err(RuntimeError::InvalidSpec(why)) => why,
-                other => panic!("{spec:?} accepted: {other:?}"),
-            }
-        };
-        assert!(refuse(WorkloadSpec::new(name.clone(), " ")).contains("needs a container image"));
-        for image in [
-            "npx://@modelcontextprotocol/server-everything@2.0.0",
-            "uvx://mcp-server-time==2025.1.0",
-        ] {
-            assert!(
-                check_spec(&WorkloadSpec::new(name.clone(), image)).is_ok(),
-                "{image}"
-            );
-        }
-        let why = refuse(WorkloadSpec::new(name.clone(), "npx://pkg@^1.0"));
-        assert!(why.contains("invalid version"), "{why}");
-        let why = refuse(WorkloadSpec::new(name.clone(), "uvx://pkg;id"));
-        assert!(why.contains("invalid Python package"), "{why}");
-        let why = refuse(WorkloadSpec::new(name.clone(), "exec:///bin/cat"));
-        assert!(
-            why.contains("`exec://`") && why.contains("process backend"),
-            "{why}"
-        );
-        assert!(refuse(WorkloadSpec::new(name.clone(), "go://x.y/z")).contains("`go://`"));
-        let mut http = WorkloadSpec::new(name.clone(), "ghcr.io/x/y:1");
-        http.transport = Transport::StreamableHttp;
-        assert!(refuse(http.clone()).contains("target port"));
-        http.target_port = Some(8080);
-        assert!(check_spec(&http).is_ok());
-        assert!(check_spec(&WorkloadSpec::new(name, "alpine")).is_ok());
     }
 }

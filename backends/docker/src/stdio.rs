@@ -1,6 +1,7 @@
-//! A container's attach streams as a [`StdioHandle`]: stdin as written,
-//! stdout demultiplexed from the engine's frames, and a token that tells the
-//! backend whether the handle is still held.
+//! stdio through the engine's attach: a container's attach streams as a
+//! [`StdioHandle`] (stdin as written, stdout demultiplexed from the
+//! engine's frames) and a token that tells the backend whether the handle
+//! is still held.
 
 use std::io;
 use std::pin::Pin;
@@ -8,9 +9,32 @@ use std::sync::{Arc, Weak};
 
 use berth_runtime_api::StdioHandle;
 use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::errors::Error as EngineError;
+use bollard::query_parameters::AttachContainerOptionsBuilder;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio_util::io::StreamReader;
+
+use crate::DockerBackend;
+
+impl DockerBackend {
+    /// Opens an attach to container `id`: stdin and stdout, streaming from
+    /// now on. stderr is left to the engine log, so that a server logging
+    /// while nobody reads the attach is never blocked by it.
+    pub(crate) async fn open_attach(
+        &self,
+        id: &str,
+    ) -> Result<AttachContainerResults, EngineError> {
+        let opts = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .logs(false)
+            .stdin(true)
+            .stdout(true)
+            .stderr(false)
+            .build();
+        self.docker.attach_container(id, Some(opts)).await
+    }
+}
 
 /// Held by both halves of a handed-out [`StdioHandle`]; the backend keeps a
 /// [`Weak`] to see whether someone still holds either half.

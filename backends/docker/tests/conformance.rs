@@ -1,5 +1,6 @@
-//! The runtime conformance suite and the Docker-specific rules, run against
-//! a real Docker engine (feature `docker-tests`).
+//! The runtime conformance suite, the container engines' suite and the
+//! Docker-specific rules, run against a real Docker engine (feature
+//! `docker-tests`).
 //!
 //! The tests fail, never skip, when the engine cannot be reached or the test
 //! image is missing; build the image with
@@ -9,17 +10,14 @@
 // Tests take the engine's socket from the environment, as CI sets it.
 #![allow(clippy::disallowed_methods)]
 
-use std::error::Error as _;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_backend_docker::{DockerBackend, DockerConfig};
+use berth_runtime_api::conformance::containers::{self, ContainerFixture};
 use berth_runtime_api::conformance::{Fixture, run_all};
 use berth_runtime_api::{
-    Backend, RuntimeError, RuntimeState, StdioHandle, Transport, WorkloadName, WorkloadSpec,
+    Backend, RuntimeError, RuntimeState, Transport, WorkloadName, WorkloadSpec,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const IMAGE: &str = "localhost/berth-test/echo:latest";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,28 +72,6 @@ fn echo(name: &WorkloadName) -> WorkloadSpec {
     spec
 }
 
-/// Sends a ping with `id` and reads stdout until its answer.
-async fn ping(io: &mut StdioHandle, id: u32) {
-    let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"}}\n");
-    io.stdin
-        .write_all(line.as_bytes())
-        .await
-        .expect("write stdin");
-    io.stdin.flush().await.expect("flush stdin");
-    let mut lines = BufReader::new(&mut io.stdout).lines();
-    let want = format!("\"id\":{id}");
-    let answered = tokio::time::timeout(TIMEOUT, async {
-        while let Some(l) = lines.next_line().await.expect("read stdout") {
-            if l.replace(' ', "").contains(&want) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(answered, Ok(true), "no answer to ping {id}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_backend_conforms() {
     let backend = backend().await;
@@ -108,40 +84,43 @@ async fn docker_backend_conforms() {
     run_all(&backend, &fx).await;
 }
 
-/// The server's port is published on 127.0.0.1 only, on a port the engine
-/// picks, and MCP answers there.
+fn container_fixture(prefix: &str) -> ContainerFixture {
+    ContainerFixture {
+        prefix: prefix.into(),
+        image: IMAGE.into(),
+        timeout: TIMEOUT,
+    }
+}
+
+/// The container engines' suite: published ports, logs, refused specs,
+/// absent images, re-attach after a restart of berth, containers that
+/// outlive the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_backend_conforms_as_a_container_engine() {
+    containers::run_all(backend, &container_fixture("dkr")).await;
+}
+
+/// The engine's own record of an HTTP workload's container: every port
+/// binding, asked for and in place, is on 127.0.0.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_transport_is_published_on_loopback_only() {
     let b = backend().await;
-    let name = name("dkr-http");
+    let name = name("dkr-http-engine");
     let _ = b.remove(&name).await;
     let mut spec = echo(&name);
     spec.transport = Transport::StreamableHttp;
     spec.target_port = Some(8080);
     spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
     spec.env.insert("MCP_PORT".into(), "8080".into());
-
     let info = b.deploy(spec).await.expect("deploy");
     let endpoint = info
         .http_endpoint
         .expect("an HTTP workload has an endpoint");
     assert!(endpoint.ip().is_loopback(), "{endpoint}");
-    assert_ne!(
-        endpoint.port(),
-        8080,
-        "the host port is picked by the engine"
-    );
-    assert_eq!(
-        b.inspect(&name).await.expect("inspect").http_endpoint,
-        Some(endpoint)
-    );
-    let listed = b.list().await.expect("list");
-    let mine = listed.iter().find(|i| i.name == name).expect("listed");
-    assert_eq!(mine.http_endpoint, Some(endpoint));
 
     let c = b
         .engine()
-        .inspect_container("berth-dkr-http", None)
+        .inspect_container("berth-dkr-http-engine", None)
         .await
         .expect("inspect the container");
     let wanted = c
@@ -166,53 +145,7 @@ async fn http_transport_is_published_on_loopback_only() {
             );
         }
     }
-
-    let answer = initialize(endpoint).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert!(answer.contains("mcp-echo"), "{answer}");
-
     b.remove(&name).await.expect("remove");
-}
-
-/// POSTs an MCP `initialize` to `/mcp`, retrying while the server is not
-/// yet listening; returns the raw response up to the server's answer.
-async fn initialize(addr: SocketAddr) -> String {
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"berth-test","version":"0"}}}"#;
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let attempt = async {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.write_all(request.as_bytes()).await?;
-            let mut seen = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = stream.read(&mut chunk).await?;
-                if n == 0 {
-                    break;
-                }
-                seen.extend_from_slice(&chunk[..n]);
-                if String::from_utf8_lossy(&seen).contains("serverInfo") {
-                    break;
-                }
-            }
-            std::io::Result::Ok(String::from_utf8_lossy(&seen).into_owned())
-        };
-        match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-            Ok(Ok(answer)) if !answer.is_empty() => return answer,
-            // Docker's proxy accepts before the server listens, then hangs up.
-            other => {
-                assert!(
-                    Instant::now() < deadline,
-                    "no MCP answer at {addr}/mcp: {other:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 /// The container runs with no-new-privileges, no capabilities, docker-init,
@@ -271,145 +204,18 @@ async fn containers_are_locked_down() {
     b.remove(&name).await.expect("remove");
 }
 
-/// An image the engine does not have and cannot pull fails the deploy with
-/// a message naming it.
+/// An image the engine does not have and cannot pull is an invalid spec on
+/// Docker (the container suite checks the message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_absent_image_is_named() {
     let b = backend().await;
-    let name = name("dkr-absent");
-    let _ = b.remove(&name).await;
-    let image = "localhost/berth-test/absent:latest";
-    let spec = WorkloadSpec::new(name.clone(), image);
-    let result = tokio::time::timeout(TIMEOUT, b.deploy(spec))
-        .await
-        .expect("a failing pull ends");
-    match result {
-        Err(RuntimeError::InvalidSpec(why)) => {
-            assert!(why.contains(image), "{why}");
+    match containers::an_absent_image_is_named(&b, &container_fixture("dkr-kind")).await {
+        RuntimeError::InvalidSpec(why) => {
             assert!(why.contains("not present locally"), "{why}");
             assert!(why.contains("could not be pulled"), "{why}");
         }
         other => panic!("deploy of an absent image: {other:?}"),
     }
-    assert!(matches!(
-        b.inspect(&name).await,
-        Err(RuntimeError::NotFound(_))
-    ));
-}
-
-/// The engine log holds the server's stderr; `logs` returns its last lines.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_hold_stderr_and_honour_tail() {
-    let b = backend().await;
-    let name = name("dkr-logs");
-    let _ = b.remove(&name).await;
-    let mut spec = echo(&name);
-    // An unknown argument: the usage goes to stderr, the exit code is 2.
-    spec.args = vec!["--no-such-flag".into()];
-    b.deploy(spec).await.expect("deploy");
-    let exit = tokio::time::timeout(TIMEOUT, b.wait(&name))
-        .await
-        .expect("wait ends")
-        .expect("wait");
-    assert_eq!(exit.code, Some(2), "{exit:?}");
-    let all = b.logs(&name, 100).await.expect("logs");
-    assert!(all.contains("unknown argument `--no-such-flag`"), "{all}");
-    assert!(all.contains("usage: mcp-echo"), "{all}");
-    let last = b.logs(&name, 1).await.expect("logs");
-    assert_eq!(last.lines().count(), 1, "{last:?}");
-    assert!(all.ends_with(&last), "{last:?} is not the end of {all:?}");
-    assert_eq!(b.logs(&name, 0).await.expect("logs"), "");
-    b.remove(&name).await.expect("remove");
-}
-
-/// Invalid package specs and schemes no container runs are refused
-/// before anything runs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_packages_and_other_schemes_are_refused() {
-    let b = backend().await;
-    for image in [
-        "npx://@modelcontextprotocol/server-everything@^1.0",
-        "npx://--registry=http://evil",
-        "uvx://mcp-server-time;id",
-        "exec:///bin/cat",
-        "go://example.com/x",
-        "",
-    ] {
-        let spec = WorkloadSpec::new(name("dkr-scheme"), image);
-        assert!(
-            matches!(b.check(&spec), Err(RuntimeError::InvalidSpec(_))),
-            "check accepts `{image}`"
-        );
-        assert!(
-            matches!(b.deploy(spec).await, Err(RuntimeError::InvalidSpec(_))),
-            "deploy accepts `{image}`"
-        );
-    }
-}
-
-/// A restarted berth (a new backend) finds the running container and
-/// re-attaches to it without restarting it; one holder at a time.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reattach_after_berth_restart() {
-    let name = name("dkr-reattach");
-    let started = {
-        let first = backend().await;
-        let _ = first.remove(&name).await;
-        first.deploy(echo(&name)).await.expect("deploy");
-        let mut io = first.attach(&name).await.expect("attach");
-        ping(&mut io, 1).await;
-        let info = first.inspect(&name).await.expect("inspect");
-        assert!(info.state.is_running());
-        info.started_at.expect("a start time")
-        // The first backend and its handle are dropped here, as when berth
-        // exits.
-    };
-
-    let second = backend().await;
-    let listed = second.list().await.expect("list");
-    let found = listed
-        .iter()
-        .find(|i| i.name == name)
-        .expect("the restarted berth lists the container");
-    assert!(found.state.is_running(), "{found:?}");
-    assert_eq!(found.started_at, Some(started));
-    assert_eq!(
-        found.labels.get("berth.test").map(String::as_str),
-        Some("dkr-reattach")
-    );
-
-    let mut io = second.attach(&name).await.expect("re-attach");
-    assert!(
-        matches!(
-            second.attach(&name).await,
-            Err(RuntimeError::AlreadyAttached(_))
-        ),
-        "a second holder is refused while the first holds the pipes"
-    );
-    ping(&mut io, 2).await;
-    drop(io);
-    let mut io = second
-        .attach(&name)
-        .await
-        .expect("attach after the holder let go");
-    ping(&mut io, 3).await;
-
-    let info = second.inspect(&name).await.expect("inspect");
-    assert_eq!(
-        info.started_at,
-        Some(started),
-        "the container was not restarted"
-    );
-    assert_eq!(info.state, RuntimeState::Running);
-
-    second.stop(&name).await.expect("stop");
-    let exit = tokio::time::timeout(TIMEOUT, second.wait(&name))
-        .await
-        .expect("wait ends")
-        .expect("wait");
-    assert!(exit.stopped_by_request, "{exit:?}");
-    drop(io);
-    second.remove(&name).await.expect("remove");
 }
 
 /// An exit berth did not ask for is reported as such, also to a restarted
@@ -447,47 +253,12 @@ async fn an_unrequested_exit_is_not_a_stop() {
 /// answers within a few seconds; the error names the socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_fails_fast_naming_the_socket() {
-    // An engine that accepts connections and never answers.
-    let silent = std::env::temp_dir().join(format!("berth-silent-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&silent);
-    let listener = tokio::net::UnixListener::bind(&silent).expect("bind a unix socket");
-    let _silent_engine = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    let silent_socket = format!("unix://{}", silent.display());
-
-    for socket in [
-        "unix:///nonexistent/berth-test/docker.sock",
-        "tcp://127.0.0.1:1",
-        silent_socket.as_str(),
-    ] {
-        let config = DockerConfig {
-            socket: Some(socket.into()),
+    containers::connect_fails_fast_naming_the_socket("docker", async |socket| {
+        DockerBackend::connect(DockerConfig {
+            socket: Some(socket),
             ..DockerConfig::default()
-        };
-        let began = Instant::now();
-        let result = DockerBackend::connect(config).await;
-        assert!(
-            began.elapsed() < Duration::from_secs(6),
-            "connect to `{socket}` took {:?}",
-            began.elapsed()
-        );
-        match result {
-            Err(
-                err @ RuntimeError::Unavailable {
-                    backend: "docker", ..
-                },
-            ) => {
-                let path = socket.trim_start_matches("unix://");
-                let text = chain(&err);
-                assert!(text.contains(path), "{text}");
-                assert!(err.source().is_some());
-            }
-            other => panic!("connect to `{socket}`: {other:?}"),
-        }
-    }
-    let _ = std::fs::remove_file(&silent);
+        })
+        .await
+    })
+    .await;
 }

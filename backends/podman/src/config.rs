@@ -1,5 +1,6 @@
 //! The Podman backend's configuration (`[podman]` in berth's config file).
 
+use berth_container::ContainerConfig;
 use serde::{Deserialize, Serialize};
 
 /// The socket used when [`PodmanConfig::socket`] is not set: rootful
@@ -7,7 +8,13 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_SOCKET: &str = "unix:///run/podman/podman.sock";
 
 /// Settings of the Podman backend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The settings every container engine takes are
+/// [`container`](Self::container)'s, flattened: `[podman]` has
+/// `stop_grace_secs`, `memory_limit_bytes`, … as keys of its own. A key
+/// neither takes is refused (serde supports `deny_unknown_fields` with
+/// `flatten` when, as here, the flattened value is a struct).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PodmanConfig {
     /// Where Podman's API listens: `unix:///path/podman.sock`, a bare
@@ -26,24 +33,9 @@ pub struct PodmanConfig {
     /// other's. Without it, every berth-managed container.
     #[serde(skip)]
     pub instance: Option<String>,
-    /// Seconds a stop waits after SIGTERM before Podman kills the container.
-    /// Recorded in each container when it is created, so a change applies to
-    /// containers deployed afterwards.
-    pub stop_grace_secs: u64,
-    /// The memory limit of each container, in bytes; `0` sets none.
-    pub memory_limit_bytes: u64,
-    /// The CPU limit of each container, in CPUs (`0.5` is half a CPU);
-    /// `0` sets none.
-    pub cpu_limit: f64,
-    /// The image `npx://` packages are installed on (it needs `npm` and
-    /// `npx`); pulled when absent.
-    pub node_base_image: String,
-    /// The image `uvx://` packages are installed on (it needs `pip`, which
-    /// installs `uv`); pulled when absent.
-    pub python_base_image: String,
-    /// Seconds the build of a package image may take before the deploy
-    /// fails.
-    pub build_timeout_secs: u64,
+    /// Grace period, limits, base images and build timeout.
+    #[serde(flatten)]
+    pub container: ContainerConfig,
     /// The init binary Podman runs as PID 1 of each container (libpod's
     /// `init_path`); it must be a static executable. Unset: Podman's own
     /// (`/usr/libexec/podman/catatonit`) when it is installed, else the
@@ -59,32 +51,10 @@ pub struct PodmanConfig {
     pub stdio_dir: Option<std::path::PathBuf>,
 }
 
-impl Default for PodmanConfig {
-    fn default() -> Self {
-        Self {
-            socket: None,
-            instance: None,
-            stop_grace_secs: 10,
-            memory_limit_bytes: 1024 * 1024 * 1024,
-            cpu_limit: 1.0,
-            node_base_image: berth_package_image::DEFAULT_NODE_BASE_IMAGE.to_owned(),
-            python_base_image: berth_package_image::DEFAULT_PYTHON_BASE_IMAGE.to_owned(),
-            build_timeout_secs: 600,
-            init_path: None,
-            stdio_dir: None,
-        }
-    }
-}
-
 impl PodmanConfig {
     /// The socket to connect to, as written or the default.
     pub fn socket(&self) -> &str {
         self.socket.as_deref().unwrap_or(DEFAULT_SOCKET)
-    }
-
-    /// Checks the configured base images of package images.
-    pub(crate) fn check_base_images(&self) -> Result<(), String> {
-        berth_package_image::check_base_images(&self.node_base_image, &self.python_base_image)
     }
 }
 
@@ -92,55 +62,60 @@ impl PodmanConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn empty_config_is_the_default() {
-        let config: PodmanConfig = serde_json::from_str("{}").expect("parse");
-        assert_eq!(config, PodmanConfig::default());
-        assert_eq!(config.stop_grace_secs, 10);
-        assert_eq!(config.memory_limit_bytes, 1 << 30);
-        assert_eq!(config.cpu_limit, 1.0);
-        assert_eq!(config.socket(), DEFAULT_SOCKET);
-        assert_eq!(config.node_base_image, "docker.io/library/node:22-alpine");
-        assert_eq!(
-            config.python_base_image,
-            "docker.io/library/python:3.12-slim"
-        );
-        assert_eq!(config.build_timeout_secs, 600);
-        assert!(config.check_base_images().is_ok());
+    fn parse(json: &str) -> Result<PodmanConfig, serde_json::Error> {
+        serde_json::from_str(json)
     }
 
     #[test]
-    fn base_images_are_configurable_and_checked() {
-        let config: PodmanConfig = serde_json::from_str(
-            r#"{"python_base_image":"localhost/berth-test/fake-python:latest"}"#,
-        )
-        .expect("parse");
-        assert_eq!(
-            config.python_base_image,
-            "localhost/berth-test/fake-python:latest"
-        );
-        assert!(config.check_base_images().is_ok());
-        let bad: PodmanConfig =
-            serde_json::from_str(r#"{"node_base_image":"node\nRUN id"}"#).expect("parse");
-        let err = bad.check_base_images().unwrap_err();
-        assert!(err.contains("node_base_image"), "{err}");
+    fn empty_config_is_the_default() {
+        let config = parse("{}").expect("parse");
+        assert_eq!(config, PodmanConfig::default());
+        assert_eq!(config.socket(), DEFAULT_SOCKET);
+        assert_eq!(config.container, ContainerConfig::default());
+        assert_eq!(config.init_path, None);
     }
 
     #[test]
     fn fields_are_read() {
-        let config: PodmanConfig = serde_json::from_str(
-            r#"{"socket":"/tmp/p.sock","stop_grace_secs":3,"memory_limit_bytes":0,"cpu_limit":0.5}"#,
+        let config = parse(
+            r#"{"socket":"/tmp/p.sock","stop_grace_secs":3,"memory_limit_bytes":0,"cpu_limit":0.5,
+                "python_base_image":"localhost/berth-test/fake-python:latest",
+                "init_path":"/usr/bin/tini-static"}"#,
         )
         .expect("parse");
         assert_eq!(config.socket(), "/tmp/p.sock");
-        assert_eq!(config.stop_grace_secs, 3);
-        assert_eq!(config.memory_limit_bytes, 0);
-        assert_eq!(config.cpu_limit, 0.5);
+        assert_eq!(
+            config.init_path.as_deref(),
+            Some(std::path::Path::new("/usr/bin/tini-static"))
+        );
+        assert_eq!(
+            config.container,
+            ContainerConfig {
+                stop_grace_secs: 3,
+                memory_limit_bytes: 0,
+                cpu_limit: 0.5,
+                python_base_image: "localhost/berth-test/fake-python:latest".into(),
+                ..ContainerConfig::default()
+            }
+        );
     }
 
+    /// `deny_unknown_fields` holds with the flattened settings: a key no
+    /// field takes is refused, next to shared keys or alone; so are
+    /// Docker-only keys and keys berth sets itself.
     #[test]
     fn unknown_fields_are_refused() {
-        let err = serde_json::from_str::<PodmanConfig>(r#"{"sock":"x"}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+        for json in [
+            r#"{"sock":"x"}"#,
+            r#"{"cpu_limit":1,"memory_limit":5}"#,
+            r#"{"pull":"never"}"#,
+            r#"{"pull_timeout_secs":5}"#,
+            r#"{"stdio_dir":"/tmp"}"#,
+            r#"{"instance":"someone-else"}"#,
+            r#"{"container":{"cpu_limit":1}}"#,
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.to_string().contains("unknown field"), "{json}: {err}");
+        }
     }
 }

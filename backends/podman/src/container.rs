@@ -4,8 +4,12 @@
 //! [`Container`] is the part of libpod's inspect answer berth reads.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
+use berth_container::Limits;
+use berth_container::labels::{
+    self, LABEL_INSTANCE, LABEL_MANAGED, PUBLISH_IP, container_name, network_name, own_labels,
+};
 use berth_runtime_api::{
     ExitStatus, NetworkAccess, RuntimeState, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
@@ -14,41 +18,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::PodmanConfig;
-use crate::relay::{IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER};
-
-/// The label every container berth creates carries, with value `true`.
-pub const LABEL_MANAGED: &str = "berth.managed";
-/// The label holding the workload name of a container berth created.
-pub const LABEL_WORKLOAD: &str = "berth.workload";
-/// Label holding the berth instance that owns a container (see
-/// `PodmanConfig::instance`).
-pub const LABEL_INSTANCE: &str = "berth.instance";
-
-/// The prefix of every container name: `berth-<workload name>`.
-const NAME_PREFIX: &str = "berth-";
-
-/// The only address published ports are bound on.
-const PUBLISH_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
+use crate::stdio::{IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER};
 
 /// The CFS period used to express the CPU limit, in microseconds.
 const CPU_PERIOD: u64 = 100_000;
-
-/// The container name of workload `name`.
-pub(crate) fn container_name(name: &WorkloadName) -> String {
-    format!("{NAME_PREFIX}{name}")
-}
-
-/// The isolated network of workload `name` (`NetworkAccess::Isolated`).
-pub(crate) fn network_name(name: &WorkloadName) -> String {
-    format!("{NAME_PREFIX}egress-{name}")
-}
-
-/// The workload whose container is named `container` (Podman may report
-/// names with a leading `/`).
-pub(crate) fn workload_of(container: &str) -> Option<WorkloadName> {
-    let name = container.strip_prefix('/').unwrap_or(container);
-    WorkloadName::parse(name.strip_prefix(NAME_PREFIX)?).ok()
-}
 
 /// Label of containers whose stdio is served by berth's relay.
 pub(crate) const LABEL_STDIO: &str = "berth.stdio";
@@ -201,21 +174,15 @@ impl<'a> CreateBody<'a> {
     pub(crate) fn new(
         spec: &'a WorkloadSpec,
         config: &PodmanConfig,
+        limits: &Limits,
         init_path: Option<&str>,
         relay: Option<RelaySetup>,
     ) -> Self {
         let mut labels = spec.labels.clone();
-        labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
-        labels.insert(LABEL_WORKLOAD.to_owned(), spec.name.to_string());
-        if let Some(instance) = &config.instance {
-            labels.insert(LABEL_INSTANCE.to_owned(), instance.clone());
-        }
-        let memory = (config.memory_limit_bytes > 0).then(|| Memory {
-            limit: i64::try_from(config.memory_limit_bytes).unwrap_or(i64::MAX),
-        });
-        let cpu = (config.cpu_limit > 0.0).then(|| Cpu {
-            // Saturating float-to-int conversion; at least 1 ms per period.
-            quota: ((config.cpu_limit * CPU_PERIOD as f64) as i64).max(1_000),
+        labels.extend(own_labels(&spec.name, config.instance.as_deref()));
+        let memory = limits.memory_bytes.map(|limit| Memory { limit });
+        let cpu = limits.cfs_quota(CPU_PERIOD).map(|quota| Cpu {
+            quota,
             period: CPU_PERIOD,
         });
         let portmappings = match (spec.transport, spec.target_port) {
@@ -283,7 +250,7 @@ impl<'a> CreateBody<'a> {
             terminal: false,
             init: true,
             init_path: init_path.map(str::to_owned),
-            stop_timeout: config.stop_grace_secs,
+            stop_timeout: config.container.stop_grace_secs,
             no_new_privileges: true,
             cap_drop: ["ALL"],
             resource_limits: Resources { memory, cpu },
@@ -292,57 +259,6 @@ impl<'a> CreateBody<'a> {
             netns,
             networks,
         }
-    }
-}
-
-/// The body of `POST /libpod/networks/create` for an isolated network:
-/// internal (no route out). Podman's DNS server stays on: without it,
-/// Podman gives an internal network no host address (gateway), and that
-/// address is where berth's egress proxy listens.
-#[derive(Debug, Serialize)]
-pub(crate) struct NetworkBody {
-    name: String,
-    driver: &'static str,
-    internal: bool,
-    dns_enabled: bool,
-    labels: BTreeMap<String, String>,
-}
-
-impl NetworkBody {
-    pub(crate) fn new(name: &WorkloadName) -> Self {
-        Self {
-            name: network_name(name),
-            driver: "bridge",
-            internal: true,
-            dns_enabled: true,
-            labels: BTreeMap::from([
-                (LABEL_MANAGED.to_owned(), "true".to_owned()),
-                (LABEL_WORKLOAD.to_owned(), name.to_string()),
-            ]),
-        }
-    }
-}
-
-/// What berth reads of a libpod network.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Network {
-    #[serde(default)]
-    subnets: Vec<Subnet>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Subnet {
-    #[serde(default)]
-    gateway: Option<String>,
-}
-
-impl Network {
-    /// The host's address on the network (IPv4 first).
-    pub(crate) fn gateway(&self) -> Option<IpAddr> {
-        self.subnets
-            .iter()
-            .filter_map(|s| s.gateway.as_deref()?.parse::<IpAddr>().ok())
-            .min_by_key(IpAddr::is_ipv6)
     }
 }
 
@@ -432,17 +348,14 @@ impl Container {
 
     /// Whether berth created this container.
     pub(crate) fn is_managed(&self) -> bool {
-        self.labels().get(LABEL_MANAGED).map(String::as_str) == Some("true")
+        labels::is_managed(self.labels())
     }
 
     /// Whether the container is owned by `instance` (a container from
     /// before instance labels, or a backend without an instance, counts as
     /// its own).
     pub(crate) fn is_owned_by(&self, instance: Option<&str>) -> bool {
-        match (instance, self.labels().get(LABEL_INSTANCE)) {
-            (Some(me), Some(owner)) => me == owner,
-            _ => true,
-        }
+        labels::is_owned_by(self.labels(), instance)
     }
 
     /// The labels the container was created with.
@@ -454,11 +367,7 @@ impl Container {
     /// The workload this container runs: its `berth.workload` label, or its
     /// name without the `berth-` prefix.
     pub(crate) fn workload(&self) -> Option<WorkloadName> {
-        let from_label = self
-            .labels()
-            .get(LABEL_WORKLOAD)
-            .and_then(|l| WorkloadName::parse(l).ok());
-        from_label.or_else(|| workload_of(&self.name))
+        labels::workload_of(self.labels(), Some(&self.name))
     }
 
     /// The runtime state; `stopped_by_request` says whether berth stopped
@@ -515,6 +424,10 @@ impl Container {
             self.runtime_state(stopped_by_request),
         );
         info.started_at = parse_time(self.state.started_at.as_deref());
+        // Every label but berth's managed and instance marks, so
+        // `berth.workload`, `berth.stdio` and the image's labels are
+        // reported too (the Docker backend records the keys of the spec's
+        // labels and reports only those).
         info.labels = self.labels().clone();
         info.labels.remove(LABEL_MANAGED);
         info.labels.remove(LABEL_INSTANCE);

@@ -3,7 +3,7 @@
 use berth_runtime_api::{BoxError, RuntimeError, WorkloadName};
 
 use crate::KIND;
-use crate::libpod::LibpodError;
+use crate::engine::LibpodError;
 
 /// What went wrong talking to Podman, kept as the source of a
 /// [`RuntimeError`].

@@ -3,8 +3,9 @@
 //! The backend talks to Podman's own (libpod) API through podman-api, not to
 //! its Docker-compatible one. Workload `foo` runs in container `berth-foo`,
 //! labelled with the spec's labels plus `berth.managed=true` and
-//! `berth.workload=foo`; [`list`](Backend::list) reports every container
-//! with `berth.managed=true`, in any state.
+//! `berth.workload=foo` (and `berth.instance`, see
+//! [`PodmanConfig::instance`]); [`list`](Backend::list) reports every
+//! container with `berth.managed=true` that is this berth's, in any state.
 //!
 //! Containers run with an init process, no new privileges, every capability
 //! dropped and the configured memory and CPU limits. HTTP-transport servers
@@ -12,7 +13,7 @@
 //! picks, reported as [`WorkloadInfo::http_endpoint`].
 //!
 //! **stdio servers run behind berth's relay** (`relay/main.rs`, see
-//! [`relay`]): conmon closes a container's stdin as soon as an attach
+//! [`stdio`]): conmon closes a container's stdin as soon as an attach
 //! connection to it ends, so a server attached through Podman's API would
 //! read end-of-file when berth restarts. Instead the container's entrypoint
 //! is the relay, mounted read-only from [`PodmanConfig::stdio_dir`], which
@@ -38,6 +39,15 @@
 //! Containers outlive berth: [`shutdown`](Backend::shutdown) leaves them
 //! running for the next berth to find.
 //!
+//! **Files** (the same set in the Docker backend): `config.rs` (the
+//! settings), `engine.rs` (reaching the engine, and the init it gives
+//! containers), `error.rs` (engine errors → [`RuntimeError`]),
+//! `container.rs` (the create body, and reading what the engine reports),
+//! `image.rs` (pulls and package images), `network.rs` (isolated
+//! networks), `stdio.rs` (berth's stdio relay). What the container engines
+//! share — names and labels, spec checks, the shared settings and limits,
+//! the package-image build flow — is written once in `berth-container`.
+//!
 //! ```no_run
 //! use berth_backend_podman::{PodmanBackend, PodmanConfig};
 //! use berth_runtime_api::{Backend, WorkloadName, WorkloadSpec};
@@ -59,15 +69,15 @@
 
 #![deny(missing_docs)]
 
-mod build;
 mod config;
 mod container;
+mod engine;
 mod error;
-mod libpod;
-mod relay;
+mod image;
+mod network;
+mod stdio;
 
 pub use config::{DEFAULT_SOCKET, PodmanConfig};
-pub use container::{LABEL_INSTANCE, LABEL_MANAGED, LABEL_WORKLOAD};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -76,9 +86,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_package_image::{Package, Scheme};
+use berth_container::labels::{LABEL_MANAGED, container_name, network_name, workload_of};
+use berth_container::{Limits, PackageImages, check_spec};
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, NetworkAccess, Progress, RuntimeError, RuntimeState,
+    Backend, BackendHealth, ExitStatus, LogTail, NetworkAccess, RuntimeError, RuntimeState,
     StdioHandle, Transport, WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use futures::TryStreamExt;
@@ -86,17 +97,14 @@ use podman_api::Podman;
 use podman_api::conn::TtyChunk;
 use podman_api::opts::{
     ContainerDeleteOpts, ContainerListFilter, ContainerListOpts, ContainerLogsOpts,
-    ContainerWaitOpts, PullOpts,
+    ContainerWaitOpts,
 };
 use tracing::{info, warn};
 
-use crate::container::{
-    Container, CreateBody, Created, ImageCommand, Network, NetworkBody, RelaySetup, container_name,
-    network_name, workload_of,
-};
+use crate::container::{Container, CreateBody, Created};
+use crate::engine::{Endpoint, Libpod, init_path};
 use crate::error::{ApiFailure, PodmanError, api_error, unavailable};
-use crate::libpod::{Endpoint, Libpod};
-use crate::relay::Relays;
+use crate::stdio::{Relays, no_stdio_dir};
 
 const KIND: &str = "podman";
 
@@ -115,6 +123,7 @@ const RELAY_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs workloads as Podman containers; see the crate docs.
 pub struct PodmanBackend {
     config: PodmanConfig,
+    limits: Limits,
     /// The init binary passed to Podman, when its default is missing.
     init_path: Option<String>,
     podman: Podman,
@@ -123,9 +132,7 @@ pub struct PodmanBackend {
     /// The stdio relay of stdio containers; `None` without
     /// [`PodmanConfig::stdio_dir`].
     relays: Option<Relays>,
-    /// Serializes package image builds, so that two workloads of one
-    /// package build it once.
-    building: tokio::sync::Mutex<()>,
+    packages: PackageImages,
 }
 
 /// What berth remembers of its containers between calls.
@@ -143,8 +150,9 @@ impl PodmanBackend {
     /// source names the socket, when nothing answers there.
     pub async fn connect(config: PodmanConfig) -> Result<Self, RuntimeError> {
         let socket = config.socket().to_owned();
-        config
-            .check_base_images()
+        let limits = config
+            .container
+            .check()
             .map_err(|why| RuntimeError::backend("invalid podman configuration", why))?;
         let endpoint = Endpoint::parse(&socket).map_err(unavailable)?;
         let relays = match &config.stdio_dir {
@@ -162,9 +170,10 @@ impl PodmanBackend {
             podman: endpoint.podman().map_err(unavailable)?,
             libpod: Libpod::new(endpoint),
             config,
+            limits,
             state: Mutex::new(State::default()),
             relays,
-            building: tokio::sync::Mutex::new(()),
+            packages: PackageImages::new(),
         };
         let version = backend.version().await?;
         info!(socket = %socket, version = %version, "Connected to Podman.");
@@ -268,130 +277,6 @@ impl PodmanBackend {
         }
     }
 
-    /// The image to run for `spec`: its own, pulled when absent, or for a
-    /// package scheme the package's image, built unless a build of the
-    /// same inputs exists.
-    async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
-        match Package::parse(&spec.image) {
-            None => {
-                self.ensure_image(&spec.name, &spec.image, None, &spec.progress)
-                    .await?;
-                Ok(spec.image.clone())
-            }
-            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
-            Some(Ok(package)) => {
-                self.package_image(&spec.name, &package, &spec.progress)
-                    .await
-            }
-        }
-    }
-
-    /// Makes sure `image` is present, pulling it when it is not;
-    /// `base_of` names the package scheme when it is a base image.
-    async fn ensure_image(
-        &self,
-        name: &WorkloadName,
-        image: &str,
-        base_of: Option<Scheme>,
-        progress: &Progress,
-    ) -> Result<(), RuntimeError> {
-        let images = self.podman.images();
-        let exists = images
-            .get(image)
-            .exists()
-            .await
-            .map_err(|err| self.fail(name, "looking up the image of", err))?;
-        if exists {
-            return Ok(());
-        }
-        info!(workload = %name, image, "Pulling the image.");
-        progress.report(&format!("pulling image {image}"));
-        let opts = PullOpts::builder().reference(image).quiet(true).build();
-        let pulled = async {
-            let mut reports = images.pull(&opts);
-            let mut pulled = false;
-            while let Some(report) = reports.try_next().await? {
-                if let Some(err) = report.error.filter(|e| !e.is_empty()) {
-                    return Err(podman_api::Error::StringError(err));
-                }
-                pulled |= report.id.is_some_and(|id| !id.is_empty());
-            }
-            if pulled {
-                Ok(())
-            } else {
-                Err(podman_api::Error::StringError(
-                    "the pull reported no image".to_owned(),
-                ))
-            }
-        }
-        .await;
-        if pulled.is_ok() {
-            progress.report(&format!("pulled image {image}"));
-        }
-        pulled.map_err(|err| {
-            if err.is_unreachable() {
-                return self.fail(name, "pulling the image of", err);
-            }
-            if let Some(scheme) = base_of {
-                let why = match err {
-                    podman_api::Error::StringError(msg) => msg,
-                    other => other.to_string(),
-                };
-                return RuntimeError::InvalidSpec(format!(
-                    "base image {image} for {scheme} is not available locally and cannot be pulled: {why}"
-                ));
-            }
-            let source = match err {
-                podman_api::Error::StringError(msg) => PodmanError::Pull(msg).into(),
-                other => Box::new(other) as berth_runtime_api::BoxError,
-            };
-            RuntimeError::backend(
-                format!("image `{image}` is not present locally and could not be pulled"),
-                source,
-            )
-        })
-    }
-
-    /// The isolated network of `name`, created if it does not exist.
-    async fn ensure_network(&self, name: &WorkloadName) -> Result<Network, RuntimeError> {
-        let path = format!("/libpod/networks/{}/json", network_name(name));
-        match self.libpod.get::<Network>(&path).await {
-            Ok(net) => return Ok(net),
-            Err(err) if err.status() == Some(404) => {}
-            Err(err) => return Err(self.fail(name, "inspecting the isolated network of", err)),
-        }
-        match self
-            .libpod
-            .post::<_, Network>("/libpod/networks/create", &NetworkBody::new(name))
-            .await
-        {
-            Ok(net) => {
-                info!(workload = %name, network = %network_name(name), "Isolated network created.");
-                Ok(net)
-            }
-            // Created meanwhile.
-            Err(err) if err.status() == Some(409) => self
-                .libpod
-                .get::<Network>(&path)
-                .await
-                .map_err(|err| self.fail(name, "inspecting the isolated network of", err)),
-            Err(err) => Err(self.fail(name, "creating the isolated network of", err)),
-        }
-    }
-
-    /// Removes the isolated network of `name`, if there is one.
-    async fn remove_network(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
-        let net = network_name(name);
-        match self.libpod.delete(&format!("/libpod/networks/{net}")).await {
-            Ok(()) => {
-                info!(workload = %name, network = %net, "Isolated network removed.");
-                Ok(())
-            }
-            Err(err) if err.status() == Some(404) => Ok(()),
-            Err(err) => Err(self.fail(name, "removing the isolated network of", err)),
-        }
-    }
-
     /// Starts the created container `id` and reports it. Failures leave
     /// the container for the caller to remove.
     async fn start(&self, spec: &WorkloadSpec, id: &str) -> Result<WorkloadInfo, RuntimeError> {
@@ -408,40 +293,6 @@ impl PodmanBackend {
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
         Ok(self.info(name.clone(), &c))
     }
-
-    /// How a stdio container of `spec` (its image resolved) runs the relay:
-    /// the image's command line, and a fresh socket directory.
-    async fn relay_setup(&self, spec: &WorkloadSpec) -> Result<RelaySetup, RuntimeError> {
-        let name = &spec.name;
-        let relays = self.relays.as_ref().ok_or_else(no_stdio_dir)?;
-        let image = self
-            .libpod
-            .get::<ImageCommand>(&format!("/libpod/images/{}/json", spec.image))
-            .await
-            .map_err(|err| self.fail(name, "reading the image's command for", err))?;
-        let command = image.command_line(&spec.args);
-        if command.is_empty() {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "image `{}` has neither an entrypoint nor a command, and the workload gives no arguments",
-                spec.image
-            )));
-        }
-        let io_dir = relays.prepare(name).map_err(|err| {
-            RuntimeError::backend(format!("preparing the stdio relay of `{name}`"), err)
-        })?;
-        Ok(RelaySetup {
-            binary: relays.binary().to_string_lossy().into_owned(),
-            io_dir: io_dir.to_string_lossy().into_owned(),
-            command,
-        })
-    }
-}
-
-/// Why a stdio workload is refused by a backend without a stdio directory.
-fn no_stdio_dir() -> RuntimeError {
-    RuntimeError::InvalidSpec(
-        "this podman backend has no directory for stdio relays (PodmanConfig::stdio_dir), so it cannot run stdio workloads".to_owned(),
-    )
 }
 
 impl fmt::Debug for PodmanBackend {
@@ -450,32 +301,6 @@ impl fmt::Debug for PodmanBackend {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-/// Refuses images the podman backend cannot run.
-fn check_image(image: &str) -> Result<(), RuntimeError> {
-    let image = image.trim();
-    if image.is_empty() {
-        return Err(RuntimeError::InvalidSpec(
-            "an image is required to run a workload on podman".to_owned(),
-        ));
-    }
-    if let Some(parsed) = Package::parse(image) {
-        return parsed
-            .map(drop)
-            .map_err(|why| RuntimeError::InvalidSpec(why.to_string()));
-    }
-    if let Some((scheme, _)) = image.split_once("://") {
-        let why = match scheme {
-            "go" => "`go://` packages cannot run on podman yet; use an image, or an npx:// or \
-                     uvx:// package"
-                .to_owned(),
-            "exec" => "`exec://` programs run on the process backend, not in containers".to_owned(),
-            _ => format!("`{scheme}://` is not an image reference podman can run"),
-        };
-        return Err(RuntimeError::InvalidSpec(why));
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -489,36 +314,9 @@ impl Backend for PodmanBackend {
     }
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
-        check_image(&spec.image)?;
+        check_spec(spec, KIND)?;
         if spec.transport == Transport::Stdio && self.relays.is_none() {
             return Err(no_stdio_dir());
-        }
-        if spec.transport != Transport::Stdio && spec.target_port.is_none() {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "a {} workload needs a target port to publish",
-                spec.transport
-            )));
-        }
-        match spec.network {
-            NetworkAccess::Full => {}
-            NetworkAccess::None | NetworkAccess::Isolated if spec.transport != Transport::Stdio => {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "a {} workload with a restricted network cannot be reached by berth's proxy on podman yet; use the stdio transport or the `network` profile",
-                    spec.transport
-                )));
-            }
-            NetworkAccess::None | NetworkAccess::Isolated => {}
-            other => {
-                return Err(RuntimeError::InvalidSpec(format!(
-                    "the podman backend does not know network access {other:?}"
-                )));
-            }
-        }
-        if let Some(m) = spec.mounts.iter().find(|m| m.source.to_str().is_none()) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "mount source {:?} is not UTF-8, which the Podman API cannot carry",
-                m.source
-            )));
         }
         Ok(())
     }
@@ -565,7 +363,13 @@ impl Backend for PodmanBackend {
             Transport::Stdio => Some(self.relay_setup(&spec).await?),
             _ => None,
         };
-        let body = CreateBody::new(&spec, &self.config, self.init_path.as_deref(), relay);
+        let body = CreateBody::new(
+            &spec,
+            &self.config,
+            &self.limits,
+            self.init_path.as_deref(),
+            relay,
+        );
         let id = match self
             .libpod
             .post::<_, Created>("/libpod/containers/create", &body)
@@ -661,12 +465,8 @@ impl Backend for PodmanBackend {
         // each container so that `list` and `inspect` agree.
         let inspected = futures::future::join_all(listed.iter().filter_map(|l| {
             let id = l.id.clone()?;
-            let name = l
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(LABEL_WORKLOAD))
-                .and_then(|n| WorkloadName::parse(n).ok())
-                .or_else(|| workload_of(l.names.as_ref()?.first()?))?;
+            let listed_as = l.names.as_ref().and_then(|n| n.first());
+            let name = workload_of(&l.labels.as_ref(), listed_as.map(String::as_str))?;
             Some(async move { (self.find_id(&name, &id).await, name) })
         }))
         .await;
@@ -694,7 +494,7 @@ impl Backend for PodmanBackend {
             .stderr(true)
             .build();
         let container = self.podman.containers().get(&c.id);
-        let mut kept = Tail::new(tail);
+        let mut kept = LogTail::new(tail);
         let mut chunks = container.logs(&opts);
         while let Some(chunk) = chunks
             .try_next()
@@ -777,108 +577,3 @@ impl Backend for PodmanBackend {
         ))
     }
 }
-
-/// The last lines of a log read in chunks, without keeping all of it.
-struct Tail {
-    lines: usize,
-    buf: Vec<u8>,
-    /// The buffer's length after it was last cut.
-    cut_at: usize,
-}
-
-impl Tail {
-    /// Buffers below this size are never cut.
-    const MIN_CUT: usize = 64 * 1024;
-
-    fn new(lines: usize) -> Self {
-        Self {
-            lines,
-            buf: Vec::new(),
-            cut_at: 0,
-        }
-    }
-
-    fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() > Self::MIN_CUT.max(2 * self.cut_at) {
-            let keep = last_lines_start(&self.buf, self.lines);
-            self.buf.drain(..keep);
-            self.cut_at = self.buf.len();
-        }
-    }
-
-    fn into_string(self) -> String {
-        let start = last_lines_start(&self.buf, self.lines);
-        String::from_utf8_lossy(&self.buf[start..]).into_owned()
-    }
-}
-
-/// Where the last `n` lines of `text` start (a final line without a
-/// newline counts).
-fn last_lines_start(text: &[u8], n: usize) -> usize {
-    if n == 0 {
-        return text.len();
-    }
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    body.iter()
-        .enumerate()
-        .rev()
-        .filter(|(_, b)| **b == b'\n')
-        .nth(n - 1)
-        .map_or(0, |(i, _)| i + 1)
-}
-
-/// Podman's default container init on Debian's Podman 4.
-const PODMAN_DEFAULT_INIT: &str = "/usr/libexec/podman/catatonit";
-
-/// Static init binaries that may stand in for Podman's own.
-const INIT_CANDIDATES: &[&str] = &[
-    "/usr/bin/catatonit",
-    "/usr/bin/tini-static",
-    "/usr/bin/docker-init",
-];
-
-/// The init binary to pass to Podman: the configured one, none when
-/// Podman's default is installed (or the engine is not on this machine, so
-/// its files cannot be checked), else a static init found here. Checked
-/// once, when berth connects, so a missing init is one clear error instead
-/// of a failure at every start.
-fn init_path(config: &PodmanConfig, endpoint: &Endpoint) -> Result<Option<String>, RuntimeError> {
-    let local = matches!(endpoint, Endpoint::Unix(_));
-    if let Some(path) = &config.init_path {
-        if local && !path.is_file() {
-            return Err(RuntimeError::backend(
-                "invalid podman configuration",
-                format!("init_path {} is not a file", path.display()),
-            ));
-        }
-        return Ok(Some(path.display().to_string()));
-    }
-    if !local || std::path::Path::new(PODMAN_DEFAULT_INIT).is_file() {
-        return Ok(None);
-    }
-    match INIT_CANDIDATES
-        .iter()
-        .find(|c| std::path::Path::new(c).is_file())
-    {
-        Some(found) => {
-            info!(
-                init = found,
-                "Podman's catatonit is missing; containers use this init."
-            );
-            Ok(Some((*found).to_owned()))
-        }
-        None => Err(RuntimeError::backend(
-            "podman cannot give containers an init process",
-            format!(
-                "{PODMAN_DEFAULT_INIT} is missing and no static init was found ({}): \
-                 install catatonit (`apt-get install catatonit`) or tini (`apt-get install tini`), \
-                 or set [podman] init_path",
-                INIT_CANDIDATES.join(", ")
-            ),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests;

@@ -1,5 +1,5 @@
-//! The runtime conformance suite and Podman-specific checks, against a real
-//! Podman (feature `podman-tests`).
+//! The runtime conformance suite, the container engines' suite and the
+//! Podman-specific checks, against a real Podman (feature `podman-tests`).
 //!
 //! Needs Podman's API socket (`/run/podman/podman.sock`, or the one named by
 //! `BERTH_TEST_PODMAN_SOCKET`) and the image built by
@@ -9,10 +9,10 @@
 // Tests take the engine's socket from the environment, as CI sets it.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use berth_backend_podman::{PodmanBackend, PodmanConfig};
+use berth_runtime_api::conformance::containers::{self, ContainerFixture};
 use berth_runtime_api::conformance::{Fixture, run_all};
 use berth_runtime_api::{
     Backend, RuntimeError, RuntimeState, StdioHandle, Transport, WorkloadInfo, WorkloadName,
@@ -123,35 +123,6 @@ async fn ping(io: StdioHandle, id: u32) -> StdioHandle {
     StdioHandle::new(stdin, lines)
 }
 
-/// Posts an MCP initialize to `endpoint`/mcp until the server answers, and
-/// expects 200.
-async fn initialize(endpoint: SocketAddr) {
-    let client = reqwest::Client::new();
-    let url = format!("http://{endpoint}/mcp");
-    let init = serde_json::json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "berth-test", "version": "0"}}
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        let sent = client
-            .post(&url)
-            .header("accept", "application/json, text/event-stream")
-            .json(&init)
-            .send()
-            .await;
-        match sent {
-            Ok(resp) => break resp.status(),
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(err) => panic!("no answer from {url}: {err}"),
-        }
-    };
-    assert_eq!(status, reqwest::StatusCode::OK, "initialize at {url}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_backend_conforms() {
     let backend = backend().await;
@@ -164,10 +135,28 @@ async fn podman_backend_conforms() {
     run_all(&backend, &fx).await;
 }
 
+fn container_fixture(prefix: &str) -> ContainerFixture {
+    ContainerFixture {
+        prefix: prefix.into(),
+        image: IMAGE.into(),
+        timeout: TIMEOUT,
+    }
+}
+
+/// The container engines' suite: published ports, logs, refused specs,
+/// absent images, re-attach after a restart of berth, containers that
+/// outlive the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_backend_conforms_as_a_container_engine() {
+    containers::run_all(backend, &container_fixture("pdm")).await;
+}
+
+/// Podman's own record of an HTTP workload's container: every port binding
+/// is on 127.0.0.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_transport_is_published_on_loopback_only() {
     let b = backend().await;
-    let name = name("pdm-http");
+    let name = name("pdm-http-engine");
     let _ = b.remove(&name).await;
     let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
     spec.transport = Transport::StreamableHttp;
@@ -179,20 +168,7 @@ async fn http_transport_is_published_on_loopback_only() {
         .http_endpoint
         .expect("an HTTP endpoint from deploy");
     assert!(endpoint.ip().is_loopback(), "{endpoint}");
-    assert_ne!(endpoint.port(), 0);
-    let info = eventually_running(&b, &name).await;
-    assert_eq!(
-        info.http_endpoint,
-        Some(endpoint),
-        "inspect agrees with deploy"
-    );
-    let listed = b.list().await.expect("list");
-    let listed = listed.iter().find(|i| i.name == name).expect("listed");
-    assert_eq!(
-        listed.http_endpoint,
-        Some(endpoint),
-        "list agrees with deploy"
-    );
+    eventually_running(&b, &name).await;
 
     let raw = raw_inspect(name.as_str()).await;
     let bindings = raw
@@ -210,14 +186,6 @@ async fn http_transport_is_published_on_loopback_only() {
         ips.iter().all(|ip| ip == "127.0.0.1"),
         "published beyond loopback: {bindings:?}"
     );
-
-    initialize(endpoint).await;
-
-    // The server's stderr reaches the log; `tail` keeps the last lines.
-    let logs = b.logs(&name, 100).await.expect("logs");
-    assert!(logs.contains("listening on 0.0.0.0:8080"), "{logs:?}");
-    let last = b.logs(&name, 1).await.expect("logs");
-    assert_eq!(last.lines().count(), 1, "{last:?}");
 
     b.remove(&name).await.expect("remove");
 }
@@ -267,80 +235,17 @@ async fn containers_are_confined() {
     b.remove(&name).await.expect("remove");
 }
 
+/// An image Podman does not have and cannot pull is a backend error on
+/// Podman (the container suite checks the message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn absent_image_is_a_clear_error() {
     let b = backend().await;
-    let name = name("pdm-absent");
-    let _ = b.remove(&name).await;
-    let image = "localhost/berth-test/absent:never";
-    let err = b
-        .deploy(WorkloadSpec::new(name.clone(), image))
-        .await
-        .expect_err("an absent image cannot run");
-    let text = chain(&err);
-    assert!(matches!(err, RuntimeError::Backend { .. }), "{text}");
+    let err = containers::an_absent_image_is_named(&b, &container_fixture("pdm-kind")).await;
     assert!(
-        text.contains(&format!(
-            "image `{image}` is not present locally and could not be pulled"
-        )),
-        "{text}"
+        matches!(err, RuntimeError::Backend { .. }),
+        "{}",
+        chain(&err)
     );
-    assert!(
-        matches!(b.inspect(&name).await, Err(RuntimeError::NotFound(_))),
-        "nothing is left behind"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_packages_and_other_schemes_are_refused() {
-    let b = backend().await;
-    for image in [
-        "npx://server-everything@^1.0",
-        "npx://--registry=http://evil",
-        "uvx://mcp-server-time;id",
-        "exec:///bin/cat",
-        "go://example.com/x",
-        "",
-    ] {
-        let spec = WorkloadSpec::new(name("pdm-scheme"), image);
-        assert!(
-            matches!(b.check(&spec), Err(RuntimeError::InvalidSpec(_))),
-            "check {image:?}"
-        );
-        assert!(
-            matches!(b.deploy(spec).await, Err(RuntimeError::InvalidSpec(_))),
-            "deploy {image:?}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reattach_reuses_the_attachment() {
-    let b = backend().await;
-    let name = name("pdm-reattach");
-    let _ = b.remove(&name).await;
-    b.deploy(WorkloadSpec::new(name.clone(), IMAGE))
-        .await
-        .expect("deploy");
-    let started = eventually_running(&b, &name).await.started_at;
-    assert!(started.is_some(), "a start time");
-
-    let io = ping(b.attach(&name).await.expect("first attach"), 1).await;
-    assert!(
-        matches!(b.attach(&name).await, Err(RuntimeError::AlreadyAttached(_))),
-        "one holder at a time"
-    );
-    drop(io);
-    // The pipes came back; the server's stdin is still open.
-    let io = ping(b.attach(&name).await.expect("attach again"), 2).await;
-    drop(io);
-    let io = ping(b.attach(&name).await.expect("and again"), 3).await;
-    let after = b.inspect(&name).await.expect("inspect");
-    assert!(after.state.is_running(), "{:?}", after.state);
-    assert_eq!(after.started_at, started, "the container was not restarted");
-    drop(io);
-
-    b.remove(&name).await.expect("remove");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,50 +300,6 @@ async fn an_http_container_has_no_stdio_to_attach() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn containers_outlive_the_backend() {
-    let b = backend().await;
-    let http = name("pdm-keep-http");
-    let stdio = name("pdm-keep-stdio");
-    let _ = b.remove(&http).await;
-    let _ = b.remove(&stdio).await;
-    let mut spec = WorkloadSpec::new(http.clone(), IMAGE);
-    spec.transport = Transport::StreamableHttp;
-    spec.target_port = Some(8080);
-    spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
-    b.deploy(spec).await.expect("deploy http");
-    b.deploy(WorkloadSpec::new(stdio.clone(), IMAGE))
-        .await
-        .expect("deploy stdio");
-    let before = eventually_running(&b, &http).await;
-    let before_stdio = eventually_running(&b, &stdio).await;
-    let io = ping(b.attach(&stdio).await.expect("attach"), 1).await;
-
-    drop(io);
-    drop(b);
-    let b = backend().await;
-
-    // The HTTP server runs on, unchanged and reachable.
-    let after = b.inspect(&http).await.expect("inspect http");
-    assert!(after.state.is_running(), "{:?}", after.state);
-    assert_eq!(after.started_at, before.started_at, "not restarted");
-    assert_eq!(after.http_endpoint, before.http_endpoint, "same endpoint");
-    initialize(after.http_endpoint.expect("an endpoint")).await;
-
-    // So does the stdio server: its relay holds its stdin, and the new
-    // backend attaches to it.
-    let after_stdio = b.inspect(&stdio).await.expect("inspect stdio");
-    assert!(after_stdio.state.is_running(), "{:?}", after_stdio.state);
-    assert_eq!(
-        after_stdio.started_at, before_stdio.started_at,
-        "not restarted"
-    );
-    drop(ping(b.attach(&stdio).await.expect("attach"), 2).await);
-
-    b.remove(&http).await.expect("remove http");
-    b.remove(&stdio).await.expect("remove stdio");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_containers_are_left_alone() {
     let b = backend().await;
     let name = name("pdm-foreign");
@@ -472,31 +333,16 @@ async fn foreign_containers_are_left_alone() {
     foreign.remove().await.expect("clean up");
 }
 
-#[tokio::test]
-async fn missing_socket_fails_fast() {
-    let socket = "unix:///run/berth-test-no-such-dir/podman.sock";
-    let start = Instant::now();
-    let err = PodmanBackend::connect(PodmanConfig {
-        socket: Some(socket.into()),
-        ..PodmanConfig::default()
+/// A socket nobody listens on fails `connect` at once, and one that never
+/// answers within a few seconds; the error names the socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_fails_fast_naming_the_socket() {
+    containers::connect_fails_fast_naming_the_socket("podman", async |socket| {
+        PodmanBackend::connect(PodmanConfig {
+            socket: Some(socket),
+            ..PodmanConfig::default()
+        })
+        .await
     })
-    .await
-    .expect_err("nothing listens there");
-    assert!(
-        start.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        start.elapsed()
-    );
-    let text = chain(&err);
-    assert!(
-        matches!(
-            err,
-            RuntimeError::Unavailable {
-                backend: "podman",
-                ..
-            }
-        ),
-        "{text}"
-    );
-    assert!(text.contains(socket), "the socket is named: {text}");
+    .await;
 }

@@ -5,6 +5,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use berth_runtime_api::last_lines;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tracing::warn;
 
@@ -178,15 +179,7 @@ pub(crate) fn tail(dir: &Path, name: &str, keep: u32, lines: usize) -> io::Resul
         }
     }
     let all: Vec<u8> = chunks.into_iter().rev().flatten().collect();
-    let body = all.strip_suffix(b"\n").unwrap_or(&all);
-    let start = body
-        .iter()
-        .enumerate()
-        .rev()
-        .filter(|&(_, &b)| b == b'\n')
-        .nth(lines - 1)
-        .map_or(0, |(i, _)| i + 1);
-    Ok(String::from_utf8_lossy(&all[start..]).into_owned())
+    Ok(String::from_utf8_lossy(last_lines(&all, lines)).into_owned())
 }
 
 /// Deletes workload `name`'s log and every rotated file of it.

@@ -1,8 +1,11 @@
 //! The backend contract as executable checks.
 //!
 //! Every backend's `tests/conformance.rs` calls [`run_all`] with a
-//! [`Fixture`] naming two programs its runtime can run. The checks use fresh
-//! workload names with the fixture's prefix and remove what they create.
+//! [`Fixture`] naming two programs its runtime can run; container engines
+//! also run [`containers::run_all`]. The checks use fresh workload names
+//! with the fixture's prefix and remove what they create.
+
+pub mod containers;
 
 use std::time::Duration;
 
@@ -36,9 +39,9 @@ fn spec(fx: &Fixture, suffix: &str, program: &(String, Vec<String>)) -> Workload
 async fn eventually_running(
     b: &dyn Backend,
     name: &WorkloadName,
-    fx: &Fixture,
+    timeout: Duration,
 ) -> crate::WorkloadInfo {
-    let deadline = tokio::time::Instant::now() + fx.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let info = b.inspect(name).await.expect("inspect a deployed workload");
         match &info.state {
@@ -102,7 +105,7 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
 
     let info = b.deploy(spec.clone()).await.expect("deploy");
     assert_eq!(info.name, name);
-    let info = eventually_running(b, &name, fx).await;
+    let info = eventually_running(b, &name, fx.timeout).await;
     assert!(
         info.started_at.is_some(),
         "a running instance has a start time"
@@ -152,7 +155,7 @@ pub async fn lifecycle(b: &dyn Backend, fx: &Fixture) {
     );
 
     b.deploy(spec).await.expect("deploy again after stop");
-    eventually_running(b, &name, fx).await;
+    eventually_running(b, &name, fx.timeout).await;
     round_trip(b, &name, fx, 2).await;
     b.logs(&name, 100)
         .await

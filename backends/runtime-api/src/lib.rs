@@ -20,6 +20,7 @@
 //! ```
 
 mod error;
+mod logs;
 mod name;
 mod spec;
 mod status;
@@ -31,6 +32,7 @@ pub mod conformance;
 pub mod fake;
 
 pub use error::{BoxError, RuntimeError};
+pub use logs::{LogTail, last_lines};
 pub use name::{InvalidName, MAX_NAME_LEN, WorkloadName};
 pub use spec::{Mount, NetworkAccess, Progress, Transport, UnknownTransport, WorkloadSpec};
 pub use status::{BackendHealth, ExitStatus, RuntimeState, WorkloadInfo};
@@ -105,7 +107,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Reports every instance this backend manages, in name order.
     async fn list(&self) -> Result<Vec<WorkloadInfo>, RuntimeError>;
 
-    /// Returns at most the last `tail` lines the instance wrote to its log.
+    /// Returns at most the last `tail` lines the instance wrote to its log,
+    /// counted as [`last_lines`] counts them.
     async fn logs(&self, name: &WorkloadName, tail: usize) -> Result<String, RuntimeError>;
 
     /// Takes the stdin/stdout pipes of a running instance (stdio transport).

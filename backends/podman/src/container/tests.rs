@@ -5,8 +5,21 @@ use std::collections::BTreeMap;
 use berth_runtime_api::{RuntimeState, Transport, WorkloadName, WorkloadSpec};
 use serde_json::json;
 
+use berth_container::ContainerConfig;
+
 use super::*;
 use crate::PodmanConfig;
+
+/// The create body for `spec` as JSON, with the limits `config` sets.
+fn create_body(
+    spec: &WorkloadSpec,
+    config: &PodmanConfig,
+    init_path: Option<&str>,
+    relay: Option<RelaySetup>,
+) -> serde_json::Value {
+    let limits = config.container.check().expect("valid settings");
+    serde_json::to_value(CreateBody::new(spec, config, &limits, init_path, relay)).unwrap()
+}
 
 fn spec() -> WorkloadSpec {
     let mut spec = WorkloadSpec::new(WorkloadName::parse("fetch").unwrap(), "localhost/x:1");
@@ -25,13 +38,7 @@ fn stdio_body_runs_the_relay() {
         io_dir: "/var/lib/berth/podman/fetch".into(),
         command: vec!["/mcp-echo".into(), "--quiet".into()],
     };
-    let body = serde_json::to_value(CreateBody::new(
-        &spec,
-        &PodmanConfig::default(),
-        None,
-        Some(relay),
-    ))
-    .unwrap();
+    let body = create_body(&spec, &PodmanConfig::default(), None, Some(relay));
     assert_eq!(
         body,
         json!({
@@ -99,16 +106,18 @@ fn http_body_publishes_on_loopback_without_limits() {
     spec.transport = Transport::StreamableHttp;
     spec.target_port = Some(8080);
     let config = PodmanConfig {
-        memory_limit_bytes: 0,
-        cpu_limit: 0.0,
-        stop_grace_secs: 3,
+        container: ContainerConfig {
+            memory_limit_bytes: 0,
+            cpu_limit: 0.0,
+            stop_grace_secs: 3,
+            ..ContainerConfig::default()
+        },
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec, &config, None, None)).unwrap();
+    let body = create_body(&spec, &config, None, None);
     assert_eq!(body["command"], json!(["--http", "0.0.0.0:8080"]));
     assert_eq!(body.get("init_path"), None, "Podman's default init");
-    let with_tini = CreateBody::new(&spec, &config, Some("/usr/bin/tini-static"), None);
-    let with_tini = serde_json::to_value(with_tini).unwrap();
+    let with_tini = create_body(&spec, &config, Some("/usr/bin/tini-static"), None);
     assert_eq!(with_tini["init"], json!(true));
     assert_eq!(with_tini["init_path"], json!("/usr/bin/tini-static"));
     assert_eq!(body["stop_timeout"], json!(3));
@@ -122,10 +131,13 @@ fn http_body_publishes_on_loopback_without_limits() {
 #[test]
 fn half_a_cpu() {
     let config = PodmanConfig {
-        cpu_limit: 0.5,
+        container: ContainerConfig {
+            cpu_limit: 0.5,
+            ..ContainerConfig::default()
+        },
         ..PodmanConfig::default()
     };
-    let body = serde_json::to_value(CreateBody::new(&spec(), &config, None, None)).unwrap();
+    let body = create_body(&spec(), &config, None, None);
     assert_eq!(
         body["resource_limits"]["cpu"],
         json!({"quota": 50_000, "period": 100_000})
@@ -221,15 +233,6 @@ fn stopped_container_has_no_endpoint_without_a_port() {
 }
 
 #[test]
-fn workload_names_from_container_names() {
-    assert_eq!(workload_of("berth-fetch").unwrap().as_str(), "fetch");
-    assert_eq!(workload_of("/berth-a.b_c").unwrap().as_str(), "a.b_c");
-    assert_eq!(workload_of("fetch"), None);
-    assert_eq!(workload_of("berth-"), None);
-    assert_eq!(workload_of("berth-.hidden"), None);
-}
-
-#[test]
 fn confinement_in_the_body() {
     use berth_runtime_api::{Mount, NetworkAccess};
     let mut spec = spec();
@@ -246,8 +249,7 @@ fn confinement_in_the_body() {
         },
     ];
     spec.network = NetworkAccess::None;
-    let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
+    let body = create_body(&spec, &PodmanConfig::default(), None, None);
     assert_eq!(
         body["mounts"],
         json!([
@@ -259,29 +261,13 @@ fn confinement_in_the_body() {
     assert_eq!(body.get("Networks"), None);
 
     spec.network = NetworkAccess::Isolated;
-    let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
+    let body = create_body(&spec, &PodmanConfig::default(), None, None);
     assert_eq!(body["netns"], json!({"nsmode": "bridge"}));
     assert_eq!(body["Networks"], json!({"berth-egress-fetch": {}}));
 
     spec.network = NetworkAccess::Full;
     spec.mounts.clear();
-    let body =
-        serde_json::to_value(CreateBody::new(&spec, &PodmanConfig::default(), None, None)).unwrap();
+    let body = create_body(&spec, &PodmanConfig::default(), None, None);
     assert_eq!(body.get("netns"), None);
     assert_eq!(body.get("mounts"), None);
-}
-
-#[test]
-fn isolated_network_body_and_gateway() {
-    let body = serde_json::to_value(NetworkBody::new(&WorkloadName::parse("w").unwrap())).unwrap();
-    assert_eq!(
-        body,
-        json!({"name": "berth-egress-w", "driver": "bridge", "internal": true, "dns_enabled": true,
-            "labels": {"berth.managed": "true", "berth.workload": "w"}})
-    );
-    let net: Network = serde_json::from_value(json!({"name": "berth-egress-w",
-        "subnets": [{"subnet": "fd00::/64", "gateway": "fd00::1"}, {"subnet": "10.89.3.0/24", "gateway": "10.89.3.1"}]}))
-    .unwrap();
-    assert_eq!(net.gateway(), Some("10.89.3.1".parse().unwrap()));
 }

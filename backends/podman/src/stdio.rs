@@ -20,8 +20,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use berth_runtime_api::{StdioHandle, WorkloadName};
+use berth_runtime_api::{RuntimeError, StdioHandle, WorkloadName, WorkloadSpec};
 use tokio::net::UnixStream;
+
+use crate::PodmanBackend;
+use crate::container::{ImageCommand, RelaySetup};
 
 /// The relay executable, built for the target by `build.rs`.
 const RELAY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-stdio-relay"));
@@ -36,6 +39,45 @@ pub(crate) const SOCKET_IN_CONTAINER: &str = "/.berth/io/stdio.sock";
 const SOCKET_NAME: &str = "stdio.sock";
 /// The longest Unix socket path Linux takes (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
+
+impl PodmanBackend {
+    /// How a stdio container of `spec` (its image resolved) runs the relay:
+    /// the image's command line, and a fresh socket directory.
+    pub(crate) async fn relay_setup(
+        &self,
+        spec: &WorkloadSpec,
+    ) -> Result<RelaySetup, RuntimeError> {
+        let name = &spec.name;
+        let relays = self.relays.as_ref().ok_or_else(no_stdio_dir)?;
+        let image = self
+            .libpod
+            .get::<ImageCommand>(&format!("/libpod/images/{}/json", spec.image))
+            .await
+            .map_err(|err| self.fail(name, "reading the image's command for", err))?;
+        let command = image.command_line(&spec.args);
+        if command.is_empty() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "image `{}` has neither an entrypoint nor a command, and the workload gives no arguments",
+                spec.image
+            )));
+        }
+        let io_dir = relays.prepare(name).map_err(|err| {
+            RuntimeError::backend(format!("preparing the stdio relay of `{name}`"), err)
+        })?;
+        Ok(RelaySetup {
+            binary: relays.binary().to_string_lossy().into_owned(),
+            io_dir: io_dir.to_string_lossy().into_owned(),
+            command,
+        })
+    }
+}
+
+/// Why a stdio workload is refused by a backend without a stdio directory.
+pub(crate) fn no_stdio_dir() -> RuntimeError {
+    RuntimeError::InvalidSpec(
+        "this podman backend has no directory for stdio relays (PodmanConfig::stdio_dir), so it cannot run stdio workloads".to_owned(),
+    )
+}
 
 /// The relay binary and the per-workload socket directories under one
 /// directory of berth's.

@@ -1,13 +1,13 @@
 //! Images for `npx://` and `uvx://` workloads on container engines.
 //!
 //! A container engine cannot run a package spec; it runs an image. This
-//! crate turns `npx://<pkg>[@version]` and `uvx://<pkg>[==version]` into a
+//! module turns `npx://<pkg>[@version]` and `uvx://<pkg>[==version]` into a
 //! [`Recipe`]: the name of a local image (`localhost/berth-npx/<pkg>:<version>`),
 //! a generated Dockerfile that installs the package **at build time** on a
 //! configurable base image, the build context (a tar holding only that
 //! Dockerfile), and the labels that make the image a cache entry. The Docker
-//! and Podman backends build recipes through their engine APIs; nothing here
-//! talks to an engine.
+//! and Podman backends build recipes through their engine APIs; nothing in
+//! this module talks to an engine.
 //!
 //! **Why install at build time.** The image is built once per package and
 //! version and reused by every workload that names them; a start (or an
@@ -26,23 +26,10 @@
 //! **Caching.** An image is reused when its label [`LABEL_HASH`] equals the
 //! recipe's [`hash`](Recipe::hash), a digest of everything the build
 //! depends on (the Dockerfile, which names the base image and the package,
-//! and this crate's recipe version). A changed base image or recipe makes a
+//! and the recipe version). A changed base image or recipe makes a
 //! new build under the same name. Unversioned specs and `@latest` are
 //! resolved once, at build time: remove the image to pick up a newer
 //! release.
-//!
-//! ```
-//! use berth_package_image::{Package, Recipe};
-//!
-//! let package = Package::parse("npx://@modelcontextprotocol/server-everything@2.0.0")
-//!     .expect("a package scheme")
-//!     .expect("a valid spec");
-//! let recipe = Recipe::new(&package, "docker.io/library/node:22-alpine").unwrap();
-//! assert_eq!(recipe.image, "localhost/berth-npx/modelcontextprotocol/server-everything:2.0.0");
-//! assert!(recipe.dockerfile.contains(r#"ENTRYPOINT ["npx","--no","@modelcontextprotocol/server-everything"]"#));
-//! ```
-
-#![deny(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -62,7 +49,9 @@ pub const DEFAULT_NODE_BASE_IMAGE: &str = "docker.io/library/node:22-alpine";
 pub const DEFAULT_PYTHON_BASE_IMAGE: &str = "docker.io/library/python:3.12-slim";
 
 /// Bumped whenever the generated Dockerfiles change meaning, so that
-/// images of an older recipe are rebuilt.
+/// images of an older recipe are rebuilt. It names the crate this module
+/// came from (`berth-package-image`); being part of every image's hash, it
+/// keeps that name so that images built before the move stay valid.
 const RECIPE_VERSION: &str = "berth-package-image/1";
 /// The npm project directory inside `npx://` images.
 const NPM_PROJECT_DIR: &str = "/opt/berth/app";

@@ -1,5 +1,6 @@
-//! The socket address, and a minimal client for the libpod calls that
-//! podman-api 0.11 gets wrong.
+//! Talking to Podman: the socket address, the init Podman gives
+//! containers ([`init_path`]), and a minimal client for the libpod calls
+//! that podman-api 0.11 gets wrong.
 //!
 //! podman-api's create builder spells `no_new_privileges` as
 //! `no_new_privilages`, which libpod ignores, and its inspect always asks for
@@ -20,6 +21,10 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
+use berth_runtime_api::RuntimeError;
+use tracing::info;
+
+use crate::PodmanConfig;
 use crate::error::PodmanError;
 
 /// The libpod API version berth speaks: the one podman-api 0.11 targets.
@@ -301,6 +306,61 @@ where
     .await;
     conn.abort();
     result
+}
+
+/// Podman's default container init on Debian's Podman 4.
+const PODMAN_DEFAULT_INIT: &str = "/usr/libexec/podman/catatonit";
+
+/// Static init binaries that may stand in for Podman's own.
+const INIT_CANDIDATES: &[&str] = &[
+    "/usr/bin/catatonit",
+    "/usr/bin/tini-static",
+    "/usr/bin/docker-init",
+];
+
+/// The init binary to pass to Podman: the configured one, none when
+/// Podman's default is installed (or the engine is not on this machine, so
+/// its files cannot be checked), else a static init found here. Checked
+/// once, when berth connects, so a missing init is one clear error instead
+/// of a failure at every start.
+pub(crate) fn init_path(
+    config: &PodmanConfig,
+    endpoint: &Endpoint,
+) -> Result<Option<String>, RuntimeError> {
+    let local = matches!(endpoint, Endpoint::Unix(_));
+    if let Some(path) = &config.init_path {
+        if local && !path.is_file() {
+            return Err(RuntimeError::backend(
+                "invalid podman configuration",
+                format!("init_path {} is not a file", path.display()),
+            ));
+        }
+        return Ok(Some(path.display().to_string()));
+    }
+    if !local || std::path::Path::new(PODMAN_DEFAULT_INIT).is_file() {
+        return Ok(None);
+    }
+    match INIT_CANDIDATES
+        .iter()
+        .find(|c| std::path::Path::new(c).is_file())
+    {
+        Some(found) => {
+            info!(
+                init = found,
+                "Podman's catatonit is missing; containers use this init."
+            );
+            Ok(Some((*found).to_owned()))
+        }
+        None => Err(RuntimeError::backend(
+            "podman cannot give containers an init process",
+            format!(
+                "{PODMAN_DEFAULT_INIT} is missing and no static init was found ({}): \
+                 install catatonit (`apt-get install catatonit`) or tini (`apt-get install tini`), \
+                 or set [podman] init_path",
+                INIT_CANDIDATES.join(", ")
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,5 @@
+//! Tests of package specs, recipes, their Dockerfiles and build contexts.
+
 use super::*;
 
 fn parse(image: &str) -> Package {

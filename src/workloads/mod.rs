@@ -43,8 +43,8 @@ use types::{Desired, RunConfig, StatusRecord, WorkloadStatus};
 
 /// Lines of log served by the logs endpoints.
 pub const LOG_TAIL_LINES: usize = 1000;
-/// Label keys berth puts on every instance.
-pub const LABEL_WORKLOAD: &str = "berth.workload";
+/// The label with the workload's name, on every instance.
+pub use berth_container::labels::LABEL_WORKLOAD;
 /// Label with the workload's group.
 pub const LABEL_GROUP: &str = "berth.group";
 

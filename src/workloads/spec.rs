@@ -30,7 +30,7 @@ pub fn access_of(config: &Workload) -> Result<permissions::Access, WorkloadError
 pub fn spec_for(config: &Workload) -> Result<WorkloadSpec, WorkloadError> {
     // One strict reading of npx:// and uvx:// specs for every runtime: no
     // URLs, paths, `git+…` or option-like specs reach a package manager.
-    if let Some(Err(e)) = berth_package_image::Package::parse(&config.image) {
+    if let Some(Err(e)) = berth_container::Package::parse(&config.image) {
         return Err(WorkloadError::Invalid(e.to_string()));
     }
     let access = access_of(config)?;

@@ -116,12 +116,8 @@ impl Workloads {
 }
 
 pub(super) fn tail_lines(text: &str, n: usize) -> &str {
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    match body.rmatch_indices('\n').nth(n.saturating_sub(1)) {
-        Some((i, _)) if n > 0 => &text[i + 1..],
-        _ if n == 0 => "",
-        _ => text,
-    }
+    // Cut at a line end, so still UTF-8.
+    std::str::from_utf8(berth_runtime_api::last_lines(text.as_bytes(), n)).unwrap_or(text)
 }
 
 pub(super) fn url(config: &Workload, name: &WorkloadName) -> String {

@@ -19,6 +19,12 @@ use crate::containers::{IMAGE, call_tool, cli, url_of};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 
+/// A workload name of this test process: runs of the suite on one engine
+/// (another checkout, CI) never share a container name.
+fn n(base: &str) -> String {
+    format!("{base}-{}", std::process::id())
+}
+
 /// The address of `container` on its (one) network.
 fn container_ip(engine: &str, container: &str) -> String {
     let format = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}";
@@ -26,24 +32,25 @@ fn container_ip(engine: &str, container: &str) -> String {
 }
 
 /// Containers and networks this test creates.
-const LEFTOVERS: [&str; 5] = [
-    "berth-ch",
-    "berth-cf",
-    "berth-cn",
-    "berth-ca",
-    "berth-egress-ca",
-];
+fn leftovers() -> Vec<String> {
+    let mut names: Vec<String> = ["ch", "cf", "cn", "ca"]
+        .iter()
+        .map(|b| format!("berth-{}", n(b)))
+        .collect();
+    names.push(format!("berth-egress-{}", n("ca")));
+    names
+}
 
 /// Removes what an earlier, failed run may have left behind.
 fn clean(engine: &str) {
-    for name in LEFTOVERS {
+    for name in leftovers() {
         let kind = if name.contains("egress") {
             "network"
         } else {
             "container"
         };
         let _ = std::process::Command::new(engine)
-            .args([kind, "rm", "-f", name])
+            .args([kind, "rm", "-f", &name])
             .output();
     }
 }
@@ -113,33 +120,36 @@ async fn scenario(engine: &'static str) {
     // A server on the engine's default network, off this host's addresses.
     create(
         &b,
-        json!({"name": "ch", "image": IMAGE, "transport": "streamable-http", "target_port": 8080,
+        json!({"name": n("ch"), "image": IMAGE, "transport": "streamable-http", "target_port": 8080,
             "cmd_arguments": ["--http", "0.0.0.0:8080"]}),
     )
     .await;
-    let target = format!("{}:8080", container_ip(engine, "berth-ch"));
+    let target = format!(
+        "{}:8080",
+        container_ip(engine, &format!("berth-{}", n("ch")))
+    );
 
     // Positive control: the default profile reaches it.
-    create(&b, json!({"name": "cf", "image": IMAGE})).await;
-    let (err, text) = tool(&b, "cf", "tcp_connect", json!({"addr": target})).await;
+    create(&b, json!({"name": n("cf"), "image": IMAGE})).await;
+    let (err, text) = tool(&b, &n("cf"), "tcp_connect", json!({"addr": target})).await;
     assert!(!err, "the default profile has a network: {text}");
 
     // `none`: no network; a read-only and a read-write mount.
     create(
         &b,
-        json!({"name": "cn", "image": IMAGE, "permission_profile": {
+        json!({"name": n("cn"), "image": IMAGE, "permission_profile": {
             "name": "none",
             "read": [format!("{}:/ro", ro.path().display())],
             "write": [format!("{}:/rw", rw.path().display())]}}),
     )
     .await;
-    let (err, text) = tool(&b, "cn", "tcp_connect", json!({"addr": target})).await;
+    let (err, text) = tool(&b, &n("cn"), "tcp_connect", json!({"addr": target})).await;
     assert!(err, "the none profile has no network: {text}");
-    let (err, text) = tool(&b, "cn", "read_file", json!({"path": "/ro/seed.txt"})).await;
+    let (err, text) = tool(&b, &n("cn"), "read_file", json!({"path": "/ro/seed.txt"})).await;
     assert_eq!((err, text.as_str()), (false, "seeded"));
     let (err, text) = tool(
         &b,
-        "cn",
+        &n("cn"),
         "write_file",
         json!({"path": "/ro/x.txt", "text": "no"}),
     )
@@ -148,7 +158,7 @@ async fn scenario(engine: &'static str) {
     assert!(!ro.path().join("x.txt").exists());
     let (err, text) = tool(
         &b,
-        "cn",
+        &n("cn"),
         "write_file",
         json!({"path": "/rw/out.txt", "text": "from the box"}),
     )
@@ -162,14 +172,22 @@ async fn scenario(engine: &'static str) {
     // An allowlist: the allowed origin through the proxy, nothing else.
     create(
         &b,
-        json!({"name": "ca", "image": IMAGE, "permission_profile": {
+        json!({"name": n("ca"), "image": IMAGE, "permission_profile": {
             "name": "allowlist",
             "network": {"outbound": {"allow_host": ["allowed.test"], "allow_port": [allowed]}}}}),
     )
     .await;
     let get = |url: String, tunnel: bool| {
         let b = &b;
-        async move { tool(b, "ca", "http_get", json!({"url": url, "tunnel": tunnel})).await }
+        async move {
+            tool(
+                b,
+                &n("ca"),
+                "http_get",
+                json!({"url": url, "tunnel": tunnel}),
+            )
+            .await
+        }
     };
     for tunnel in [false, true] {
         let (err, text) = get(format!("http://allowed.test:{allowed}/x"), tunnel).await;
@@ -188,10 +206,14 @@ async fn scenario(engine: &'static str) {
             "another port, tunnel {tunnel}: {text}"
         );
     }
-    let (err, text) = tool(&b, "ca", "tcp_connect", json!({"addr": target})).await;
+    let (err, text) = tool(&b, &n("ca"), "tcp_connect", json!({"addr": target})).await;
     assert!(err, "no route around the proxy: {text}");
     let (_, log) = b
-        .req(reqwest::Method::GET, "/workloads/ca/proxy-logs", None)
+        .req(
+            reqwest::Method::GET,
+            &format!("/workloads/{}/proxy-logs", n("ca")),
+            None,
+        )
         .await;
     assert!(
         log.contains(&format!("egress refused: GET http://denied.test:{other}"))
@@ -205,17 +227,17 @@ async fn scenario(engine: &'static str) {
     let _ = b.child.wait();
     drop(b);
     let b = Berth::start_with(root.path(), port, &config).await;
-    b.wait_status("ca", "running").await;
+    b.wait_status(&n("ca"), "running").await;
     let url = format!("http://allowed.test:{allowed}/again");
     let (err, text) = eventually(T, "the egress proxy after the restart", || async {
-        let answer = tool(&b, "ca", "http_get", json!({"url": url})).await;
+        let answer = tool(&b, &n("ca"), "http_get", json!({"url": url})).await;
         (!answer.0).then_some(answer)
     })
     .await;
     assert!(!err && text.ends_with("hello from allowed"), "{text}");
 
     // Delete leaves neither containers nor the isolated network behind.
-    for name in ["ch", "cf", "cn", "ca"] {
+    for name in [&n("ch"), &n("cf"), &n("cn"), &n("ca")] {
         let (code, _) = b
             .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
             .await;
@@ -238,7 +260,7 @@ async fn scenario(engine: &'static str) {
         let left = containers
             .lines()
             .chain(networks.lines())
-            .any(|n| LEFTOVERS.contains(&n));
+            .any(|name| leftovers().iter().any(|l| l == name));
         (!left).then_some(())
     })
     .await;

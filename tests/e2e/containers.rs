@@ -12,6 +12,12 @@ use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 use crate::support::mcp::Session;
 
+/// A workload name of this test process: runs of the suite on one engine
+/// (another checkout, CI) never share a container name.
+fn n(base: &str) -> String {
+    format!("{base}-{}", std::process::id())
+}
+
 pub(crate) const IMAGE: &str = "localhost/berth-test/echo:latest";
 
 pub(crate) fn cli(engine: &str, args: &[&str]) -> String {
@@ -83,11 +89,11 @@ async fn scenario(engine: &'static str) {
 
     // A stdio workload: the proxy talks to the container's attached stdio.
     let (code, body) = b
-        .post("/workloads", json!({"name": "ct", "image": IMAGE}))
+        .post("/workloads", json!({"name": n("ct"), "image": IMAGE}))
         .await;
     assert_eq!(code, 201, "{body}");
-    b.wait_status("ct", "running").await;
-    let url = url_of(&b, "ct").await;
+    b.wait_status(&n("ct"), "running").await;
+    let url = url_of(&b, &n("ct")).await;
     assert_eq!(
         echo_through(&url, "in a box").await.as_deref(),
         Ok("echo: in a box")
@@ -97,13 +103,13 @@ async fn scenario(engine: &'static str) {
     let (code, body) = b
         .post(
             "/workloads",
-            json!({"name": "ch", "image": IMAGE, "transport": "streamable-http", "target_port": 8080,
+            json!({"name": n("ch"), "image": IMAGE, "transport": "streamable-http", "target_port": 8080,
                 "cmd_arguments": ["--http", "0.0.0.0:8080"]}),
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    b.wait_status("ch", "running").await;
-    let http_url = url_of(&b, "ch").await;
+    b.wait_status(&n("ch"), "running").await;
+    let http_url = url_of(&b, &n("ch")).await;
     let answer = eventually(T, "the HTTP workload to answer", || async {
         echo_through(&http_url, "over http").await.ok()
     })
@@ -115,7 +121,7 @@ async fn scenario(engine: &'static str) {
             "inspect",
             "-f",
             "{{json .HostConfig.PortBindings}}",
-            "berth-ch",
+            &format!("berth-{}", n("ch")),
         ],
     );
     let bindings: Value = serde_json::from_str(&bindings).expect("json");
@@ -129,23 +135,41 @@ async fn scenario(engine: &'static str) {
     }
 
     // Stop, restart, logs, export.
-    assert_eq!(b.post("/workloads/ct/stop", json!({})).await.0, 202);
-    b.wait_status("ct", "stopped").await;
-    assert_eq!(b.post("/workloads/ct/restart", json!({})).await.0, 202);
-    b.wait_status("ct", "running").await;
-    let url = url_of(&b, "ct").await;
+    assert_eq!(
+        b.post(&format!("/workloads/{}/stop", n("ct")), json!({}))
+            .await
+            .0,
+        202
+    );
+    b.wait_status(&n("ct"), "stopped").await;
+    assert_eq!(
+        b.post(&format!("/workloads/{}/restart", n("ct")), json!({}))
+            .await
+            .0,
+        202
+    );
+    b.wait_status(&n("ct"), "running").await;
+    let url = url_of(&b, &n("ct")).await;
     assert_eq!(
         echo_through(&url, "again").await.as_deref(),
         Ok("echo: again")
     );
     assert_eq!(
-        b.req(reqwest::Method::GET, "/workloads/ct/logs", None)
-            .await
-            .0,
+        b.req(
+            reqwest::Method::GET,
+            &format!("/workloads/{}/logs", n("ct")),
+            None
+        )
+        .await
+        .0,
         200
     );
     let (code, export) = b
-        .req(reqwest::Method::GET, "/workloads/ct/export", None)
+        .req(
+            reqwest::Method::GET,
+            &format!("/workloads/{}/export", n("ct")),
+            None,
+        )
         .await;
     assert_eq!(code, 200);
     assert!(export.contains(IMAGE));
@@ -153,21 +177,21 @@ async fn scenario(engine: &'static str) {
     // kill -9 berth: the containers keep running; the new berth re-attaches
     // to both (stdio on Docker through the engine's attach, on Podman
     // through berth's relay in the container) and the same URLs answer.
-    let before = started_at(engine, "berth-ch");
-    let before_stdio = started_at(engine, "berth-ct");
+    let before = started_at(engine, &format!("berth-{}", n("ch")));
+    let before_stdio = started_at(engine, &format!("berth-{}", n("ct")));
     b.signal("-KILL");
     let _ = b.child.wait();
     drop(b);
     let b = Berth::start_with(root.path(), port, &config).await;
-    b.wait_status("ch", "running").await;
-    b.wait_status("ct", "running").await;
+    b.wait_status(&n("ch"), "running").await;
+    b.wait_status(&n("ct"), "running").await;
     assert_eq!(
-        started_at(engine, "berth-ch"),
+        started_at(engine, &format!("berth-{}", n("ch"))),
         before,
         "the container was not restarted"
     );
     assert_eq!(
-        started_at(engine, "berth-ct"),
+        started_at(engine, &format!("berth-{}", n("ct"))),
         before_stdio,
         "the stdio container was not restarted"
     );
@@ -183,7 +207,7 @@ async fn scenario(engine: &'static str) {
     assert_eq!(answer, "echo: stdio after restart");
 
     // Delete leaves no container behind.
-    for name in ["ct", "ch"] {
+    for name in [&n("ct"), &n("ch")] {
         let (code, _) = b
             .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
             .await;
@@ -201,7 +225,8 @@ async fn scenario(engine: &'static str) {
                 "{{.Names}}",
             ],
         );
-        (!left.lines().any(|n| n == "berth-ct" || n == "berth-ch")).then_some(())
+        let ours = [format!("berth-{}", n("ct")), format!("berth-{}", n("ch"))];
+        (!left.lines().any(|name| ours.iter().any(|o| o == name))).then_some(())
     })
     .await;
 }

@@ -23,13 +23,21 @@ use crate::containers::{call_tool, cli, url_of};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 
+/// A workload name of this test process: runs of the suite on one engine
+/// (another checkout, CI) never share a container name.
+fn n(base: &str) -> String {
+    format!("{base}-{}", std::process::id())
+}
+
 const BASE: &str = "localhost/berth-test/fake-toolchain:latest";
 const NPX_PKG: &str = "npx://@berth-e2e/echo-pkg@1.0.0";
 const NPX_IMAGE: &str = "localhost/berth-npx/berth-e2e/echo-pkg:1.0.0";
 const UVX_PKG: &str = "uvx://berth-e2e-echo==2.0";
 const UVX_IMAGE: &str = "localhost/berth-uvx/berth-e2e-echo:2.0";
 const ABSENT_BASE: &str = "localhost/berth-test/absent-node:latest";
-const WORKLOADS: [&str; 4] = ["pk1", "pk2", "pu1", "pk3"];
+fn workloads() -> [String; 4] {
+    [n("pk1"), n("pk2"), n("pu1"), n("pk3")]
+}
 /// A build on this 2-core machine takes seconds; allow for a busy one.
 const BUILD: Duration = Duration::from_secs(180);
 
@@ -113,7 +121,7 @@ async fn echo(url: &str, text: &str) -> String {
 }
 
 fn cleanup(engine: &str) {
-    for name in WORKLOADS {
+    for name in workloads() {
         let _ = std::process::Command::new(engine)
             .args(["rm", "-f", &format!("berth-{name}")])
             .output();
@@ -147,7 +155,7 @@ async fn scenario(engine: &'static str) {
         ("uvx://", "names no package"),
     ] {
         let (code, body) = b
-            .post("/workloads", json!({"name": "bad", "image": image}))
+            .post("/workloads", json!({"name": n("bad"), "image": image}))
             .await;
         assert_eq!(code, 400, "{image}: {body}");
         assert!(body.contains(why), "{image}: {body}");
@@ -155,14 +163,14 @@ async fn scenario(engine: &'static str) {
 
     // First workload of the package: the image is built, then runs.
     let (code, body) = b
-        .post("/workloads", json!({"name": "pk1", "image": NPX_PKG}))
+        .post("/workloads", json!({"name": n("pk1"), "image": NPX_PKG}))
         .await;
     assert_eq!(code, 201, "{body}");
-    let s = settled(&b, "pk1").await;
+    let s = settled(&b, &n("pk1")).await;
     assert_eq!(s["status"], "running", "{s}");
-    let url = url_of(&b, "pk1").await;
+    let url = url_of(&b, &n("pk1")).await;
     assert_eq!(echo(&url, "from npx").await, "echo: from npx");
-    let log = berth_log(&b, "pk1").await;
+    let log = berth_log(&b, &n("pk1")).await;
     assert!(
         log.contains(&format!(
             "building image {NPX_IMAGE} for {NPX_PKG} on {BASE}"
@@ -189,7 +197,11 @@ async fn scenario(engine: &'static str) {
     assert_eq!(user, "65534:65534", "packages run as nobody");
     // The run configuration keeps the package, not the built image.
     let (_, export) = b
-        .req(reqwest::Method::GET, "/workloads/pk1/export", None)
+        .req(
+            reqwest::Method::GET,
+            &format!("/workloads/{}/export", n("pk1")),
+            None,
+        )
         .await;
     assert!(export.contains(NPX_PKG), "{export}");
 
@@ -197,17 +209,17 @@ async fn scenario(engine: &'static str) {
     let (code, body) = b
         .post(
             "/workloads",
-            json!({"name": "pk2", "image": NPX_PKG, "cmd_arguments": []}),
+            json!({"name": n("pk2"), "image": NPX_PKG, "cmd_arguments": []}),
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    let s = settled(&b, "pk2").await;
+    let s = settled(&b, &n("pk2")).await;
     assert_eq!(s["status"], "running", "{s}");
     assert_eq!(
-        echo(&url_of(&b, "pk2").await, "cached").await,
+        echo(&url_of(&b, &n("pk2")).await, "cached").await,
         "echo: cached"
     );
-    let log = berth_log(&b, "pk2").await;
+    let log = berth_log(&b, &n("pk2")).await;
     assert!(
         log.contains(&format!("using cached image {NPX_IMAGE} for {NPX_PKG}")),
         "{log}"
@@ -217,16 +229,16 @@ async fn scenario(engine: &'static str) {
 
     // uvx: the tool `uv tool install` put into the image is the entrypoint.
     let (code, body) = b
-        .post("/workloads", json!({"name": "pu1", "image": UVX_PKG}))
+        .post("/workloads", json!({"name": n("pu1"), "image": UVX_PKG}))
         .await;
     assert_eq!(code, 201, "{body}");
-    let s = settled(&b, "pu1").await;
+    let s = settled(&b, &n("pu1")).await;
     assert_eq!(s["status"], "running", "{s}");
     assert_eq!(
-        echo(&url_of(&b, "pu1").await, "from uvx").await,
+        echo(&url_of(&b, &n("pu1")).await, "from uvx").await,
         "echo: from uvx"
     );
-    let log = berth_log(&b, "pu1").await;
+    let log = berth_log(&b, &n("pu1")).await;
     assert!(
         log.contains("fake uv: installed berth-e2e-echo==2.0"),
         "{log}"
@@ -234,7 +246,7 @@ async fn scenario(engine: &'static str) {
     assert_eq!(label(engine, UVX_IMAGE, "berth.package"), UVX_PKG);
 
     // Delete them; the images stay for the next workloads of the packages.
-    delete_all(&b, &["pk1", "pk2", "pu1"]).await;
+    delete_all(&b, &[&n("pk1"), &n("pk2"), &n("pu1")]).await;
     assert_eq!(image_id(engine, NPX_IMAGE).as_ref(), Some(&built));
 
     // A base image the engine does not have and cannot pull: the workload
@@ -244,11 +256,11 @@ async fn scenario(engine: &'static str) {
     let (code, body) = b
         .post(
             "/workloads",
-            json!({"name": "pk3", "image": "npx://@berth-e2e/other-pkg"}),
+            json!({"name": n("pk3"), "image": "npx://@berth-e2e/other-pkg"}),
         )
         .await;
     assert_eq!(code, 201, "{body}");
-    let s = settled(&b, "pk3").await;
+    let s = settled(&b, &n("pk3")).await;
     assert_eq!(s["status"], "error", "{s}");
     let context = s["status_context"].as_str().unwrap_or_default();
     assert!(
@@ -257,7 +269,7 @@ async fn scenario(engine: &'static str) {
         )),
         "{s}"
     );
-    delete_all(&b, &["pk3"]).await;
+    delete_all(&b, &[&n("pk3")]).await;
     drop(b);
     cleanup(engine);
 }

@@ -61,8 +61,10 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// A workload name of this test process: runs of the suite on one engine
+/// (another checkout, CI) never share a container name.
 fn name(s: &str) -> WorkloadName {
-    WorkloadName::parse(s).expect("valid test name")
+    WorkloadName::parse(&format!("{s}-{}", std::process::id())).expect("valid test name")
 }
 
 /// A stdio spec of the echo server.
@@ -76,7 +78,7 @@ fn echo(name: &WorkloadName) -> WorkloadSpec {
 async fn docker_backend_conforms() {
     let backend = backend().await;
     let fx = Fixture {
-        prefix: "dkr".into(),
+        prefix: format!("dkr{}", std::process::id()),
         stdio: (IMAGE.into(), vec![]),
         exits_with_3: (IMAGE.into(), vec!["--exit-code".into(), "3".into()]),
         timeout: TIMEOUT,
@@ -86,7 +88,7 @@ async fn docker_backend_conforms() {
 
 fn container_fixture(prefix: &str) -> ContainerFixture {
     ContainerFixture {
-        prefix: prefix.into(),
+        prefix: format!("{prefix}{}", std::process::id()),
         image: IMAGE.into(),
         timeout: TIMEOUT,
     }
@@ -120,7 +122,7 @@ async fn http_transport_is_published_on_loopback_only() {
 
     let c = b
         .engine()
-        .inspect_container("berth-dkr-http-engine", None)
+        .inspect_container(format!("berth-{name}").as_str(), None)
         .await
         .expect("inspect the container");
     let wanted = c
@@ -159,7 +161,7 @@ async fn containers_are_locked_down() {
 
     let c = b
         .engine()
-        .inspect_container("berth-dkr-locked", None)
+        .inspect_container(format!("berth-{name}").as_str(), None)
         .await
         .expect("inspect the container");
     let host = c.host_config.expect("host config");
@@ -190,7 +192,7 @@ async fn containers_are_locked_down() {
     );
     assert_eq!(
         labels.get("berth.workload").map(String::as_str),
-        Some("dkr-locked")
+        Some(name.as_str())
     );
 
     // The image's own label is not reported as one of the workload's.
@@ -233,7 +235,7 @@ async fn an_unrequested_exit_is_not_a_stop() {
     };
     // Stopped behind berth's back (as `docker stop` would).
     b.engine()
-        .stop_container("berth-dkr-crash", None)
+        .stop_container(format!("berth-{name}").as_str(), None)
         .await
         .expect("docker stop");
     let exit = tokio::time::timeout(TIMEOUT, waiter)

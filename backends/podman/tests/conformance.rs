@@ -86,8 +86,10 @@ async fn raw_inspect(name: &str) -> podman_api::models::ContainerInspectResponse
         .expect("inspect through podman-api")
 }
 
+/// A workload name of this test process: runs of the suite on one engine
+/// (another checkout, CI) never share a container name.
 fn name(s: &str) -> WorkloadName {
-    WorkloadName::parse(s).expect("valid test name")
+    WorkloadName::parse(&format!("{s}-{}", std::process::id())).expect("valid test name")
 }
 
 async fn eventually_running(b: &PodmanBackend, name: &WorkloadName) -> WorkloadInfo {
@@ -127,7 +129,7 @@ async fn ping(io: StdioHandle, id: u32) -> StdioHandle {
 async fn podman_backend_conforms() {
     let backend = backend().await;
     let fx = Fixture {
-        prefix: "pdm".into(),
+        prefix: format!("pdm{}", std::process::id()),
         stdio: (IMAGE.into(), vec![]),
         exits_with_3: (IMAGE.into(), vec!["--exit-code".into(), "3".into()]),
         timeout: TIMEOUT,
@@ -137,7 +139,7 @@ async fn podman_backend_conforms() {
 
 fn container_fixture(prefix: &str) -> ContainerFixture {
     ContainerFixture {
-        prefix: prefix.into(),
+        prefix: format!("{prefix}{}", std::process::id()),
         image: IMAGE.into(),
         timeout: TIMEOUT,
     }
@@ -304,9 +306,10 @@ async fn foreign_containers_are_left_alone() {
     let b = backend().await;
     let name = name("pdm-foreign");
     let podman = podman_api::Podman::new(socket()).expect("podman client");
-    let _ = podman.containers().get("berth-pdm-foreign").remove().await;
+    let container = format!("berth-{name}");
+    let _ = podman.containers().get(&container).remove().await;
     let opts = podman_api::opts::ContainerCreateOpts::builder()
-        .name("berth-pdm-foreign")
+        .name(&container)
         .image(IMAGE)
         .build();
     podman
@@ -328,7 +331,7 @@ async fn foreign_containers_are_left_alone() {
         b.deploy(WorkloadSpec::new(name.clone(), IMAGE)).await,
         Err(RuntimeError::AlreadyExists(_))
     ));
-    let foreign = podman.containers().get("berth-pdm-foreign");
+    let foreign = podman.containers().get(format!("berth-{name}").as_str());
     assert!(foreign.exists().await.expect("exists"), "still there");
     foreign.remove().await.expect("clean up");
 }

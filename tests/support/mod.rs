@@ -2,27 +2,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::future::Future;
-use std::time::Duration;
-
-/// Polls `check` every 25 ms until it returns `Some`, or panics after
-/// `timeout` with `what`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use wait::eventually;
 
 pub mod mcp;
 pub mod plugins;
+pub mod wait;

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_backend_process::{ProcessBackend, ProcessConfig};
 use berth_runtime_api::{Backend, RuntimeError, StdioHandle, WorkloadName, WorkloadSpec};
@@ -70,18 +70,25 @@ async fn read_line(io: &mut StdioHandle) -> String {
     line
 }
 
-/// Polls `cond` every 50 ms until it holds; panics after [`DEADLINE`].
-async fn eventually(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+#[path = "../../../tests/support/wait.rs"]
+mod wait;
+
+/// Polls `cond` until it holds; panics after [`DEADLINE`].
+async fn until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait::eventually(DEADLINE, what, || {
+        let fut = cond();
+        async move { fut.await.then_some(()) }
+    })
+    .await;
 }
 
 /// Waits until no process of group `pgid` is left, zombies included.
 async fn group_gone(pgid: i32) {
-    eventually("the process group is gone", async || {
+    until("the process group is gone", || async {
         killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH)
     })
     .await;
@@ -174,7 +181,7 @@ async fn stderr_goes_to_the_log() {
     );
     b.deploy(s.clone()).await.expect("deploy");
 
-    eventually("the log has the line", async || {
+    until("the log has the line", || async {
         b.logs(&s.name, 10).await.expect("logs") == "hello-err\n"
     })
     .await;
@@ -202,7 +209,7 @@ async fn logs_rotate_past_max_bytes() {
     let s = spec("rot", "exec:///bin/sh", &["-c", script]);
     b.deploy(s.clone()).await.expect("deploy");
 
-    eventually("the last line is logged", async || {
+    until("the last line is logged", || async {
         b.logs(&s.name, 1).await.expect("logs") == "line-39\n"
     })
     .await;
@@ -435,16 +442,13 @@ async fn leftovers_of_a_killed_berth_are_reaped_on_start() {
 
 /// The pid a grandchild wrote to `file`, once it has.
 async fn pid_in(file: &Path) -> i32 {
-    let mut pid = 0;
-    eventually("the grandchild wrote its pid", async || {
-        pid = std::fs::read_to_string(file)
+    wait::eventually(DEADLINE, "the grandchild wrote its pid", || async {
+        std::fs::read_to_string(file)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        pid != 0
+            .filter(|pid: &i32| *pid != 0)
     })
-    .await;
-    pid
+    .await
 }
 
 /// Whether process `pid` runs (a zombie has ended).
@@ -509,7 +513,7 @@ async fn check_setsid_grandchild_is_stopped(cgroups: bool) {
     let (name, gc) = deploy_escapee(&b, root.path(), "escapee").await;
     assert!(running(gc));
     b.stop(&name).await.expect("stop");
-    eventually("the grandchild is gone", async || !running(gc)).await;
+    until("the grandchild is gone", || async { !running(gc) }).await;
     b.remove(&name).await.expect("remove");
 }
 
@@ -540,5 +544,5 @@ async fn a_new_backend_kills_setsid_grandchildren_a_dead_one_left() {
     std::mem::forget(b);
     assert!(running(gc));
     let _b = backend(root.path(), ProcessConfig::default()).await;
-    eventually("the leftover grandchild is gone", async || !running(gc)).await;
+    until("the leftover grandchild is gone", || async { !running(gc) }).await;
 }

@@ -257,7 +257,7 @@ pub(super) fn remote_target(
     // answer and the logs.
     if url::Url::parse(&req.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
         return Err(WorkloadError::Invalid(
-            "credentials in the url are not supported; send them as a header \
+            "credentials in the URL are not supported; send them as a header \
              (header_forward.add_plaintext_headers)"
                 .into(),
         ));

@@ -114,6 +114,15 @@ pub(crate) fn raw_id(body: &[u8]) -> Option<Box<RawValue>> {
     serde_json::from_slice::<IdOnly>(body).ok()?.id
 }
 
+/// The key of a message id, unique among the ids of one client: strings
+/// and numbers never collide.
+pub(crate) fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("s:{s}"),
+        other => format!("n:{other}"),
+    }
+}
+
 /// `msg` as JSON; a numeric `id` is written as `raw` (the client's own
 /// text of it, see [`raw_id`]) when that is a number too.
 pub(crate) fn encode(msg: &Value, raw: Option<&RawValue>) -> Vec<u8> {

@@ -2,6 +2,8 @@
 //! (`POST/GET/DELETE /mcp`, both MCP eras) and the legacy SSE transport
 //! (`GET /sse` + `POST /messages`).
 
+mod modern;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -256,7 +258,7 @@ async fn forward(
         let mut answer = s.request(session.as_ref(), msg, None, headers).await;
         let mut status = StatusCode::OK;
         if server_info.is_some() {
-            super::mux::modernize(&mut answer, &method, server_info.as_ref());
+            modern::modernize(&mut answer, &method, server_info.as_ref());
             // The stateless revision reports an unknown method as HTTP 404.
             if answer["error"]["code"] == jsonrpc::METHOD_NOT_FOUND {
                 status = StatusCode::NOT_FOUND;
@@ -274,7 +276,7 @@ async fn forward(
             .request(session.as_ref(), msg, Some(events), &headers)
             .await;
         if server_info.is_some() {
-            super::mux::modernize(&mut answer, &method, server_info.as_ref());
+            modern::modernize(&mut answer, &method, server_info.as_ref());
         }
         let answer = sse::frame_json(&jsonrpc::encode(&answer, raw.as_deref()));
         if let Err(why) = tx.send_frame(answer, true) {

@@ -925,7 +925,7 @@ impl Workloads {
                 "environment values and arguments cannot contain null bytes".into(),
             ));
         }
-        let middleware_configs = self.check_middleware(&req.middleware_configs, transport)?;
+        let middleware_configs = self.check_middleware(&req.middleware_configs)?;
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_WORKLOAD.to_owned(), name.to_string());
         labels.insert(LABEL_GROUP.to_owned(), group.to_owned());
@@ -967,19 +967,14 @@ impl Workloads {
     }
 
     /// Checks a request's middleware: `wasm` entries naming a loaded
-    /// middleware plugin, on a stdio workload.
+    /// middleware plugin (any transport: the proxy reads every workload's
+    /// traffic).
     fn check_middleware(
         &self,
         entries: &[MiddlewareConfig],
-        transport: Transport,
     ) -> Result<Vec<MiddlewareConfig>, WorkloadError> {
         if entries.is_empty() {
             return Ok(Vec::new());
-        }
-        if transport != Transport::Stdio {
-            return Err(WorkloadError::Invalid(
-                "wasm middleware applies to stdio workloads only; berth does not inspect the traffic of HTTP workloads yet".into(),
-            ));
         }
         let Some(plugins) = self.plugins() else {
             return Err(WorkloadError::Invalid(
@@ -1005,7 +1000,7 @@ impl Workloads {
         Ok(entries.to_vec())
     }
 
-    /// The middleware chain of a stdio workload (global plugins first).
+    /// The middleware chain of a workload (global plugins first).
     fn chain_for(&self, config: &RunConfig) -> Result<Option<Chain>, String> {
         let Some(plugins) = self.plugins() else {
             return Ok(None);
@@ -1713,11 +1708,7 @@ impl Workloads {
                 (_, None, None) => None,
             }
         };
-        let chain = if http.is_none() {
-            self.chain_for(config)?
-        } else {
-            None
-        };
+        let chain = self.chain_for(config)?;
         self.inner
             .proxies
             .start(name.as_str(), addr, http, chain)

@@ -298,3 +298,121 @@ where
         Box::pin(async move { Ok(answer.await.unwrap_or_else(RequestError::answer)) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The answer to `err`: its status, and its body as JSON (or text).
+    async fn answer(err: RequestError) -> (StatusCode, Value) {
+        let resp = err.answer();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn every_refusal_has_its_status_and_code() {
+        let raw = serde_json::value::RawValue::from_string("12345678901234567890123".into()).ok();
+        let cases: Vec<(RequestError, u16, Value)> = vec![
+            (
+                RequestError::CrossOrigin("foreign origin".into()),
+                403,
+                json!(-32600),
+            ),
+            (RequestError::TooLarge(10), 413, json!(-32600)),
+            (RequestError::InvalidJson("eof".into()), 400, json!(-32700)),
+            (RequestError::Batch, 400, json!(-32600)),
+            (
+                RequestError::SessionNotFound {
+                    id: json!(7),
+                    raw: None,
+                },
+                404,
+                json!(-32001),
+            ),
+            (
+                RequestError::Answer {
+                    id: json!("berth-1"),
+                    why: RespondError::Unknown,
+                },
+                400,
+                json!(-32600),
+            ),
+            (
+                RequestError::Envelope(Box::new(Envelope {
+                    id: json!(1),
+                    raw: None,
+                    code: jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                    message: "unsupported protocol version 1999-01-01".into(),
+                    data: Some(json!({"supported": ["2026-07-28"]})),
+                })),
+                400,
+                json!(-32022),
+            ),
+            (
+                RequestError::NotReady {
+                    id: json!(1),
+                    raw: None,
+                    why: "not ready".into(),
+                },
+                200,
+                json!(-32603),
+            ),
+            (RequestError::Backlog(4096), 503, json!(-32603)),
+            (RequestError::AnswerTooLarge(16), 502, json!(-32603)),
+            // Plain text where clients expect text.
+            (RequestError::SessionRequired, 400, Value::Null),
+            (RequestError::SessionIdRequired, 400, Value::Null),
+            (RequestError::Path, 400, Value::Null),
+            (RequestError::Body("reset".into()), 400, Value::Null),
+            (
+                RequestError::Unreachable("refused".into()),
+                502,
+                Value::Null,
+            ),
+            (RequestError::NoStream, 405, Value::Null),
+        ];
+        for (err, status, code) in cases {
+            let what = format!("{err:?}");
+            let message = err.to_string();
+            let (got_status, body) = answer(err).await;
+            assert_eq!(got_status.as_u16(), status, "{what}");
+            if code.is_null() {
+                assert_eq!(body, Value::String(message), "{what}");
+            } else {
+                assert_eq!(body["jsonrpc"], "2.0", "{what}");
+                assert_eq!(body["error"]["code"], code, "{what}");
+                assert_eq!(body["error"]["message"], message, "{what}");
+            }
+        }
+        // The id goes back as the client wrote it; `error.data` is kept.
+        let resp = RequestError::InvalidMessage {
+            id: json!(1.2345678901234567e22),
+            raw,
+            message: "`jsonrpc` must be \"2.0\"",
+        }
+        .answer();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&bytes).contains(r#""id":12345678901234567890123"#),
+            "{bytes:?}"
+        );
+        let (_, body) = answer(RequestError::Envelope(Box::new(Envelope {
+            id: json!(1),
+            raw: None,
+            code: jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            message: "x".into(),
+            data: Some(json!({"supported": ["2026-07-28"]})),
+        })))
+        .await;
+        assert_eq!(body["error"]["data"]["supported"][0], "2026-07-28");
+        let resp = RequestError::NoStream.answer();
+        assert_eq!(resp.headers()[header::ALLOW], "POST");
+    }
+}

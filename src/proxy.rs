@@ -1,31 +1,33 @@
 //! The MCP proxy in front of every workload, inside the berth process.
 //!
 //! Each running workload gets one listener on its proxy port and a few
-//! tasks. A stdio workload is bridged by a [`mux::Mux`] to streamable HTTP
-//! (`/mcp`, both MCP eras) and to the legacy SSE transport (`/sse`,
-//! `/messages`); an HTTP workload is reached through a transparent reverse
-//! proxy. The listener outlives the workload's process, so a restarted
-//! server is re-attached behind the same URL and client sessions continue.
+//! tasks. Every request passes one tower stack, the same for every
+//! upstream (`stack.rs` lists its layers, outermost first, in
+//! `layers/`), then reaches the upstream's transport: a stdio workload is
+//! bridged by a [`mux::Mux`] to streamable HTTP (`/mcp`, both MCP eras)
+//! and to the legacy SSE transport (`/sse`, `/messages`); an HTTP workload,
+//! local or remote, is reached through a reverse proxy. The listener
+//! outlives the workload's process, so a restarted server is re-attached
+//! behind the same URL and client sessions continue.
 
 mod jsonrpc;
+mod layers;
 pub mod middleware;
 pub(crate) mod mux;
 mod outbox;
 mod reverse;
 mod sse;
+mod stack;
 mod streamable;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use berth_runtime_api::StdioHandle;
 use serde::{Deserialize, Serialize};
@@ -35,7 +37,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::auth::{BrowserGuard, GuardError};
 
-pub use middleware::{Chain, Decision, McpRequest, Middleware, MiddlewareFailure};
+pub use middleware::{Chain, Decision, Identity, McpRequest, Middleware, MiddlewareFailure};
 pub use mux::{LogSink, Mux};
 pub use reverse::{HttpTarget, TargetError, check_header};
 
@@ -174,8 +176,8 @@ impl Proxies {
 
     /// Starts the proxy of workload `name` on `addr`, unless it runs there
     /// already with the same upstream. `http` names the workload's HTTP
-    /// endpoint; without it the workload is a stdio server, whose requests
-    /// pass through `chain`.
+    /// endpoint; without it the workload is a stdio server. Its requests,
+    /// whatever the upstream, pass through `chain`.
     pub async fn start(
         &self,
         name: &str,
@@ -310,76 +312,15 @@ impl Proxies {
     }
 }
 
-/// The HTTP surface of one proxy.
+/// The HTTP surface of one proxy: the stack of `stack.rs` in front of the
+/// upstream's transport, `chain` included.
 pub fn router(
     name: &str,
     upstream: &Upstream,
     chain: Option<Chain>,
     config: &ProxyConfig,
 ) -> Router {
-    let routes = match upstream {
-        Upstream::Stdio(mux) => {
-            let state = streamable::StdioState {
-                mux: mux.clone(),
-                workload: Arc::from(name),
-                chain,
-            };
-            let health_mux = mux.clone();
-            Router::new()
-                .route(
-                    "/mcp",
-                    post(streamable::post_mcp)
-                        .get(streamable::get_mcp)
-                        .delete(streamable::delete_mcp),
-                )
-                .route("/sse", get(streamable::get_sse))
-                .route("/messages", post(streamable::post_messages))
-                .with_state(state)
-                .route(
-                    "/health",
-                    get(move || {
-                        let mux = health_mux.clone();
-                        async move { health(mux).await }
-                    }),
-                )
-        }
-        Upstream::Http(target) => Router::new()
-            .fallback(any(reverse::forward))
-            .with_state(reverse::ReverseState::new(target, config.max_body_bytes)),
-    };
-    // Checked when the configuration was loaded; an invalid list allows
-    // only loopback origins.
-    let guard = Arc::new(
-        config
-            .browser_guard()
-            .unwrap_or_else(|_| BrowserGuard::new(&[], &[], true).expect("empty lists are valid")),
-    );
-    routes
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            config.max_body_bytes,
-            check_length,
-        ))
-        .layer(axum::middleware::from_fn_with_state(guard, check_origin))
-}
-
-/// Refuses a request whose declared `Content-Length` is over the limit
-/// before any of its body is read.
-async fn check_length(State(max): State<usize>, req: Request, next: Next) -> Response {
-    if crate::listener::declares_more_than(req.headers(), max) {
-        return too_large(max);
-    }
-    next.run(req).await
-}
-
-/// The 413 answer to a body over `max` bytes.
-pub(crate) fn too_large(max: usize) -> Response {
-    let body = jsonrpc::error(
-        serde_json::Value::Null,
-        jsonrpc::INVALID_REQUEST,
-        format!("the request body is larger than {max} bytes"),
-    );
-    (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+    stack::build(name, upstream, chain, config)
 }
 
 async fn health(mux: Mux) -> Response {
@@ -396,16 +337,4 @@ async fn health(mux: Mux) -> Response {
         )
             .into_response(),
     }
-}
-
-/// Refuses what a web page could send (see [`crate::auth::browser`]): a
-/// page cannot reach the local MCP servers by DNS rebinding or cross-site
-/// requests.
-async fn check_origin(State(g): State<Arc<BrowserGuard>>, req: Request, next: Next) -> Response {
-    if let Err(why) = g.check(req.headers()) {
-        warn!(reason = %why, "Refused a request a web page could have sent.");
-        let body = jsonrpc::error(serde_json::Value::Null, jsonrpc::INVALID_REQUEST, why);
-        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
-    }
-    next.run(req).await
 }

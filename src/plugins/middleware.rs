@@ -106,7 +106,7 @@ fn to_wit(req: &McpRequest) -> wit::Request {
         method: req.method.clone(),
         params: req.params.as_ref().map(Value::to_string),
         session: req.session.clone(),
-        identity: req.identity.clone(),
+        identity: req.identity.as_ref().map(|i| i.subject.clone()),
         headers: req
             .headers
             .iter()

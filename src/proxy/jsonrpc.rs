@@ -114,6 +114,47 @@ pub(crate) fn raw_id(body: &[u8]) -> Option<Box<RawValue>> {
     serde_json::from_slice::<IdOnly>(body).ok()?.id
 }
 
+/// The `id`s of the messages of a batch `body` as the client wrote them
+/// (see [`raw_id_of`]): all `None` unless one of `msgs` has an id a
+/// [`Value`] cannot hold exactly.
+pub(crate) fn raw_ids_of(body: &[u8], msgs: &[Value]) -> Vec<Option<Box<RawValue>>> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Box<RawValue>>,
+    }
+    let inexact = msgs
+        .iter()
+        .any(|m| matches!(m.get("id"), Some(Value::Number(n)) if n.is_f64()));
+    let read = || serde_json::from_slice::<Vec<IdOnly>>(body).ok();
+    match inexact.then(read).flatten() {
+        Some(ids) if ids.len() == msgs.len() => ids.into_iter().map(|i| i.id).collect(),
+        _ => msgs.iter().map(|_| None).collect(),
+    }
+}
+
+/// A JSON array of messages each already encoded (see [`encode`]).
+pub(crate) fn join(encoded: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 1);
+    out.push(b'[');
+    for (i, e) in encoded.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.push(b']');
+    out
+}
+
+/// The key of a message id, unique among the ids of one client: strings
+/// and numbers never collide.
+pub(crate) fn id_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => format!("s:{s}"),
+        other => format!("n:{other}"),
+    }
+}
+
 /// `msg` as JSON; a numeric `id` is written as `raw` (the client's own
 /// text of it, see [`raw_id`]) when that is a number too.
 pub(crate) fn encode(msg: &Value, raw: Option<&RawValue>) -> Vec<u8> {
@@ -177,26 +218,6 @@ pub(crate) fn is_modern(msg: &Value, header_version: Option<&str>) -> bool {
         || meta(msg)
             .and_then(|m| m.get(META_PROTOCOL_VERSION))
             .is_some_and(|v| v.as_str() == Some(MODERN_VERSION))
-}
-
-/// Turns a stateless-revision request into a handshake-era one for a
-/// server berth initialized: the per-request envelope keys
-/// (`io.modelcontextprotocol/*` in `params._meta`) are removed, since a
-/// handshake-era connection refuses them.
-pub(crate) fn strip_modern_meta(msg: &mut Value) {
-    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let empty = match params.get_mut("_meta").and_then(Value::as_object_mut) {
-        Some(meta) => {
-            meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-            meta.is_empty()
-        }
-        None => false,
-    };
-    if empty {
-        params.remove("_meta");
-    }
 }
 
 #[cfg(test)]
@@ -282,13 +303,29 @@ mod tests {
     }
 
     #[test]
-    fn stripping_the_envelope() {
-        let mut m = json!({"id":1,"method":"tools/list","params":{"_meta":{META_PROTOCOL_VERSION: MODERN_VERSION}}});
-        strip_modern_meta(&mut m);
-        assert_eq!(m, json!({"id":1,"method":"tools/list","params":{}}));
-        let mut m = json!({"id":1,"method":"x","params":{"_meta":{"progressToken":3, META_CLIENT_CAPABILITIES:{}}}});
-        strip_modern_meta(&mut m);
-        assert_eq!(m["params"]["_meta"], json!({"progressToken":3}));
+    fn batch_ids_go_back_as_written() {
+        let body = r#"[{"jsonrpc":"2.0","id":12345678901234567890123,"method":"x"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":"a","method":"y"}]"#;
+        let msgs: Vec<Value> = serde_json::from_str(body).unwrap();
+        let raws = raw_ids_of(body.as_bytes(), &msgs);
+        let answers: Vec<Vec<u8>> = msgs
+            .iter()
+            .zip(&raws)
+            .filter(|(m, _)| m.get("id").is_some())
+            .map(|(m, raw)| encode(&result(m["id"].clone(), json!(1)), raw.as_deref()))
+            .collect();
+        assert_eq!(
+            String::from_utf8(join(&answers)).unwrap(),
+            r#"[{"jsonrpc":"2.0","id":12345678901234567890123,"result":1},{"jsonrpc":"2.0","id":"a","result":1}]"#
+        );
+        // Exact ids: the body is not read again.
+        let plain: Vec<Value> = serde_json::from_str(r#"[{"id":1},{"id":"b"}]"#).unwrap();
+        assert!(
+            raw_ids_of(b"not even json", &plain)
+                .iter()
+                .all(Option::is_none)
+        );
+        assert_eq!(join(&[]), b"[]");
+        assert_ne!(id_key(&json!(1)), id_key(&json!("1")));
     }
 
     #[test]

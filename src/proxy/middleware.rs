@@ -1,7 +1,10 @@
-//! Middleware on a stdio workload's request path: each client request
-//! (after the handshake) may be allowed, denied or have its params
-//! rewritten, and each successful result may be rewritten, by a chain of
-//! [`Middleware`]s in the order configured.
+//! Middleware on every workload's request path, whatever its upstream
+//! (stdio, HTTP, remote): each client request after the handshake may be
+//! allowed, denied or have its params rewritten, and each successful result
+//! may be rewritten, by a chain of [`Middleware`]s in the order configured.
+//! The chain runs in the stack's chain layer (`layers/chain.rs`), which
+//! reads the messages of every upstream the same way, so a middleware sees
+//! the same [`McpRequest`] whatever the upstream.
 
 use std::sync::Arc;
 
@@ -18,6 +21,30 @@ const HIDDEN_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorizati
 /// JSON-RPC error code of a request a middleware refused.
 pub const DENIED: i64 = -32003;
 
+/// Who sent a request, as the proxy's authentication established it.
+///
+/// This is the request's identity slot: a layer that authenticates callers
+/// puts an `Identity` into the request's extensions, and every layer below
+/// it, the middleware chain included ([`McpRequest::identity`]), reads it
+/// from there. Until the proxy authenticates callers (the proxy-security
+/// work adds that layer, at its place in `stack.rs`) no layer puts one
+/// there and the slot stays empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    /// The authenticated subject (a user or service name, a token's `sub`).
+    pub subject: String,
+}
+
+impl Identity {
+    /// The identity of `subject`.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+        }
+    }
+}
+
 /// One client request as middleware sees it.
 #[derive(Debug, Clone)]
 pub struct McpRequest {
@@ -29,8 +56,9 @@ pub struct McpRequest {
     pub params: Option<Value>,
     /// The client's session id.
     pub session: Option<String>,
-    /// The authenticated caller, when known.
-    pub identity: Option<String>,
+    /// The authenticated caller, when known (see [`Identity`]); `None`
+    /// while the proxy does not authenticate callers.
+    pub identity: Option<Identity>,
     /// Request headers (lowercase names), credentials removed.
     pub headers: Vec<(String, String)>,
 }
@@ -85,13 +113,14 @@ pub(crate) fn view(
     msg: &Value,
     session: Option<&str>,
     headers: &HeaderMap,
+    identity: Option<&Identity>,
 ) -> McpRequest {
     McpRequest {
         workload: workload.clone(),
         method: jsonrpc::method(msg).to_owned(),
         params: msg.get("params").cloned(),
         session: session.map(str::to_owned),
-        identity: None,
+        identity: identity.cloned(),
         headers: headers
             .iter()
             .filter(|(k, _)| !HIDDEN_HEADERS.contains(&k.as_str()))
@@ -106,13 +135,14 @@ fn denial(id: Value, mw: &str, status: u16, message: &str) -> Value {
     err
 }
 
-/// Runs the request hooks: `Ok` with the (maybe rewritten) message, or
-/// `Err` with the error answer for the client.
+/// Runs the request hooks on `msg`: `Ok` (with whether its params were
+/// rewritten), or `Err` with the error answer for the client.
 pub(crate) async fn before(
     chain: &Chain,
     req: &mut McpRequest,
     msg: &mut Value,
-) -> Result<(), Value> {
+) -> Result<bool, Value> {
+    let mut rewritten = false;
     for mw in chain.iter() {
         let wanted = mw.wants_request(&req.method).await;
         let decision = match wanted {
@@ -128,6 +158,7 @@ pub(crate) async fn before(
             Ok(Decision::Rewrite(params)) => {
                 msg["params"] = params.clone();
                 req.params = Some(params);
+                rewritten = true;
             }
             Err(MiddlewareFailure(why)) => {
                 return Err(denial(
@@ -139,7 +170,18 @@ pub(crate) async fn before(
             }
         }
     }
-    Ok(())
+    Ok(rewritten)
+}
+
+/// Whether a middleware of `chain` wants to see the results of `method`
+/// (one that cannot say does: [`after`] then fails the result closed).
+pub(crate) async fn wants_response(chain: &Chain, method: &str) -> bool {
+    for mw in chain.iter() {
+        if !matches!(mw.wants_response(method).await, Ok(false)) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Runs the response hooks on a successful answer, last middleware first

@@ -1,18 +1,25 @@
-//! The transparent reverse proxy in front of HTTP workloads (`sse` and
-//! `streamable-http` transports, local or remote): requests and streamed
-//! responses pass through unchanged, session ids included.
+//! The reverse proxy in front of HTTP workloads (`sse` and
+//! `streamable-http` transports, local or remote), innermost in the stack:
+//! requests and streamed responses pass through as the layers in front
+//! leave them (unchanged, session ids included, when no layer looks into
+//! them).
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::uri::Scheme;
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, Uri, header};
+use axum::response::Response;
+use futures::future::{BoxFuture, FutureExt};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use tower::Service;
+
+use super::layers::rescue::RequestError;
 
 /// Where an HTTP workload's proxy forwards requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,9 +153,10 @@ impl HttpTarget {
     }
 }
 
-/// Where an HTTP workload listens, and the client that reaches it.
+/// Where an HTTP workload listens, and the client that reaches it: the
+/// transport of an HTTP upstream.
 #[derive(Clone)]
-pub(crate) struct ReverseState {
+pub(crate) struct ReverseProxy {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     target: Arc<HttpTarget>,
     host: HeaderValue,
@@ -156,7 +164,7 @@ pub(crate) struct ReverseState {
     max_body: usize,
 }
 
-impl ReverseState {
+impl ReverseProxy {
     /// A proxy to `target` that forwards request bodies of up to
     /// `max_body` bytes.
     pub(crate) fn new(target: &HttpTarget, max_body: usize) -> Self {
@@ -198,16 +206,28 @@ fn upstream_uri(t: &HttpTarget, path_and_query: &str) -> Option<Uri> {
         .ok()
 }
 
+impl Service<Request> for ReverseProxy {
+    type Response = Response;
+    type Error = RequestError;
+    type Future = BoxFuture<'static, Result<Response, RequestError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), RequestError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        forward(self.clone(), req).boxed()
+    }
+}
+
 /// Forwards any request to the workload.
-pub(crate) async fn forward(State(s): State<ReverseState>, mut req: Request) -> Response {
+async fn forward(s: ReverseProxy, mut req: Request) -> Result<Response, RequestError> {
     let path = req
         .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let Some(uri) = upstream_uri(&s.target, &path) else {
-        return (StatusCode::BAD_REQUEST, "invalid request path").into_response();
-    };
+    let uri = upstream_uri(&s.target, &path).ok_or(RequestError::Path)?;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
     headers.insert(header::HOST, s.host.clone());
@@ -232,16 +252,12 @@ pub(crate) async fn forward(State(s): State<ReverseState>, mut req: Request) -> 
     // with a declared length over it never gets here (`check_length`).
     let req = req.map(|body| Body::new(http_body_util::Limited::new(body, s.max_body)));
     match s.client.request(req).await {
-        Ok(resp) => resp.map(Body::new),
-        Err(err) if over_limit(&err) => super::too_large(s.max_body),
+        Ok(resp) => Ok(resp.map(Body::new)),
+        Err(err) if over_limit(&err) => Err(RequestError::TooLarge(s.max_body)),
         Err(err) => {
             let why = std::error::Error::source(&err)
                 .map_or_else(|| err.to_string(), |src| format!("{err}: {src}"));
-            (
-                StatusCode::BAD_GATEWAY,
-                format!("the MCP server is not reachable: {why}"),
-            )
-                .into_response()
+            Err(RequestError::Unreachable(why))
         }
     }
 }

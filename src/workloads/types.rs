@@ -355,7 +355,7 @@ pub struct CreateRequest {
     /// berth extension: proxy middleware, in order. Each entry is
     /// `{"type": "wasm", "parameters": {"plugin": NAME, "config": {...}}}`
     /// naming a middleware plugin of berth.toml; `config` is merged over
-    /// the plugin's own. Stdio workloads only.
+    /// the plugin's own. Any transport, remote workloads included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub middleware_configs: Vec<MiddlewareConfig>,
 }

@@ -111,7 +111,7 @@ impl Workloads {
                 "environment values and arguments cannot contain null bytes".into(),
             ));
         }
-        let middleware_configs = self.check_middleware(&req.middleware_configs, transport)?;
+        let middleware_configs = self.check_middleware(&req.middleware_configs)?;
         let runtime = if remote {
             if !req.runtime.is_empty() {
                 return Err(WorkloadError::Invalid(
@@ -169,19 +169,14 @@ impl Workloads {
     }
 
     /// Checks a request's middleware: `wasm` entries naming a loaded
-    /// middleware plugin, on a stdio workload.
+    /// middleware plugin (any transport: the proxy reads every workload's
+    /// traffic).
     pub(super) fn check_middleware(
         &self,
         entries: &[MiddlewareConfig],
-        transport: Transport,
     ) -> Result<Vec<MiddlewareConfig>, WorkloadError> {
         if entries.is_empty() {
             return Ok(Vec::new());
-        }
-        if transport != Transport::Stdio {
-            return Err(WorkloadError::Invalid(
-                "wasm middleware applies to stdio workloads only; berth does not inspect the traffic of HTTP workloads yet".into(),
-            ));
         }
         let Some(plugins) = self.plugins() else {
             return Err(WorkloadError::Invalid(

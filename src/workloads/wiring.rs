@@ -12,7 +12,7 @@ use super::*;
 use crate::proxy::{Chain, HttpTarget};
 
 impl Workloads {
-    /// The middleware chain of a stdio workload (global plugins first).
+    /// The middleware chain of a workload (global plugins first).
     pub(super) fn chain_for(&self, config: &Workload) -> Result<Option<Chain>, String> {
         let Some(plugins) = self.plugins() else {
             return Ok(None);
@@ -91,11 +91,7 @@ impl Workloads {
                 None => HttpTarget::local(host, *port),
             }),
         };
-        let chain = if http.is_none() {
-            self.chain_for(config)?
-        } else {
-            None
-        };
+        let chain = self.chain_for(config)?;
         self.inner
             .proxies
             .start(name.as_str(), addr, http, chain)

@@ -1,10 +1,12 @@
 """Drives an MCP server through berth with the official Python SDK (`mcp` on PyPI).
 
-Usage: py_client.py URL --transport streamable|sse --mode legacy|auto TOOL JSON_ARGS EXPECT
+Usage: py_client.py URL --transport streamable|sse --mode legacy|auto
+           [--hidden NAME]... [--refused NAME]... TOOL JSON_ARGS EXPECT
 
-Lists the tools (TOOL must be among them), calls TOOL with JSON_ARGS and
-checks that the text of the result contains EXPECT. Prints one line and
-exits 0 on success, 1 with the reason otherwise.
+Lists the tools (TOOL must be among them, no --hidden one), calls each
+--refused tool (it must fail with berth's refusal, -32003 "... not allowed"),
+calls TOOL with JSON_ARGS and checks that the text of the result contains
+EXPECT. Prints one line and exits 0 on success, 1 with the reason otherwise.
 """
 
 import argparse
@@ -12,7 +14,7 @@ import asyncio
 import json
 import sys
 
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 
 
@@ -21,6 +23,8 @@ async def main() -> int:
     p.add_argument("url")
     p.add_argument("--transport", choices=["streamable", "sse"], default="streamable")
     p.add_argument("--mode", default="auto")
+    p.add_argument("--hidden", action="append", default=[])
+    p.add_argument("--refused", action="append", default=[])
     p.add_argument("tool")
     p.add_argument("args")
     p.add_argument("expect")
@@ -31,6 +35,21 @@ async def main() -> int:
         names = [t.name for t in tools.tools]
         if a.tool not in names:
             print(f"tool {a.tool!r} not listed: {names}")
+            return 1
+        shown = [n for n in a.hidden if n in names]
+        if shown:
+            print(f"tools {shown!r} are listed: {names}")
+            return 1
+        for name in a.refused:
+            try:
+                result = await client.call_tool(name, {})
+            except MCPError as e:
+                # berth's refusal: -32003, the middleware's message.
+                if e.code != -32003 or "not allowed" not in e.error.message:
+                    print(f"{name} failed otherwise: {e}")
+                    return 1
+                continue
+            print(f"{name} was not refused: {result}")
             return 1
         result = await client.call_tool(a.tool, json.loads(a.args))
         texts = [c.text for c in result.content if getattr(c, "type", "") == "text"]

@@ -1,6 +1,7 @@
 //! berth on real container engines, through its REST API: stdio and
 //! streamable-HTTP workloads from the local test image, lifecycle, loopback-
-//! only ports, and re-attach after `kill -9` of berth. Features
+//! only ports, re-attach after `kill -9` of berth, and wasm middleware on an
+//! HTTP container workload. Features
 //! `docker-tests` / `podman-tests`; they fail, never skip, when the engine or
 //! the image (`tests/fixtures/build-test-image.sh <engine>`) is missing.
 
@@ -8,6 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::plugins::{check_guarded, guard_config, guard_middleware};
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 use crate::support::mcp::Session;
@@ -367,4 +369,46 @@ async fn docker_two_berths_keep_to_their_own() {
 #[tokio::test]
 async fn podman_two_berths_keep_to_their_own() {
     two_berths_keep_to_their_own("podman").await;
+}
+
+/// The tool guard (a wasm middleware) on a streamable-HTTP container
+/// workload from the test image, through a real MCP client (rmcp).
+async fn tool_guard_on_a_container(engine: &str) {
+    cli(engine, &["image", "inspect", IMAGE]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = guard_config(&format!("runtime = \"{engine}\"\n"));
+    let b = Berth::start_with(root.path(), free_port(), &config).await;
+    let name = "guard-ct";
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": name, "image": IMAGE, "transport": "streamable-http",
+                "target_port": 8080, "cmd_arguments": ["--http", "0.0.0.0:8080"],
+                "middleware_configs": guard_middleware()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status(name, "running").await;
+    check_guarded(&url_of(&b, name).await).await;
+    let (code, _) = b
+        .req(reqwest::Method::DELETE, &format!("/workloads/{name}"), None)
+        .await;
+    assert_eq!(code, 202);
+    eventually(T, "the container to be gone", || async {
+        let left = cli(engine, &["ps", "-a", "--format", "{{.Names}}"]);
+        (!left.lines().any(|n| n == format!("berth-{name}"))).then_some(())
+    })
+    .await;
+}
+
+#[cfg(feature = "docker-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_http_workload_with_the_tool_guard() {
+    tool_guard_on_a_container("docker").await;
+}
+
+#[cfg(feature = "podman-tests")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_http_workload_with_the_tool_guard() {
+    tool_guard_on_a_container("podman").await;
 }

@@ -1,5 +1,6 @@
 //! WebAssembly middleware on the proxy path, through the `berth` binary
-//! and real MCP clients.
+//! and real MCP clients: on stdio, HTTP (process and container) and remote
+//! workloads, over streamable HTTP and the legacy SSE transport.
 
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -7,7 +8,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
 use crate::proxy::mcp_echo;
-use crate::serve::{Berth, free_port};
+use crate::serve::{Berth, T, free_port};
 use crate::support::plugins::wasm;
 
 fn toml_path(p: std::path::PathBuf) -> String {
@@ -262,4 +263,199 @@ async fn hostile_middleware_fails_its_calls_while_berth_keeps_serving() {
     assert_eq!(info["cached"], true);
     let (code, _) = b.post("/x/berth/plugins/nope/reload", json!({})).await;
     assert_eq!(code, 404);
+}
+
+/// berth's configuration with the tool guard as plugin `guard`, after
+/// `head` (top-level keys such as `runtime`).
+pub(crate) fn guard_config(head: &str) -> String {
+    format!(
+        "{head}[[plugins]]\nname = \"guard\"\nkind = \"middleware\"\npath = \"{}\"\n",
+        toml_path(wasm("middleware-tool-guard"))
+    )
+}
+
+/// The guard as a workload's middleware: `crash` and `sleep` are denied.
+pub(crate) fn guard_middleware() -> Value {
+    json!([{"type": "wasm", "parameters": {"plugin": "guard", "config": {"deny": ["crash", "sleep"]}}}])
+}
+
+/// Through the official Rust SDK's client (rmcp) at `url`: the guard hides
+/// `crash` and `sleep`, refuses a call of either before it reaches the
+/// server (a `crash` that got there would end the session: the server
+/// exits), and lets `echo` through.
+pub(crate) async fn check_guarded(url: &str) {
+    // An HTTP server may still be starting behind its proxy.
+    let client = crate::support::eventually(T, "the server to answer through the proxy", || {
+        let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
+        async move { ().serve(transport).await.ok() }
+    })
+    .await;
+    let tools: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(tools.contains(&"echo".to_owned()), "{tools:?}");
+    for hidden in ["crash", "sleep"] {
+        assert!(
+            !tools.contains(&hidden.to_owned()),
+            "{hidden} is hidden: {tools:?}"
+        );
+    }
+    // A deadline, not a timing assertion: a call that reached the server
+    // and crashed it would never be answered.
+    let call = |tool: &'static str, arguments: Value| {
+        let call =
+            client.call_tool(CallToolRequestParams::new(tool).with_arguments(args(arguments)));
+        async move {
+            tokio::time::timeout(T, call)
+                .await
+                .unwrap_or_else(|_| panic!("no answer to {tool}"))
+        }
+    };
+    for (tool, arguments) in [("crash", json!({})), ("sleep", json!({"ms": 1}))] {
+        let refused = call(tool, arguments).await.expect_err("refused");
+        let text = refused.to_string();
+        assert!(text.contains("not allowed"), "{tool}: {text}");
+    }
+    let ok = call("echo", json!({"message": "guarded"}))
+        .await
+        .expect("echo works, in the same session: the server never crashed");
+    assert!(
+        serde_json::to_string(&ok.content)
+            .expect("json")
+            .contains("echo: guarded"),
+        "{ok:?}"
+    );
+    let _ = client.cancel().await;
+}
+
+/// A process of the test's own, ended when dropped.
+struct Spawned(std::process::Child);
+
+impl Spawned {
+    fn new(cmd: &mut std::process::Command) -> Self {
+        Self(cmd.spawn().expect("spawn"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on `port` of loopback.
+async fn listening(port: u16) {
+    crate::support::eventually(T, "the server to listen", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(drop)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_guard_refuses_a_tool_on_an_http_workload() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start_with(root.path(), free_port(), &guard_config("")).await;
+    let target = free_port();
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "guarded-http", "image": mcp_echo(), "transport": "streamable-http",
+                "target_port": target, "cmd_arguments": ["--http", format!("127.0.0.1:{target}")],
+                "middleware_configs": guard_middleware()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("guarded-http", "running").await;
+    check_guarded(&url_of(&b, "guarded-http").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_guard_refuses_a_tool_on_a_remote_workload() {
+    let port = free_port();
+    let echo = mcp_echo();
+    let _server = Spawned::new(
+        std::process::Command::new(echo.strip_prefix("exec://").expect("exec:// path"))
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null()),
+    );
+    listening(port).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start_with(root.path(), free_port(), &guard_config("")).await;
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": "guarded-remote", "url": format!("http://127.0.0.1:{port}/mcp"),
+                "middleware_configs": guard_middleware()}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    b.wait_status("guarded-remote", "running").await;
+    check_guarded(&url_of(&b, "guarded-remote").await).await;
+}
+
+/// The official Python SDK's client over the legacy SSE transport at
+/// `url`: `crash` is hidden and refused, `echo` answers.
+fn check_guarded_sse(url: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/py_client.py");
+    let out = std::process::Command::new("python3")
+        .args([script, url, "--transport", "sse", "--mode", "legacy"])
+        .args(["--hidden", "crash", "--refused", "crash"])
+        .args(["echo", r#"{"message": "legacy"}"#, "echo: legacy"])
+        .output()
+        .expect("python3 runs (pip install mcp)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("ok:"),
+        "{url}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_guard_refuses_a_tool_over_legacy_sse_remote_and_stdio() {
+    // A remote server of the old transport (Python SDK).
+    let port = free_port();
+    let _server = Spawned::new(
+        std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/py_sse_server.py"
+            ))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    listening(port).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start_with(root.path(), free_port(), &guard_config("")).await;
+    for (name, workload) in [
+        (
+            "guarded-sse",
+            json!({"url": format!("http://127.0.0.1:{port}/sse"), "transport": "sse"}),
+        ),
+        (
+            "guarded-stdio-sse",
+            json!({"image": mcp_echo(), "proxy_mode": "sse"}),
+        ),
+    ] {
+        let mut workload = workload;
+        workload["name"] = json!(name);
+        workload["middleware_configs"] = guard_middleware();
+        let (code, body) = b.post("/workloads", workload).await;
+        assert_eq!(code, 201, "{body}");
+        b.wait_status(name, "running").await;
+        let url = url_of(&b, name).await;
+        let url = url.split('#').next().expect("url").to_owned();
+        tokio::task::spawn_blocking(move || check_guarded_sse(&url))
+            .await
+            .expect("the client ran");
+    }
 }

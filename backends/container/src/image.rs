@@ -43,6 +43,15 @@ pub trait ImageEngine: Send + Sync {
         reference: &str,
     ) -> Result<Option<ImageFacts>, RuntimeError>;
 
+    /// Makes sure the engine has `image`, the image a workload runs,
+    /// pulling it as the engine's settings say.
+    async fn ensure_image(
+        &self,
+        name: &WorkloadName,
+        image: &str,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError>;
+
     /// Makes sure the engine has the base image `image` of `scheme`,
     /// pulling it as the engine's settings say; a base image that is absent
     /// and cannot be pulled is [`RuntimeError::InvalidSpec`], `base image
@@ -82,6 +91,30 @@ impl PackageImages {
     /// No build running.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The image to run for `spec`: its own (pulled as the engine's
+    /// settings say), or for a package scheme the package's image, built
+    /// unless a build of the same inputs exists.
+    pub async fn prepare(
+        &self,
+        engine: &impl ImageEngine,
+        config: &ContainerConfig,
+        spec: &berth_runtime_api::WorkloadSpec,
+    ) -> Result<String, RuntimeError> {
+        match Package::parse(&spec.image) {
+            None => {
+                engine
+                    .ensure_image(&spec.name, &spec.image, &spec.progress)
+                    .await?;
+                Ok(spec.image.clone())
+            }
+            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
+            Some(Ok(package)) => {
+                self.image(engine, config, &spec.name, &package, &spec.progress)
+                    .await
+            }
+        }
     }
 
     /// The image of `package` for workload `name`: the cached build of the

@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_container::{BuildFailure, ImageEngine, ImageFacts, Package, Recipe, Scheme};
+use berth_container::{BuildFailure, ImageEngine, ImageFacts, Recipe, Scheme};
 use berth_runtime_api::{BoxError, Progress, RuntimeError, WorkloadName, WorkloadSpec};
 use bollard::errors::Error as EngineError;
 use bollard::query_parameters::{
@@ -36,24 +36,9 @@ impl DockerBackend {
     /// says, or for a package scheme the package's image, built unless a
     /// build of the same inputs exists.
     pub(crate) async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
-        match Package::parse(&spec.image) {
-            None => {
-                self.ensure_image(&spec.image, None, &spec.progress).await?;
-                Ok(spec.image.clone())
-            }
-            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
-            Some(Ok(package)) => {
-                self.packages
-                    .image(
-                        &Images(self),
-                        &self.config.container,
-                        &spec.name,
-                        &package,
-                        &spec.progress,
-                    )
-                    .await
-            }
-        }
+        self.packages
+            .prepare(&Images(self), &self.config.container, spec)
+            .await
     }
 
     /// Makes sure the engine has `image`, pulling it as the pull policy
@@ -195,6 +180,15 @@ impl ImageEngine for Images<'_> {
         }
     }
 
+    async fn ensure_image(
+        &self,
+        _: &WorkloadName,
+        image: &str,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
+        self.0.ensure_image(image, None, progress).await
+    }
+
     async fn ensure_base_image(
         &self,
         _: &WorkloadName,
@@ -202,7 +196,7 @@ impl ImageEngine for Images<'_> {
         scheme: Scheme,
         progress: &Progress,
     ) -> Result<(), RuntimeError> {
-        self.ensure_image(image, Some(scheme), progress).await
+        self.0.ensure_image(image, Some(scheme), progress).await
     }
 
     async fn build(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Deref;
 
 use async_trait::async_trait;
-use berth_container::{BuildFailure, ImageEngine, ImageFacts, Package, Recipe, Scheme};
+use berth_container::{BuildFailure, ImageEngine, ImageFacts, Recipe, Scheme};
 use berth_runtime_api::{BoxError, Progress, RuntimeError, WorkloadName, WorkloadSpec};
 use futures::TryStreamExt;
 use podman_api::opts::PullOpts;
@@ -32,25 +32,9 @@ impl PodmanBackend {
     /// package scheme the package's image, built unless a build of the
     /// same inputs exists.
     pub(crate) async fn prepare_image(&self, spec: &WorkloadSpec) -> Result<String, RuntimeError> {
-        match Package::parse(&spec.image) {
-            None => {
-                self.ensure_image(&spec.name, &spec.image, None, &spec.progress)
-                    .await?;
-                Ok(spec.image.clone())
-            }
-            Some(Err(why)) => Err(RuntimeError::InvalidSpec(why.to_string())),
-            Some(Ok(package)) => {
-                self.packages
-                    .image(
-                        &Images(self),
-                        &self.config.container,
-                        &spec.name,
-                        &package,
-                        &spec.progress,
-                    )
-                    .await
-            }
-        }
+        self.packages
+            .prepare(&Images(self), &self.config.container, spec)
+            .await
     }
 
     /// Makes sure `image` is present, pulling it when it is not;
@@ -150,6 +134,15 @@ impl ImageEngine for Images<'_> {
         }
     }
 
+    async fn ensure_image(
+        &self,
+        name: &WorkloadName,
+        image: &str,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
+        self.0.ensure_image(name, image, None, progress).await
+    }
+
     async fn ensure_base_image(
         &self,
         name: &WorkloadName,
@@ -157,7 +150,9 @@ impl ImageEngine for Images<'_> {
         scheme: Scheme,
         progress: &Progress,
     ) -> Result<(), RuntimeError> {
-        self.ensure_image(name, image, Some(scheme), progress).await
+        self.0
+            .ensure_image(name, image, Some(scheme), progress)
+            .await
     }
 
     async fn build(

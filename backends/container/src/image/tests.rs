@@ -55,6 +55,16 @@ impl ImageEngine for Engine {
         Ok(self.tagged.lock().unwrap().clone())
     }
 
+    async fn ensure_image(
+        &self,
+        _: &WorkloadName,
+        image: &str,
+        _: &Progress,
+    ) -> Result<(), RuntimeError> {
+        self.call(format!("pull {image}"));
+        Ok(())
+    }
+
     async fn ensure_base_image(
         &self,
         _: &WorkloadName,

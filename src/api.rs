@@ -8,6 +8,7 @@ mod groups;
 mod json;
 mod openapi;
 mod plugins;
+mod registry;
 mod system;
 mod workloads;
 
@@ -51,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1beta/workloads", workloads::routes())
         .nest("/api/v1beta/groups", groups::routes())
         .nest("/api/v1beta/x/berth/plugins", plugins::routes())
+        .nest("/api/v1beta/registry", registry::routes())
+        .nest("/registry", registry::v01_routes())
+        .nest(
+            "/api/v1beta/x/berth/registries",
+            registry::official_routes(),
+        )
         .with_state(state)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Before any handler, routing included: a refused request changes

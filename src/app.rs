@@ -50,6 +50,9 @@ pub enum AppError {
     /// The stored workloads cannot be loaded.
     #[error("loading the workloads: {0}")]
     Workloads(#[from] WorkloadError),
+    /// The registries cannot be set up.
+    #[error("registries: {0}")]
+    Registry(String),
     /// The builder was given no state directory.
     #[error("no state directory")]
     NoStateDir,
@@ -69,6 +72,8 @@ pub struct App {
     pub plugins: Option<Arc<Plugins>>,
     /// The per-workload MCP proxies.
     pub proxies: Arc<Proxies>,
+    /// The registries of MCP servers.
+    pub registries: Arc<crate::registry::Registries>,
     /// The workload service.
     pub workloads: Workloads,
     /// Who may call the management API.
@@ -189,6 +194,10 @@ impl AppBuilder {
             let cache = state_dir.join("plugin-cache");
             Some(Arc::new(load_plugins(host, entries, Some(cache)).await?))
         };
+        let registries = Arc::new(
+            crate::registry::Registries::open(&config.registries, &state_dir, plugins.clone())
+                .map_err(AppError::Registry)?,
+        );
         let proxies = Arc::new(Proxies::new(config.proxy.clone()));
         let settings = Settings {
             port_range: (config.ports.start, config.ports.end),
@@ -216,6 +225,7 @@ impl AppBuilder {
             groups,
             plugins,
             proxies,
+            registries,
             workloads,
             access,
             nonce: nonce.into(),

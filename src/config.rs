@@ -50,6 +50,10 @@ pub struct Config {
     pub plugin_host: HostConfig,
     /// The WebAssembly plugins (`[[plugins]]` entries).
     pub plugins: Vec<PluginConfig>,
+    /// Registries besides the embedded `default` (`[[registries]]`);
+    /// read-only through the API. One named `default` replaces the
+    /// embedded catalogue.
+    pub registries: Vec<crate::registry::RegistryConfig>,
     /// Threads of berth's async runtime (API, proxies, egress); `0` means
     /// half the machine's cores, at least one. The proxies share the
     /// machine with the MCP servers and their clients: on the 2-core
@@ -77,6 +81,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             plugin_host: HostConfig::default(),
             plugins: Vec::new(),
+            registries: Vec::new(),
             worker_threads: 0,
         }
     }

@@ -10,6 +10,7 @@ use berth_runtime_api::RuntimeError;
 
 use crate::groups::GroupError;
 use crate::plugins::PluginError;
+use crate::registry::RegistryError;
 use crate::workloads::WorkloadError;
 
 /// An error answer.
@@ -17,6 +18,9 @@ use crate::workloads::WorkloadError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// A machine code: the body is then ToolHive's registry error object
+    /// `{"code", "message"}` (JSON) instead of text.
+    code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -25,7 +29,27 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// A registry error object (`{"code", "message"}`).
+    pub fn registry_code(status: StatusCode, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            message,
+            code: Some(code),
+        }
+    }
+
+    /// A registry error in the JSON style of the v0.1 routes.
+    pub fn registry_json(err: RegistryError) -> Self {
+        let (status, code) = registry_status(&err);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %err, "Registry request failed.");
+            return Self::registry_code(status, "internal_error", "Internal Server Error".into());
+        }
+        Self::registry_code(status, code, registry_message(&err))
     }
 
     /// The status code.
@@ -108,8 +132,58 @@ impl From<PluginError> for ApiError {
     }
 }
 
+/// The one status (and machine code) of each registry error.
+fn registry_status(err: &RegistryError) -> (StatusCode, &'static str) {
+    match err {
+        RegistryError::UnknownRegistry(_) | RegistryError::NotFound(_) => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        RegistryError::Ambiguous { .. }
+        | RegistryError::Invalid(_)
+        | RegistryError::DeleteDefault => (StatusCode::BAD_REQUEST, "bad_request"),
+        RegistryError::Exists(_) | RegistryError::ReadOnly(_) => (StatusCode::CONFLICT, "conflict"),
+        RegistryError::Unreachable(_) => (StatusCode::GATEWAY_TIMEOUT, "registry_unreachable"),
+        RegistryError::ValidationFailed(_)
+        | RegistryError::Denied(_)
+        | RegistryError::Failed(_) => (StatusCode::BAD_GATEWAY, "registry_invalid"),
+        RegistryError::LegacyFormat(_) => (StatusCode::BAD_GATEWAY, "registry_legacy_format"),
+        RegistryError::AuthRequired(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "registry_auth_required")
+        }
+        RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+    }
+}
+
+fn registry_message(err: &RegistryError) -> String {
+    match err {
+        RegistryError::AuthRequired(why) => format!(
+            "Registry authentication required ({why}). POST to /api/v1beta/registry/auth/login to authenticate."
+        ),
+        other => other.to_string(),
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    /// Text, except the source states ToolHive answers with its registry
+    /// error object (auth required, unavailable, legacy format).
+    fn from(err: RegistryError) -> Self {
+        let (status, code) = registry_status(&err);
+        match status {
+            StatusCode::INTERNAL_SERVER_ERROR => Self::internal(&err),
+            StatusCode::SERVICE_UNAVAILABLE => Self::registry_json(err),
+            _ if code == "registry_legacy_format" => Self::registry_json(err),
+            _ => Self::new(status, registry_message(&err)),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(code) = self.code {
+            let body = serde_json::json!({"code": code, "message": self.message});
+            return (self.status, axum::Json(body)).into_response();
+        }
         let mut body = self.message;
         body.push('\n');
         (

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 
-use super::{groups, plugins, system, workloads};
+use super::{groups, plugins, registry, system, workloads};
 
 /// The OpenAPI 3.1 document of every route berth serves.
 #[derive(OpenApi)]
@@ -21,6 +21,12 @@ use super::{groups, plugins, system, workloads};
         workloads::bulk_stop, workloads::bulk_restart, workloads::bulk_delete,
         groups::list_groups, groups::create_group, groups::get_group, groups::delete_group,
         plugins::list_plugins, plugins::get_plugin, plugins::reload_plugin,
+        registry::list_registries, registry::add_registry, registry::get_registry,
+        registry::update_registry, registry::remove_registry, registry::refresh_registry,
+        registry::list_servers, registry::get_server, registry::login, registry::logout,
+        registry::v01_list, registry::v01_get, registry::v01_skills, registry::v01_skill,
+        registry::v01_plugins, registry::v01_plugin,
+        registry::official_list, registry::official_get,
     ),
     tags(
         (name = "system", description = "Health and API description"),
@@ -28,6 +34,7 @@ use super::{groups, plugins, system, workloads};
         (name = "workloads", description = "MCP server workloads"),
         (name = "logs", description = "Workload logs"),
         (name = "groups", description = "Groups of workloads"),
+        (name = "registry", description = "Registries of MCP servers"),
         (name = "plugins", description = "berth extension: WebAssembly plugins"),
         (name = "runtimes", description = "berth extension: the runtimes workloads run on"),
     )

@@ -74,9 +74,33 @@ pub(super) async fn list_workloads(
         (status = 413, description = "Request body too large", body = String)))]
 pub(super) async fn create_workload(
     State(s): State<AppState>,
-    ApiJson(req): ApiJson<CreateRequest>,
+    ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateWorkloadResponse>)> {
+    resolve_server(&s, &mut req).await?;
     Ok((StatusCode::CREATED, Json(s.workloads.create(req).await?)))
+}
+
+/// Fills a request naming a registry `server` from its entry (run by
+/// name); the fields the request gives win.
+async fn resolve_server(s: &AppState, req: &mut CreateRequest) -> ApiResult<()> {
+    if req.server.is_empty() {
+        if !req.registry.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "'registry' names where to find 'server': give 'server' too",
+            ));
+        }
+        return Ok(());
+    }
+    let registry = if req.registry.is_empty() {
+        crate::registry::DEFAULT_REGISTRY.to_owned()
+    } else {
+        req.registry.clone()
+    };
+    let (_, server) = s.registries.server(&registry, &req.server).await?;
+    let available = s.runtimes.names();
+    crate::registry::run::apply(&server, &registry, &available, req)?;
+    Ok(())
 }
 
 /// A workload's configuration, in the create request's shape.
@@ -101,8 +125,9 @@ pub(super) async fn get_workload(
 pub(super) async fn edit_workload(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(req): ApiJson<CreateRequest>,
+    ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<Json<CreateWorkloadResponse>> {
+    resolve_server(&s, &mut req).await?;
     Ok(Json(s.workloads.edit(&name, req).await?))
 }
 

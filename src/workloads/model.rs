@@ -166,6 +166,8 @@ pub struct Workload {
     pub middleware: Vec<MiddlewareSpec>,
     /// The runtime it runs on; empty for a remote workload.
     pub runtime: String,
+    /// The registry entry it was created from.
+    pub registry: Option<crate::registry::run::RegistryRef>,
 }
 
 impl Workload {
@@ -303,6 +305,17 @@ impl TryFrom<RunConfig> for Workload {
             group: c.group,
             middleware,
             runtime: c.runtime,
+            registry: (!c.registry_server_name.is_empty()).then(|| {
+                crate::registry::run::RegistryRef {
+                    registry: if c.registry.is_empty() {
+                        crate::registry::DEFAULT_REGISTRY.to_owned()
+                    } else {
+                        c.registry
+                    },
+                    server: c.registry_server_name,
+                    version: c.registry_server_version,
+                }
+            }),
         })
     }
 }
@@ -340,6 +353,21 @@ impl From<&Workload> for RunConfig {
             group: w.group.clone(),
             middleware_configs: w.middleware.iter().map(MiddlewareConfig::from).collect(),
             runtime: w.runtime.clone(),
+            registry: w
+                .registry
+                .as_ref()
+                .map(|r| r.registry.clone())
+                .unwrap_or_default(),
+            registry_server_name: w
+                .registry
+                .as_ref()
+                .map(|r| r.server.clone())
+                .unwrap_or_default(),
+            registry_server_version: w
+                .registry
+                .as_ref()
+                .map(|r| r.version.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -380,6 +408,7 @@ impl Workload {
             group: crate::groups::DEFAULT_GROUP.to_owned(),
             middleware: Vec::new(),
             runtime: String::new(),
+            registry: None,
         }
     }
 }

@@ -272,12 +272,19 @@ pub struct CreateRequest {
     /// default runtime.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
-    /// Registry to resolve `server` from (not supported by berth yet).
+    /// Registry to resolve `server` from; `default` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry: String,
-    /// Server name in the registry (not supported by berth yet).
+    /// A server of the registry, by full name or by the last segment of
+    /// its name: the entry fills the fields not given (image or package,
+    /// transport, target port, arguments, environment defaults,
+    /// permission profile, remote URL).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub server: String,
+    /// Set by berth once `server` is resolved (never read from the wire).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub from_registry: Option<crate::registry::run::RegistryRef>,
     /// `stdio` (default), `sse` or `streamable-http`.
     #[serde(default)]
     pub transport: String,
@@ -525,7 +532,7 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
         }
     };
     flag(
-        !req.registry.is_empty() || !req.server.is_empty(),
+        req.from_registry.is_none() && (!req.registry.is_empty() || !req.server.is_empty()),
         "registry/server",
     );
     flag(!req.secrets.is_empty(), "secrets");
@@ -717,6 +724,15 @@ pub struct RunConfig {
     /// workload (and in files written before berth had several runtimes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// The registry the workload's entry came from (berth extension).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry: String,
+    /// The registry entry's full name (ToolHive's field).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry_server_name: String,
+    /// The entry's version when created or last upgraded (berth extension).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub registry_server_version: String,
 }
 
 impl RunConfig {

@@ -164,6 +164,21 @@ impl Workloads {
             group: group.to_owned(),
             middleware_configs,
             runtime,
+            registry: req
+                .from_registry
+                .as_ref()
+                .map(|r| r.registry.clone())
+                .unwrap_or_default(),
+            registry_server_name: req
+                .from_registry
+                .as_ref()
+                .map(|r| r.server.clone())
+                .unwrap_or_default(),
+            registry_server_version: req
+                .from_registry
+                .as_ref()
+                .map(|r| r.version.clone())
+                .unwrap_or_default(),
         };
         Workload::try_from(config).map_err(|e| WorkloadError::Invalid(e.to_string()))
     }

@@ -49,6 +49,8 @@ impl Workloads {
             header_forward: c.header_forward,
             middleware_configs: c.middleware_configs,
             runtime: c.runtime,
+            registry: c.registry,
+            server: c.registry_server_name,
             transport: c.transport,
             proxy_mode: c.proxy_mode,
             host: c.host,

@@ -58,8 +58,29 @@ pub(crate) async fn harness_on(dir: tempfile::TempDir, fakes: &[Arc<FakeBackend>
     build(dir, fakes.to_vec(), default_access()).await
 }
 
+/// The harness with a configuration changed by `tweak`.
+pub(crate) async fn harness_config(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    build_with(
+        dir,
+        vec![Arc::new(FakeBackend::new())],
+        default_access(),
+        tweak,
+    )
+    .await
+}
+
 async fn build(dir: tempfile::TempDir, fakes: Vec<Arc<FakeBackend>>, access: Access) -> Harness {
-    let config = Config {
+    build_with(dir, fakes, access, |_| {}).await
+}
+
+async fn build_with(
+    dir: tempfile::TempDir,
+    fakes: Vec<Arc<FakeBackend>>,
+    access: Access,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    let mut config = Config {
         ports: PortRange {
             start: 30000,
             end: 40000,
@@ -80,6 +101,7 @@ async fn build(dir: tempfile::TempDir, fakes: Vec<Arc<FakeBackend>>, access: Acc
         },
         ..Config::default()
     };
+    tweak(&mut config);
     let mut builder = App::builder(config).state_dir(dir.path());
     for fake in &fakes {
         builder = builder.backend(fake.clone());

@@ -7,5 +7,6 @@ mod api;
 mod bodies;
 mod openapi;
 mod plugins;
+mod registry;
 mod remote;
 mod runtimes;

@@ -35,8 +35,8 @@ const NPX_IMAGE: &str = "localhost/berth-npx/berth-e2e/echo-pkg:1.0.0";
 const UVX_PKG: &str = "uvx://berth-e2e-echo==2.0";
 const UVX_IMAGE: &str = "localhost/berth-uvx/berth-e2e-echo:2.0";
 const ABSENT_BASE: &str = "localhost/berth-test/absent-node:latest";
-fn workloads() -> [String; 4] {
-    [n("pk1"), n("pk2"), n("pu1"), n("pk3")]
+fn workloads() -> [String; 5] {
+    [n("pk1"), n("pk2"), n("pu1"), n("pk3"), n("pr1")]
 }
 /// A build on this 2-core machine takes seconds; allow for a busy one.
 const BUILD: Duration = Duration::from_secs(180);
@@ -145,7 +145,24 @@ async fn scenario(engine: &'static str) {
     cleanup(engine);
     let root = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    let b = Berth::start_with(root.path(), port, &config(engine, BASE)).await;
+    // A registry whose entry is an npm package only: on a container engine
+    // it runs as the package's image, built locally.
+    let registry = root.path().join("packages.json");
+    std::fs::write(
+        &registry,
+        json!({"version": "1.0.0", "meta": {"last_updated": "2026-12-01T00:00:00Z"},
+            "data": {"servers": [{"name": "io.github.berth-e2e/echo-pkg", "description": "mcp-echo as an npm package",
+                "version": "1.0.0", "packages": [{"registryType": "npm", "identifier": "@berth-e2e/echo-pkg",
+                    "version": "1.0.0", "transport": {"type": "stdio"}}]}]}})
+        .to_string(),
+    )
+    .expect("registry file");
+    let toml = format!(
+        "{}[[registries]]\nname = \"pk\"\nlocal_path = \"{}\"\n",
+        config(engine, BASE),
+        registry.display()
+    );
+    let b = Berth::start_with(root.path(), port, &toml).await;
 
     // Invalid specs are refused before anything is stored.
     for (image, why) in [
@@ -195,6 +212,27 @@ async fn scenario(engine: &'static str) {
         &["image", "inspect", "-f", "{{.Config.User}}", NPX_IMAGE],
     );
     assert_eq!(user, "65534:65534", "packages run as nobody");
+
+    // The same package by its registry name: the entry has no OCI image,
+    // so the engine runs the package image (here already built).
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"name": n("pr1"), "registry": "pk", "server": "echo-pkg"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let s = settled(&b, &n("pr1")).await;
+    assert_eq!(s["status"], "running", "{s}");
+    let url = url_of(&b, &n("pr1")).await;
+    assert_eq!(echo(&url, "by name").await, "echo: by name");
+    let (_, got) = b
+        .req(reqwest::Method::GET, &format!("/workloads/{}", n("pr1")), None)
+        .await;
+    let got: Value = serde_json::from_str(&got).expect("json");
+    assert_eq!(got["image"], NPX_PKG, "{got}");
+    assert_eq!(got["runtime"], engine, "{got}");
+    assert_eq!(got["server"], "io.github.berth-e2e/echo-pkg");
     // The run configuration keeps the package, not the built image.
     let (_, export) = b
         .req(

@@ -3,6 +3,8 @@
 //! (`src/plugins/registry.rs`). The REST endpoints serving registries come
 //! with the registry subsystem.
 
+pub mod fetch;
+
 use async_trait::async_trait;
 use serde_json::Value;
 

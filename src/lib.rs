@@ -15,6 +15,7 @@ pub mod egress;
 pub mod groups;
 pub mod listener;
 pub mod logging;
+mod net;
 pub mod plugins;
 pub mod proxy;
 pub mod registry;

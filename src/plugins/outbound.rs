@@ -15,6 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::net::is_private;
+
 /// How long berth waits for a connection to a plugin's destination.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,36 +73,6 @@ impl HostRule {
                 .strip_suffix(suffix)
                 .is_some_and(|head| head.ends_with('.') && head.len() > 1),
             None => self.host == host,
-        }
-    }
-}
-
-/// Whether an address is one a plugin may not reach without
-/// `allow_private`: loopback, private, link-local, unique-local, CGNAT,
-/// unspecified, multicast or broadcast (IPv4-mapped IPv6 judged as IPv4).
-pub(crate) fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
         }
     }
 }
@@ -290,27 +262,5 @@ mod tests {
         assert!(HostRule::parse("a b").is_err());
         assert!(HostRule::parse("host:port").is_err());
         assert!(HostRule::parse("").is_err());
-    }
-
-    #[test]
-    fn private_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(is_private(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1", "100.128.0.1"] {
-            assert!(!is_private(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

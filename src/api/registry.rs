@@ -328,21 +328,19 @@ pub(super) struct LoginRequest {
 /// A JSON body that may be absent (ToolHive's login and logout take none).
 async fn optional_body(request: axum::extract::Request) -> ApiResult<LoginRequest> {
     use axum::extract::FromRequest;
-    let empty = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .is_some_and(|v| v == "0")
-        || (request
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .is_none()
-            && request
-                .headers()
-                .get(axum::http::header::TRANSFER_ENCODING)
-                .is_none());
-    if empty {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, super::MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(LoginRequest::default());
     }
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
     let ApiJson(req) = ApiJson::<LoginRequest>::from_request(request, &()).await?;
     Ok(req)
 }

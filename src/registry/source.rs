@@ -273,8 +273,11 @@ fn disk_path(ctx: &Ctx, name: &str, url: &str) -> PathBuf {
     ctx.cache_dir.join(format!("{name}-{hex}.json"))
 }
 
-/// Fills `cached` from the disk copy when it has nothing yet.
-async fn from_disk(ctx: &Ctx, name: &str, url: &str, cached: &mut Cached) {
+/// Fills `cached` from the disk copy when it has nothing yet. With a
+/// `ttl`, a copy younger than it counts as just checked (an API listing is
+/// not walked again at every start); without, the source is asked at the
+/// first read (a URL revalidates cheaply with its ETag).
+async fn from_disk(ctx: &Ctx, name: &str, url: &str, cached: &mut Cached, ttl: Option<Duration>) {
     if cached.disk_tried || cached.snapshot.is_some() {
         return;
     }
@@ -295,6 +298,14 @@ async fn from_disk(ctx: &Ctx, name: &str, url: &str, cached: &mut Cached) {
     }
     match Catalog::parse(copy.document.get().as_bytes(), false) {
         Ok(catalog) => {
+            let age = OffsetDateTime::now_utc() - copy.fetched_at;
+            if let Some(ttl) = ttl
+                && age.is_positive()
+                && let Ok(age) = Duration::try_from(age)
+                && age < ttl
+            {
+                cached.checked = Instant::now().checked_sub(age);
+            }
             cached.snapshot = Some(Arc::new(Snapshot {
                 catalog: Arc::new(catalog),
                 fetched_at: copy.fetched_at,
@@ -389,7 +400,7 @@ async fn load_url(
     cached: &mut Cached,
     freshness: Freshness,
 ) -> Result<Arc<Snapshot>, RegistryError> {
-    from_disk(ctx, name, url, cached).await;
+    from_disk(ctx, name, url, cached, None).await;
     if let Some(s) = fresh(cached, URL_TTL, freshness) {
         return Ok(s);
     }
@@ -472,7 +483,7 @@ async fn load_api(
     cached: &mut Cached,
     freshness: Freshness,
 ) -> Result<Arc<Snapshot>, RegistryError> {
-    from_disk(ctx, name, url, cached).await;
+    from_disk(ctx, name, url, cached, Some(API_TTL)).await;
     if let Some(s) = fresh(cached, API_TTL, freshness) {
         return Ok(s);
     }

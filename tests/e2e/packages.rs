@@ -227,7 +227,11 @@ async fn scenario(engine: &'static str) {
     let url = url_of(&b, &n("pr1")).await;
     assert_eq!(echo(&url, "by name").await, "echo: by name");
     let (_, got) = b
-        .req(reqwest::Method::GET, &format!("/workloads/{}", n("pr1")), None)
+        .req(
+            reqwest::Method::GET,
+            &format!("/workloads/{}", n("pr1")),
+            None,
+        )
         .await;
     let got: Value = serde_json::from_str(&got).expect("json");
     assert_eq!(got["image"], NPX_PKG, "{got}");

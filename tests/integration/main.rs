@@ -8,5 +8,6 @@ mod bodies;
 mod openapi;
 mod plugins;
 mod registry;
+mod registry_sources;
 mod remote;
 mod runtimes;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use super::RegistryError;
@@ -455,17 +455,19 @@ async fn load_url(
     Ok(cached.snapshot.clone().expect("just set"))
 }
 
-/// One page of an MCP Registry API listing.
+/// One page of an MCP Registry API listing; items are parsed one by one
+/// (a bad item is skipped, not the page).
 #[derive(Deserialize)]
-struct ApiPage {
-    servers: Vec<ApiItem>,
+struct ApiPage<'a> {
+    #[serde(borrow)]
+    servers: Vec<&'a serde_json::value::RawValue>,
     #[serde(default)]
     metadata: ApiMetadata,
 }
 
 #[derive(Deserialize)]
 struct ApiItem {
-    server: Value,
+    server: ServerJson,
 }
 
 #[derive(Deserialize, Default)]
@@ -496,7 +498,7 @@ async fn load_api(
                 API_WALK_TIMEOUT.as_secs()
             )))
         });
-    let servers = match walked {
+    let (servers, mut warnings) = match walked {
         Ok(s) => s,
         // Authentication errors are never masked by a stale copy.
         Err(e @ RegistryError::AuthRequired(_)) => return Err(e),
@@ -506,13 +508,21 @@ async fn load_api(
         }
     };
     let now = OffsetDateTime::now_utc();
-    let document = json!({
+    let stamp = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut catalog = Catalog::from_entries(servers, &mut warnings);
+    catalog.last_updated = stamp.clone();
+    for w in warnings.iter().take(20) {
+        tracing::warn!(registry = name, warning = %crate::logging::escape_controls(w), "Registry entry skipped.");
+    }
+    catalog.warnings = warnings;
+    let bytes = serde_json::to_vec(&json!({
         "version": "1.0.0",
-        "meta": {"last_updated": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()},
-        "data": {"servers": servers},
-    });
-    let bytes = serde_json::to_vec(&document).unwrap_or_default();
-    let catalog = parse(&bytes, false)?;
+        "meta": {"last_updated": stamp},
+        "data": {"servers": catalog.servers().iter().map(|s| &s.json).collect::<Vec<_>>()},
+    }))
+    .unwrap_or_default();
     cached.snapshot = Some(Arc::new(Snapshot {
         catalog: Arc::new(catalog),
         fetched_at: now,
@@ -540,11 +550,12 @@ async fn walk_api(
     base: &str,
     allow_private: bool,
     headers: Vec<(String, String)>,
-) -> Result<Vec<Value>, RegistryError> {
+) -> Result<(Vec<ServerJson>, Vec<String>), RegistryError> {
     let mut opts = ctx.options(allow_private, headers);
     opts.headers
         .push(("Accept".into(), "application/json".into()));
     let mut out = Vec::new();
+    let mut warnings = Vec::new();
     let mut cursor: Option<String> = None;
     let mut pages = 0usize;
     loop {
@@ -573,7 +584,12 @@ async fn walk_api(
                 "the registry API at {base} answered something that is not a server list: {e}"
             ))
         })?;
-        out.extend(page.servers.into_iter().map(|i| i.server));
+        for (i, item) in page.servers.into_iter().enumerate() {
+            match serde_json::from_str::<ApiItem>(item.get()) {
+                Ok(item) => out.push(item.server),
+                Err(e) => warnings.push(format!("page {pages} item {i}: {e}")),
+            }
+        }
         pages += 1;
         if out.len() > MAX_SERVERS {
             tracing::warn!(
@@ -594,7 +610,7 @@ async fn walk_api(
             break;
         }
     }
-    Ok(out)
+    Ok((out, warnings))
 }
 
 async fn load_plugin(
@@ -677,7 +693,7 @@ mod tests {
     #[test]
     fn the_embedded_catalogue_is_valid_entry_by_entry() {
         let s = embedded();
-        let raw: Value = serde_json::from_slice(EMBEDDED).expect("JSON");
+        let raw: serde_json::Value = serde_json::from_slice(EMBEDDED).expect("JSON");
         let listed = raw["data"]["servers"].as_array().expect("servers").len();
         assert!(s.catalog.warnings.is_empty(), "{:?}", s.catalog.warnings);
         assert_eq!(s.catalog.len(), listed, "no entry skipped");

@@ -377,3 +377,75 @@ async fn rmcp_through_an_https_remote_workload() {
     assert!(text.to_lowercase().contains("certificate"), "{text}");
     let _ = server.kill().await;
 }
+
+/// Run by name from the embedded registry on the process runtime:
+/// `everything` (an npm package) and `time` (a PyPI package) start from
+/// their pinned packages and answer `tools/list` to the official Rust SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_created_by_registry_name_answer() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = Berth::start(root.path(), free_port()).await;
+    for (server, tool) in [("everything", "echo"), ("time", "get_current_time")] {
+        let name = format!("{server}-by-name");
+        let (code, body) = b
+            .post("/workloads", json!({"name": name, "server": server}))
+            .await;
+        assert_eq!(code, 201, "{body}");
+        let (_, got) = b
+            .req(reqwest::Method::GET, &format!("/workloads/{name}"), None)
+            .await;
+        let got: Value = serde_json::from_str(&got).expect("json");
+        let image = got["image"].as_str().expect("image");
+        assert!(
+            image.starts_with("npx://") || image.starts_with("uvx://"),
+            "a package on the process runtime: {got}"
+        );
+        assert!(image.contains('@'), "pinned: {image}");
+        b.wait_status(&name, "running").await;
+        let url = proxy_url(&b, &name).await;
+        let tools = eventually(
+            Duration::from_secs(180),
+            &format!("{server} to list its tools"),
+            || async {
+                let transport = StreamableHttpClientTransport::from_uri(url.clone());
+                let client = ().serve(transport).await.ok()?;
+                let tools = client.list_all_tools().await.ok();
+                let _ = client.cancel().await;
+                tools
+            },
+        )
+        .await;
+        assert!(
+            tools.iter().any(|t| t.name == tool),
+            "{server} lists {tool}"
+        );
+    }
+    // A server this runtime cannot run (an OCI image only) is refused,
+    // naming the runtimes that can.
+    let (code, body) = b
+        .post(
+            "/workloads",
+            json!({"server": "github",
+        "env_vars": {"GITHUB_PERSONAL_ACCESS_TOKEN": "x"}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("docker, podman"), "{body}");
+}
+
+/// The proxy URL of workload `name`, without its fragment.
+async fn proxy_url(b: &Berth, name: &str) -> String {
+    let (_, list) = b
+        .req(reqwest::Method::GET, "/workloads?all=true", None)
+        .await;
+    let list: Value = serde_json::from_str(&list).expect("json");
+    let url = list["workloads"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|w| w["name"] == name)
+        .and_then(|w| w["url"].as_str())
+        .expect("listed with a URL")
+        .to_owned();
+    url.split('#').next().expect("url").to_owned()
+}

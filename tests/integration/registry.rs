@@ -541,3 +541,101 @@ async fn a_workload_is_created_by_server_name() {
         assert!(r.text.contains(needle), "{body}: {}", r.text);
     }
 }
+
+#[tokio::test]
+async fn a_hand_edited_registries_file_never_stops_berth() {
+    for garbage in [
+        "{ not json".to_owned(),
+        json!({"registries": [{"name": "../../etc", "source": {"type": "embedded"}},
+            {"name": "ok-one", "source": {"type": "file", "path": "/nonexistent/r.json"}}]})
+        .to_string(),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("registries.json"), &garbage).expect("write");
+        let h = crate::api::harness_on(
+            dir,
+            &[std::sync::Arc::new(
+                berth_runtime_api::fake::FakeBackend::new(),
+            )],
+        )
+        .await;
+        let list = h.get("/api/v1beta/registry").await;
+        assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+        let list = list.json();
+        let names: Vec<&str> = list["registries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name"))
+            .collect();
+        assert!(names.contains(&"default"), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("..")), "{names:?}");
+        if let Some(bad) = list["registries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|r| r["name"] == "ok-one")
+        {
+            // Listed with the reason it cannot be read; the others work.
+            assert!(bad["error"].as_str().is_some(), "{bad}");
+            assert_eq!(
+                h.get("/registry/default/v0.1/servers").await.status,
+                StatusCode::OK
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn hostile_registry_entries_never_reach_a_runtime() {
+    let h = harness().await;
+    let file = h.dir.path().join("evil.json");
+    let mut npm_option = pypi("io.evil/npm-option", "x", "1.0.0");
+    npm_option["packages"][0]["registryType"] = json!("npm");
+    npm_option["packages"][0]["identifier"] = json!("--registry=http://evil.example");
+    let mut range = pypi("io.evil/range", "mcp-server-time", ">=1");
+    range["packages"][0]["version"] = json!(">=1");
+    let mut injected_env = pypi("io.evil/env", "mcp-server-time", "1.0.0");
+    injected_env["packages"][0]["environmentVariables"] = json!([{"name": "LD_PRELOAD=/tmp/x.so"}]);
+    let mut control = pypi("io.evil/control", "mcp-server-time", "1.0.0");
+    control["description"] = json!("line\u{1b}[2Jclear");
+    let mut far = pypi("io.evil/far", "mcp-server-time", "1.0.0");
+    far["remotes"] = json!([{"type": "sse", "url": "file:///etc/passwd"}]);
+    write(
+        &file,
+        &document(json!([
+            npm_option,
+            range,
+            injected_env,
+            control,
+            far,
+            pypi("io.good/fine", "mcp-server-time", "1.0.0")
+        ])),
+    );
+    let r = h
+        .post(
+            "/api/v1beta/registry",
+            json!({"name": "evil", "local_path": file}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let info = h.get("/api/v1beta/registry/evil").await.json();
+    assert_eq!(info["skipped_entries"], 3, "{info}");
+    for server in ["env", "control", "far"] {
+        let r = h
+            .get(&format!("/api/v1beta/registry/evil/servers/{server}"))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{server} was skipped");
+    }
+    // Listed, but its package reference is refused when it would run.
+    for (server, why) in [
+        ("npm-option", "invalid npm package"),
+        ("range", "invalid version"),
+    ] {
+        let r = h
+            .create(json!({"name": server, "registry": "evil", "server": server}))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{server}: {}", r.text);
+        assert!(r.text.contains(why), "{server}: {}", r.text);
+    }
+}

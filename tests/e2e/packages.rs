@@ -288,7 +288,7 @@ async fn scenario(engine: &'static str) {
     assert_eq!(label(engine, UVX_IMAGE, "berth.package"), UVX_PKG);
 
     // Delete them; the images stay for the next workloads of the packages.
-    delete_all(&b, &[&n("pk1"), &n("pk2"), &n("pu1")]).await;
+    delete_all(&b, &[&n("pk1"), &n("pk2"), &n("pu1"), &n("pr1")]).await;
     assert_eq!(image_id(engine, NPX_IMAGE).as_ref(), Some(&built));
 
     // A base image the engine does not have and cannot pull: the workload

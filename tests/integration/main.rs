@@ -10,3 +10,4 @@ mod plugins;
 mod registry;
 mod remote;
 mod runtimes;
+mod upgrade;

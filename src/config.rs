@@ -60,6 +60,10 @@ pub struct Config {
     /// benchmark machine one thread did as well as two or better in every
     /// measured cell (bench/README.md, "Runtime threads").
     pub worker_threads: usize,
+    /// How long an upgrade (`POST /workloads/{name}/upgrade`) waits for the
+    /// new version's server to answer an MCP `initialize` through its
+    /// proxy, in seconds; past it the previous configuration is put back.
+    pub upgrade_ready_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -83,6 +87,7 @@ impl Default for Config {
             plugins: Vec::new(),
             registries: Vec::new(),
             worker_threads: 0,
+            upgrade_ready_timeout_secs: crate::workloads::upgrade::DEFAULT_READY_TIMEOUT.as_secs(),
         }
     }
 }
@@ -237,6 +242,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "plugin_host",
     "egress",
     "worker_threads",
+    "upgrade_ready_timeout_secs",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;
@@ -280,6 +286,11 @@ pub fn load(
             "ports.start ({}) must be non-zero and below ports.end ({})",
             config.ports.start, config.ports.end
         )));
+    }
+    if config.upgrade_ready_timeout_secs == 0 {
+        return Err(ConfigError::Inconsistent(
+            "upgrade_ready_timeout_secs must be at least 1: an upgrade waits that long for the new server".into(),
+        ));
     }
     if let Err(e) = BrowserGuard::new(&config.api.allowed_origins, &config.api.public_hosts, false)
     {
@@ -341,6 +352,16 @@ mod tests {
             jail.create_file("range.toml", "[ports]\nstart = 5000\nend = 4000\n")?;
             let err = load(Some(Path::new("range.toml")), None, Figment::new()).unwrap_err();
             assert!(err.to_string().contains("ports.start"), "{err}");
+            assert_eq!(c.upgrade_ready_timeout_secs, 60);
+            jail.set_env("BERTH_UPGRADE_READY_TIMEOUT_SECS", "0");
+            let err = load(None, None, Figment::new()).unwrap_err();
+            assert!(
+                err.to_string().contains("upgrade_ready_timeout_secs"),
+                "{err}"
+            );
+            jail.set_env("BERTH_UPGRADE_READY_TIMEOUT_SECS", "5");
+            let c = load(None, None, Figment::new()).expect("from the environment");
+            assert_eq!(c.upgrade_ready_timeout_secs, 5);
             Ok(())
         });
     }

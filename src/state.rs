@@ -45,6 +45,9 @@ pub enum Kind {
     Status,
     /// Groups (`groups/<name>.json`).
     Group,
+    /// Upgrades in progress: the configuration to put back if berth stops
+    /// before the new one answers (`upgrades/<name>.json`).
+    Upgrade,
 }
 
 impl Kind {
@@ -53,6 +56,7 @@ impl Kind {
             Self::RunConfig => "runconfigs",
             Self::Status => "statuses",
             Self::Group => "groups",
+            Self::Upgrade => "upgrades",
         }
     }
 }
@@ -74,6 +78,7 @@ impl Store {
             Kind::RunConfig.dir(),
             Kind::Status.dir(),
             Kind::Group.dir(),
+            Kind::Upgrade.dir(),
             "logs",
         ] {
             fs::create_dir_all(root.join(dir)).map_err(io)?;

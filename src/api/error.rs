@@ -12,6 +12,7 @@ use crate::groups::GroupError;
 use crate::plugins::PluginError;
 use crate::registry::RegistryError;
 use crate::workloads::WorkloadError;
+use crate::workloads::upgrade::UpgradeError;
 
 /// An error answer.
 #[derive(Debug)]
@@ -117,6 +118,19 @@ impl From<WorkloadError> for ApiError {
             _ => return Self::internal(&err),
         };
         Self::new(status, err.to_string())
+    }
+}
+
+impl From<UpgradeError> for ApiError {
+    fn from(err: UpgradeError) -> Self {
+        match err {
+            UpgradeError::Workload(e) => e.into(),
+            e @ UpgradeError::Unprocessable { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            e @ UpgradeError::RolledBack { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            e => Self::internal(&e),
+        }
     }
 }
 

@@ -68,42 +68,73 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if req.headers().contains_key(header::ORIGIN)
-            && !req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| is_json(v.as_bytes()))
-        {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "a request from a web page must send its body as `Content-Type: application/json`",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    status,
-                    format!("request body larger than {} bytes", super::MAX_BODY_BYTES),
-                )
-            } else {
-                ApiError::new(
-                    status,
-                    format!("failed to read request: {}", rejection.body_text()),
-                )
-            }
-        })?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_ignored::deserialize(&mut de, |path| warn_unknown(&path.to_string()))
-            .and_then(|v| de.end().map(|()| v))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("failed to decode request: {e}"),
-                )
-            })?;
-        Ok(ApiJson(value))
+        let bytes = read_body(req, state).await?;
+        decode(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body that may be left out: an empty body reads as
+/// `T::default()` (ToolHive's optional bodies, e.g. an upgrade's).
+#[derive(Debug)]
+pub(super) struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(Self(T::default()));
+        }
+        decode(&bytes).map(OptionalJson)
+    }
+}
+
+/// The body of `req`, refused as `ApiJson` says.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if req.headers().contains_key(header::ORIGIN)
+        && !req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| is_json(v.as_bytes()))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a request from a web page must send its body as `Content-Type: application/json`",
+        ));
+    }
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!("request body larger than {} bytes", super::MAX_BODY_BYTES),
+            )
+        } else {
+            ApiError::new(
+                status,
+                format!("failed to read request: {}", rejection.body_text()),
+            )
+        }
+    })?;
+    Ok(bytes)
+}
+
+/// `bytes` as a `T`; unknown fields are logged.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_ignored::deserialize(&mut de, |path| warn_unknown(&path.to_string()))
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("failed to decode request: {e}"),
+            )
+        })
 }
 
 #[cfg(test)]

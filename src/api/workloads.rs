@@ -6,17 +6,20 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::ApiError;
-use super::json::ApiJson;
-use crate::workloads::BulkOp;
+use super::json::{ApiJson, OptionalJson};
 use crate::workloads::types::{
     BulkOperationRequest, CreateRequest, CreateWorkloadResponse, RunConfig, WorkloadListResponse,
     WorkloadStatusResponse,
 };
+use crate::workloads::upgrade::CheckResult;
+use crate::workloads::{BulkOp, WorkloadError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -24,6 +27,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/stop", post(bulk_stop))
         .route("/restart", post(bulk_restart))
         .route("/delete", post(bulk_delete))
+        .route("/upgrade-check", get(upgrade_check_all))
         .route("/{name}", get(get_workload).delete(delete_workload))
         .route("/{name}/edit", post(edit_workload))
         .route("/{name}/stop", post(stop_workload))
@@ -32,6 +36,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/{name}/logs", get(workload_logs))
         .route("/{name}/proxy-logs", get(workload_proxy_logs))
         .route("/{name}/export", get(export_workload))
+        .route("/{name}/upgrade-check", get(upgrade_check))
+        .route("/{name}/upgrade", post(upgrade_workload))
 }
 
 /// Query of the list call.
@@ -266,4 +272,108 @@ pub(super) async fn bulk_delete(
     ApiJson(req): ApiJson<BulkOperationRequest>,
 ) -> ApiResult<StatusCode> {
     bulk(s, BulkOp::Delete, req).await
+}
+
+// === upgrades ===
+
+/// The upgrade check of one workload.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = pkg_api_v1::upgradeCheckResponse)]
+pub(super) struct UpgradeCheckResponse {
+    /// The outcome.
+    result: CheckResult,
+}
+
+/// The upgrade checks of several workloads.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = pkg_api_v1::upgradeCheckBulkResponse)]
+pub(super) struct UpgradeCheckBulkResponse {
+    /// One per workload in scope, by name; `[]` when there is none.
+    results: Vec<CheckResult>,
+}
+
+/// The optional body of an upgrade.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = pkg_api_v1::upgradeRequest)]
+pub(super) struct UpgradeRequest {
+    /// Environment variables added to (or replacing) the workload's.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Secret references (`<name>,target=<env>`): not supported by berth
+    /// yet, refused with 400.
+    #[serde(default)]
+    secrets: Vec<String>,
+}
+
+/// Check workloads for newer versions of their registry entries.
+///
+/// Offline: the workload's image and recorded entry version against the
+/// entry's today; nothing is pulled. `all` and `group` select workloads
+/// as the list does. Secret values are never returned.
+#[utoipa::path(get, path = "/api/v1beta/workloads/upgrade-check", tag = "workloads", params(ListQuery),
+    responses((status = 200, description = "OK", body = UpgradeCheckBulkResponse),
+        (status = 400, description = "Bad Request", body = String),
+        (status = 404, description = "Group not found", body = String)))]
+pub(super) async fn upgrade_check_all(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<UpgradeCheckBulkResponse>> {
+    let all = q.all.as_deref() == Some("true");
+    let group = q.group.as_deref().filter(|g| !g.is_empty());
+    Ok(Json(UpgradeCheckBulkResponse {
+        results: s
+            .workloads
+            .upgrade_checks(all, group, &s.registries)
+            .await?,
+    }))
+}
+
+/// Check a workload for a newer version of its registry entry.
+///
+/// Offline; secret values are never returned.
+#[utoipa::path(get, path = "/api/v1beta/workloads/{name}/upgrade-check", tag = "workloads",
+    params(("name" = String, Path, description = "Workload name")),
+    responses((status = 200, description = "OK", body = UpgradeCheckResponse),
+        (status = 400, description = "Bad Request", body = String),
+        (status = 404, description = "Not Found", body = String)))]
+pub(super) async fn upgrade_check(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<UpgradeCheckResponse>> {
+    Ok(Json(UpgradeCheckResponse {
+        result: s.workloads.upgrade_check(&name, &s.registries).await?,
+    }))
+}
+
+/// Apply an available upgrade to a workload.
+///
+/// Checks again; when no upgrade is available, answers the check and
+/// changes nothing. Otherwise replaces the workload's configuration with
+/// the entry's new image (everything else kept; `env` merged over the
+/// environment) and waits until the new server answers an MCP
+/// `initialize` through its proxy (`upgrade_ready_timeout_secs`). If it
+/// does not, the previous configuration runs again and the answer is 409.
+#[utoipa::path(post, path = "/api/v1beta/workloads/{name}/upgrade", tag = "workloads",
+    params(("name" = String, Path, description = "Workload name")),
+    request_body(content = Option<UpgradeRequest>, description = "Upgrade options"),
+    responses((status = 200, description = "OK: upgraded, or the check that found nothing to do", body = UpgradeCheckResponse),
+        (status = 400, description = "Bad Request", body = String),
+        (status = 404, description = "Not Found", body = String),
+        (status = 409, description = "The new version did not start or answer; the previous configuration was restored", body = String),
+        (status = 422, description = "Unprocessable Entity: the new configuration cannot be built (e.g. a required variable is missing); nothing changed", body = String),
+        (status = 500, description = "Internal Server Error", body = String)))]
+pub(super) async fn upgrade_workload(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    OptionalJson(req): OptionalJson<UpgradeRequest>,
+) -> ApiResult<Json<UpgradeCheckResponse>> {
+    if !req.secrets.is_empty() {
+        return Err(WorkloadError::Unsupported(vec!["secrets"]).into());
+    }
+    let within = Duration::from_secs(s.config.upgrade_ready_timeout_secs);
+    let result = s
+        .workloads
+        .upgrade(&name, req.env, s.registries.clone(), within)
+        .await?;
+    Ok(Json(UpgradeCheckResponse { result }))
 }

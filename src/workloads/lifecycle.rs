@@ -36,7 +36,10 @@ impl Workloads {
                 self.start_instance(&name).await;
             }
             Op::Delete => self.delete_now(&name).await,
-            Op::Edit { old } => self.apply_edit(&name, *old).await,
+            Op::Edit { old } => {
+                // Failures are in the workload's status and log.
+                let _ = self.apply_edit(&name, *old).await;
+            }
             Op::Recover { running } => self.recover(&name, running).await,
             Op::Revive { generation } => {
                 let due = self.table().get(&name).is_some_and(|e| {
@@ -299,14 +302,21 @@ impl Workloads {
         info!(workload = %name, "Workload deleted.");
     }
 
-    pub(super) async fn apply_edit(&self, name: &WorkloadName, old: Workload) {
+    /// Restarts an edited workload with its new configuration; if that
+    /// does not start, the previous one is put back and started, and the
+    /// reason is returned.
+    pub(super) async fn apply_edit(
+        &self,
+        name: &WorkloadName,
+        old: Workload,
+    ) -> Result<(), String> {
         let desired = match self.table().get(name) {
             Some(e) => e.status.desired,
-            None => return,
+            None => return Ok(()),
         };
         self.leave_old_runtime(name, &old).await;
         if desired == Desired::Stopped {
-            return; // a stopped workload keeps its new configuration for its next start
+            return Ok(()); // a stopped workload keeps its new configuration for its next start
         }
         self.stop_instance(name).await;
         self.start_instance(name).await;
@@ -315,31 +325,48 @@ impl Workloads {
             .get(name)
             .filter(|e| e.status.status == WorkloadStatus::Error)
             .map(|e| e.status.status_context.clone());
-        if let Some(why) = failed {
-            warn!(workload = %name, error = %why, "Edited workload did not start; restoring its previous configuration.");
-            let edited = self.table().get(name).map(|e| e.config.clone());
+        match failed {
+            Some(why) => {
+                warn!(workload = %name, error = %why, "Edited workload did not start; restoring its previous configuration.");
+                self.restore_previous(name, old, "edit", &why).await;
+                Err(why)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Puts `old` back as workload `name`'s configuration (file and table)
+    /// and starts it; `what` (`edit`, `upgrade`) failed because of `why`.
+    /// The instance of the configuration being replaced must not run.
+    pub(super) async fn restore_previous(
+        &self,
+        name: &WorkloadName,
+        old: Workload,
+        what: &str,
+        why: &str,
+    ) {
+        let edited = self.table().get(name).map(|e| e.config.clone());
+        {
+            let mut table = self.table();
+            if self
+                .inner
+                .store
+                .write(Kind::RunConfig, name.as_str(), &RunConfig::from(&old))
+                .is_ok()
+                && let Some(e) = table.get_mut(name)
             {
-                let mut table = self.table();
-                if self
-                    .inner
-                    .store
-                    .write(Kind::RunConfig, name.as_str(), &RunConfig::from(&old))
-                    .is_ok()
-                    && let Some(e) = table.get_mut(name)
-                {
-                    e.config = old;
-                }
+                e.config = old;
             }
-            if let Some(edited) = edited {
-                self.leave_old_runtime(name, &edited).await;
-            }
-            self.start_instance(name).await;
-            let restored = format!("edit failed ({why}); previous configuration restored");
-            self.wlog(name, &restored);
-            let status = self.table().get(name).map(|e| e.status.status);
-            if status == Some(WorkloadStatus::Running) {
-                self.set_context(name, restored);
-            }
+        }
+        if let Some(edited) = edited {
+            self.leave_old_runtime(name, &edited).await;
+        }
+        self.start_instance(name).await;
+        let restored = format!("{what} failed ({why}); previous configuration restored");
+        self.wlog(name, &restored);
+        let status = self.table().get(name).map(|e| e.status.status);
+        if status == Some(WorkloadStatus::Running) {
+            self.set_context(name, restored);
         }
     }
 

@@ -16,6 +16,7 @@ pub mod ports;
 mod spec;
 mod supervise;
 pub mod types;
+pub mod upgrade;
 mod validate;
 mod view;
 mod wiring;
@@ -184,6 +185,8 @@ impl Workloads {
         groups: Arc<Groups>,
         settings: Settings,
     ) -> Result<Self, WorkloadError> {
+        // Upgrades a stopped berth left undecided are undone first.
+        let interrupted = upgrade::restore_interrupted(&store);
         let mut table = BTreeMap::new();
         for file in store.list(Kind::RunConfig)? {
             let Ok(name) = WorkloadName::parse(&file) else {
@@ -272,14 +275,17 @@ impl Workloads {
                     Workloads { inner }.wlog(&name, line);
                 }
             }));
-        this.reconcile().await?;
+        this.reconcile(&interrupted).await?;
         Ok(this)
     }
 
     /// Compares the table with what each runtime runs. A runtime that
     /// does not answer holds up only its own workloads (they are started
-    /// again, and retried while it is unreachable).
-    async fn reconcile(&self) -> Result<(), WorkloadError> {
+    /// again, and retried while it is unreachable). An instance of a
+    /// workload whose upgrade was `interrupted` runs the unconfirmed
+    /// version: it is restarted with the restored configuration, not
+    /// adopted.
+    async fn reconcile(&self, interrupted: &BTreeSet<String>) -> Result<(), WorkloadError> {
         let home: BTreeMap<WorkloadName, String> = self
             .table()
             .iter()
@@ -315,7 +321,24 @@ impl Workloads {
         let known = home.into_keys();
         for name in known {
             let running = running.contains(&name);
-            self.spawn_op(name, Op::Recover { running });
+            let op = if interrupted.contains(name.as_str()) {
+                self.wlog(
+                    &name,
+                    "an upgrade was interrupted by berth's stop; previous configuration restored",
+                );
+                let should_run = self
+                    .table()
+                    .get(&name)
+                    .is_some_and(|e| e.broken.is_none() && e.status.desired == Desired::Running);
+                if running && should_run {
+                    Op::Restart
+                } else {
+                    Op::Recover { running }
+                }
+            } else {
+                Op::Recover { running }
+            };
+            self.spawn_op(name, op);
         }
         Ok(())
     }

@@ -81,8 +81,27 @@ impl Workloads {
     pub async fn edit(
         &self,
         name: &str,
-        mut req: CreateRequest,
+        req: CreateRequest,
     ) -> Result<CreateWorkloadResponse, WorkloadError> {
+        let (name, old, config) = self.stage_edit(name, req)?;
+        self.wlog(&name, "configuration replaced; restarting with it");
+        self.spawn_op(name.clone(), Op::Edit { old: Box::new(old) });
+        Ok(CreateWorkloadResponse {
+            name: name.to_string(),
+            port: config.port,
+        })
+    }
+
+    /// The first half of an edit: validates `req` as workload `name`'s new
+    /// configuration and stores it (file and table). Returns the name, the
+    /// previous configuration and the new one; the caller restarts the
+    /// workload with it (`apply_edit`), in the background or, for an
+    /// upgrade, under the workload's lock.
+    pub(super) fn stage_edit(
+        &self,
+        name: &str,
+        mut req: CreateRequest,
+    ) -> Result<(WorkloadName, Workload, Workload), WorkloadError> {
         let name = WorkloadName::parse(name)?;
         req.name = name.to_string();
         if req.image.is_empty() && req.url.is_empty() {
@@ -132,12 +151,7 @@ impl Workloads {
             }
             (old, config)
         };
-        self.wlog(&name, "configuration replaced; restarting with it");
-        self.spawn_op(name.clone(), Op::Edit { old: Box::new(old) });
-        Ok(CreateWorkloadResponse {
-            name: name.to_string(),
-            port: config.port,
-        })
+        Ok((name, old, config))
     }
 
     /// Stops a workload in the background.

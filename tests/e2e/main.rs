@@ -17,3 +17,4 @@ mod plugins;
 mod proxy;
 mod security;
 mod serve;
+mod upgrade;

@@ -11,3 +11,4 @@ mod registry;
 mod registry_sources;
 mod remote;
 mod runtimes;
+mod upgrade;

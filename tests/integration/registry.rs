@@ -23,7 +23,7 @@ pub(crate) fn pypi(name: &str, package: &str, version: &str) -> Value {
 
 /// An entry the fake runtime runs: an OCI package `fake://echo` (and a
 /// PyPI package for native runtimes).
-fn fake(name: &str, version: &str) -> Value {
+pub(crate) fn fake(name: &str, version: &str) -> Value {
     let mut e = pypi(name, "mcp-server-time", version);
     e["packages"].as_array_mut().expect("packages").push(
         json!({"registryType": "oci", "identifier": "fake://echo", "transport": {"type": "stdio"}}),
@@ -31,7 +31,7 @@ fn fake(name: &str, version: &str) -> Value {
     e
 }
 
-fn write(path: &Path, doc: &Value) {
+pub(crate) fn write(path: &Path, doc: &Value) {
     std::fs::write(path, serde_json::to_vec_pretty(doc).expect("json")).expect("write");
 }
 

@@ -420,13 +420,13 @@ async fn servers_created_by_registry_name_answer() {
             "{server} lists {tool}"
         );
     }
-    // A server this runtime cannot run (an OCI image only) is refused,
-    // naming the runtimes that can.
+    // A server the process runtime cannot run (an OCI image only) is
+    // refused there, naming the runtimes that can.
     let (code, body) = b
         .post(
             "/workloads",
-            json!({"server": "github",
-        "env_vars": {"GITHUB_PERSONAL_ACCESS_TOKEN": "x"}}),
+            json!({"server": "github", "runtime": "process",
+                "env_vars": {"GITHUB_PERSONAL_ACCESS_TOKEN": "x"}}),
         )
         .await;
     assert_eq!(code, 400, "{body}");

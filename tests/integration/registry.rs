@@ -335,6 +335,19 @@ async fn bad_registry_changes_are_refused_and_the_previous_source_stays() {
             StatusCode::BAD_REQUEST,
         ),
         (json!({"plugin": "none-such"}), StatusCode::BAD_REQUEST),
+        // Nothing listens there / a private address without allow_private_ip.
+        (
+            json!({"url": "http://127.0.0.1:1/r.json", "allow_private_ip": true}),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            json!({"url": "https://127.0.0.1/r.json"}),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            json!({"url": "https://169.254.169.254/latest/meta-data.json"}),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
         (
             json!({"auth": {"issuer": "https://idp.example"}}),
             StatusCode::BAD_REQUEST,

@@ -509,6 +509,26 @@ async fn a_registry_logs_in_with_the_device_flow_and_refreshes_its_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_without_oauth_or_with_a_failing_identity_provider_is_refused() {
     let h = harness().await;
+    // The OpenAPI document describes the pending answer.
+    let doc = h.get("/api/openapi.json").await.json();
+    let answer = &doc["paths"]["/api/v1beta/registry/auth/login"]["post"]["responses"]["202"];
+    let schema = answer["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .expect("a schema")
+        .rsplit('/')
+        .next()
+        .expect("a name")
+        .to_owned();
+    let props = &doc["components"]["schemas"][&schema]["properties"];
+    for field in [
+        "status",
+        "verification_uri",
+        "user_code",
+        "expires_in",
+        "interval",
+    ] {
+        assert!(props.get(field).is_some(), "{schema}: {props}");
+    }
     let r = h.post("/api/v1beta/registry/auth/login", json!({})).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(

@@ -161,6 +161,7 @@ fn registry_status(err: &RegistryError) -> (StatusCode, &'static str) {
         | RegistryError::Denied(_)
         | RegistryError::Failed(_) => (StatusCode::BAD_GATEWAY, "registry_invalid"),
         RegistryError::LegacyFormat(_) => (StatusCode::BAD_GATEWAY, "registry_legacy_format"),
+        RegistryError::LoginFailed(_) => (StatusCode::BAD_GATEWAY, "registry_login_failed"),
         RegistryError::AuthRequired(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "registry_auth_required")
         }

@@ -325,6 +325,29 @@ pub(super) struct LoginRequest {
     token: Option<String>,
 }
 
+/// `POST /registry/auth/login` answer: `202 pending` with the code the
+/// user approves (device flow), or `200 authenticated` (a pasted token).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(super) struct LoginResponse {
+    /// `pending` (the user has to approve the code) or `authenticated`.
+    status: String,
+    /// Where the user approves the login, on any device with a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verification_uri: Option<String>,
+    /// The same with the code filled in, when the provider gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verification_uri_complete: Option<String>,
+    /// The code the user enters there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_code: Option<String>,
+    /// Seconds left before the code expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_in: Option<u64>,
+    /// Seconds between two polls of the identity provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<u64>,
+}
+
 /// A JSON body that may be absent (ToolHive's login and logout take none).
 async fn optional_body(request: axum::extract::Request) -> ApiResult<LoginRequest> {
     use axum::extract::FromRequest;
@@ -630,41 +653,58 @@ pub(super) async fn get_server(
     }))
 }
 
-/// Log in to a registry without a browser: `{"token": …}` stores a
-/// bearer token for it (kept in a 0600 file of the state directory, sent
-/// to its `url`/`api` source, never shown).
+/// Log in to a registry without a browser on the server. With OAuth
+/// configured (`PUT /registry/{name}` with `auth`), starts the device
+/// authorization grant (RFC 8628) and answers `202` at once with the code
+/// to approve at `verification_uri` on any device; berth polls the
+/// identity provider in the background and stores the token (the
+/// registry's `auth_status` becomes `authenticated`). A second login while
+/// one is pending answers the same code. `{"token": …}` stores a pasted
+/// bearer token instead (`200`). Tokens are kept in a 0600 file of the
+/// state directory, sent to the registry's `url`/`api` source, never shown.
 #[utoipa::path(post, path = "/api/v1beta/registry/auth/login", tag = "registry",
     request_body = LoginRequest,
-    responses((status = 200, description = "OK", body = Object),
+    responses((status = 200, description = "A pasted token was stored", body = LoginResponse),
+        (status = 202, description = "Device login pending: approve `user_code` at `verification_uri`", body = LoginResponse),
         (status = 400, description = "Bad Request", body = String),
         (status = 404, description = "Unknown registry", body = String),
-        (status = 500, description = "Internal Server Error", body = String)))]
+        (status = 500, description = "Internal Server Error", body = String),
+        (status = 502, description = "The identity provider failed or refused the login", body = String)))]
 pub(super) async fn login(
     State(s): State<AppState>,
     request: axum::extract::Request,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let req = optional_body(request).await?;
     let registry = req.registry.unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
-    let r = s.registries.get(&registry)?;
-    match req.token {
-        Some(token) => {
-            s.registries.login_with_token(&registry, &token).await?;
-            Ok(Json(json!({"status": "authenticated"})))
-        }
-        None if r.auth.is_none() => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "Registry OAuth not configured; call PUT /api/v1beta/registry/{registry} with a client ID and issuer URL first, or log in with {{\"token\": …}}"
-            ),
-        )),
-        None => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "give the registry's token: {\"registry\": …, \"token\": …}",
-        )),
+    s.registries.get(&registry)?;
+    if let Some(token) = req.token {
+        s.registries.login_with_token(&registry, &token).await?;
+        return Ok(Json(LoginResponse {
+            status: "authenticated".into(),
+            verification_uri: None,
+            verification_uri_complete: None,
+            user_code: None,
+            expires_in: None,
+            interval: None,
+        })
+        .into_response());
     }
+    let started = s.registries.login(&registry).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(LoginResponse {
+            status: "pending".into(),
+            verification_uri: Some(started.verification_uri),
+            verification_uri_complete: started.verification_uri_complete,
+            user_code: Some(started.user_code),
+            expires_in: Some(started.expires_in),
+            interval: Some(started.interval),
+        }),
+    )
+        .into_response())
 }
 
-/// Forget a registry's stored token.
+/// Forget a registry's stored token and cancel its pending login.
 #[utoipa::path(post, path = "/api/v1beta/registry/auth/logout", tag = "registry",
     request_body = LoginRequest,
     responses((status = 200, description = "OK", body = Object),

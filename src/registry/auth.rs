@@ -1,8 +1,21 @@
-//! Registry credentials: the bearer tokens berth sends to a registry API
-//! after a login. They live in one file of the state directory,
-//! `registry-tokens.json`, created with mode 0600 and replaced
-//! atomically, never in the configuration, a log line or an API answer.
-//! (They move to the secrets provider when berth has one.)
+//! Registry credentials and the headless OAuth login.
+//!
+//! - [`TokenStore`]: the bearer tokens berth sends to a registry after a
+//!   login, in one file of the state directory, `registry-tokens.json`,
+//!   created with mode 0600 and replaced atomically, never in the
+//!   configuration, a log line or an API answer. (They move to the secrets
+//!   provider once berth has one, issue 12.)
+//! - [`OAuth`]: a registry's OIDC issuer (discovery), the device
+//!   authorization grant (RFC 8628: berth shows a code, the user approves
+//!   it on any browser, berth polls the token endpoint in the background)
+//!   and the refresh grant (RFC 6749 section 6), in `auth/oauth.rs`. The
+//!   protocol is the `oauth2` crate's; every request goes through berth's
+//!   guarded [`super::fetch::Fetcher`] (address policy, size cap,
+//!   deadline, no redirect for a POST).
+//!
+//! Invariants: no token value is logged, put in an error or shown by a
+//! `Debug`; one device flow per registry at a time; a flow that was
+//! cancelled (logout, registry changed) never stores its token.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +24,10 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
+
+mod oauth;
+
+pub use oauth::{DEFAULT_SCOPES, DeviceLogin, EXPIRY_MARGIN, OAuth, Sleep, check_issuer};
 
 /// A stored credential.
 #[derive(Clone, Serialize, Deserialize)]
@@ -91,6 +108,23 @@ impl TokenStore {
         }
         Ok(had)
     }
+
+    /// Replaces the token of `registry` with `new` only if the stored one
+    /// is still `old` (a refresh racing a logout or a new login loses);
+    /// whether it was replaced.
+    pub fn replace(&self, registry: &str, old: &Token, new: Token) -> std::io::Result<bool> {
+        let _g = self.lock.lock().expect("token lock");
+        let mut all = self.read();
+        if all
+            .get(registry)
+            .is_none_or(|t| t.access_token != old.access_token)
+        {
+            return Ok(false);
+        }
+        all.insert(registry.to_owned(), new);
+        self.write(&all)?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +159,39 @@ mod tests {
         assert!(store.remove("corp").expect("remove"));
         assert!(store.get("corp").is_none());
         assert!(!store.remove("corp").expect("remove"));
+    }
+
+    fn token(access: &str, refresh: Option<&str>) -> Token {
+        Token {
+            access_token: access.into(),
+            refresh_token: refresh.map(str::to_owned),
+            expires_at: None,
+            kind: "oauth".into(),
+        }
+    }
+
+    #[test]
+    fn a_refresh_replaces_only_the_token_it_refreshed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = TokenStore::new(dir.path());
+        let old = token("at-1", Some("rt-1"));
+        assert!(
+            !store
+                .replace("corp", &old, token("at-2", None))
+                .expect("replace")
+        );
+        store.put("corp", old.clone()).expect("put");
+        assert!(
+            store
+                .replace("corp", &old, token("at-2", Some("rt-2")))
+                .expect("replace")
+        );
+        // A second refresh from the same old token (a race) loses.
+        assert!(
+            !store
+                .replace("corp", &old, token("at-3", None))
+                .expect("replace")
+        );
+        assert_eq!(store.get("corp").expect("stored").access_token, "at-2");
     }
 }

@@ -1,6 +1,7 @@
-//! Guarded HTTP(S) GET for registry sources. Every registry URL is hostile
-//! input, so every outbound request of a registry goes through [`Fetcher`],
-//! which guarantees:
+//! Guarded HTTP(S) GET, HEAD and form POST for registry sources and their
+//! OAuth identity providers. Every registry URL is hostile input, so every
+//! outbound request of a registry goes through [`Fetcher`], which
+//! guarantees:
 //!
 //! - **Schemes**: `https` always; plain `http` only when private addresses
 //!   are allowed (ToolHive's rule); URLs with `user:pass@` are refused.
@@ -12,7 +13,8 @@
 //! - **Redirects** are followed by hand, at most
 //!   [`FetchOptions::max_redirects`], each hop checked again (scheme,
 //!   addresses); `Authorization`, `Proxy-Authorization` and `Cookie` are
-//!   dropped once a redirect leaves the original origin.
+//!   dropped once a redirect leaves the original origin. A POST follows
+//!   no redirect (its body carries credentials): a 3xx is its answer.
 //! - **Size**: a declared `Content-Length` over [`FetchOptions::max_bytes`]
 //!   is refused before reading; a body growing past it is cut off. No
 //!   compression is requested, so the limit is the size in memory.
@@ -20,7 +22,7 @@
 //!   and body included, so a server dripping bytes fails with
 //!   [`FetchError::Timeout`].
 //! - **Secrets**: errors and logs name URLs without their query string and
-//!   never carry header values.
+//!   never carry header values nor request bodies.
 //!
 //! Each request is one HTTP/1.1 exchange on a fresh connection.
 
@@ -31,7 +33,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -129,7 +131,7 @@ impl Default for FetchOptions {
     }
 }
 
-/// The answer to a GET.
+/// The answer to a GET or a POST.
 #[derive(Clone, Debug)]
 pub struct Fetched {
     /// The final status (304 when not modified); any status is returned,
@@ -267,10 +269,42 @@ impl Fetcher {
     /// GETs `url`, following redirects; any final status is returned with
     /// its body.
     pub async fn get(&self, url: &str, opts: &FetchOptions) -> Result<Fetched, FetchError> {
+        self.fetch(Method::GET, url, None, opts).await
+    }
+
+    /// POSTs `body` (of type `content_type`, e.g. a form) to `url` and
+    /// returns any final status with its body. The same guards as
+    /// [`Fetcher::get`], except that no redirect is followed: the body
+    /// carries credentials (OAuth token requests), so a 3xx is the answer.
+    /// The body never appears in an error or a log.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        opts: &FetchOptions,
+    ) -> Result<Fetched, FetchError> {
+        let payload = Payload {
+            content_type: HeaderValue::from_str(content_type).map_err(|_| {
+                FetchError::Protocol("the request's content type is invalid".into())
+            })?,
+            bytes: Bytes::from(body),
+        };
+        self.fetch(Method::POST, url, Some(payload), opts).await
+    }
+
+    /// Sends `method` (with `payload`) and reads the final answer.
+    async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        payload: Option<Payload>,
+        opts: &FetchOptions,
+    ) -> Result<Fetched, FetchError> {
         let url = checked_url(url, &opts.private)?;
         let shown = shown(&url);
         within(opts.timeout, &shown, async {
-            let answer = self.follow(Method::GET, url, opts).await?;
+            let answer = self.follow(method, url, payload.as_ref(), opts).await?;
             let status = answer.response.status().as_u16();
             let headers = answer.response.headers();
             let text = |name| {
@@ -307,25 +341,26 @@ impl Fetcher {
         let url = checked_url(url, &opts.private)?;
         let shown = shown(&url);
         within(opts.timeout, &shown, async {
-            let answer = self.follow(Method::HEAD, url, opts).await?;
+            let answer = self.follow(Method::HEAD, url, None, opts).await?;
             Ok(answer.response.status().as_u16())
         })
         .await
     }
 
-    /// Sends `method` to `url` and follows redirects.
+    /// Sends `method` to `url` and follows redirects (none for a POST).
     async fn follow(
         &self,
         method: Method,
         mut url: Url,
+        payload: Option<&Payload>,
         opts: &FetchOptions,
     ) -> Result<Answer, FetchError> {
         let mut headers = request_headers(opts)?;
         let mut redirects = 0u8;
         loop {
-            let answer = self.exchange(&method, url, &headers, opts).await?;
+            let answer = self.exchange(&method, url, &headers, payload, opts).await?;
             let status = answer.response.status().as_u16();
-            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) || method == Method::POST {
                 return Ok(answer);
             }
             let Some(location) = answer.response.headers().get(header::LOCATION) else {
@@ -357,6 +392,7 @@ impl Fetcher {
         method: &Method,
         url: Url,
         headers: &[(HeaderName, HeaderValue)],
+        payload: Option<&Payload>,
         opts: &FetchOptions,
     ) -> Result<Answer, FetchError> {
         let shown = shown(&url);
@@ -383,8 +419,17 @@ impl Fetcher {
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
+        let body = match payload {
+            Some(p) => {
+                builder = builder
+                    .header(header::CONTENT_TYPE, p.content_type.clone())
+                    .header(header::CONTENT_LENGTH, p.bytes.len());
+                Full::new(p.bytes.clone())
+            }
+            None => Full::new(Bytes::new()),
+        };
         let request = builder
-            .body(Empty::<Bytes>::new())
+            .body(body)
             .map_err(|_| FetchError::InvalidUrl(format!("{shown} cannot be requested")))?;
 
         let (response, conn) = if url.scheme() == "https" {
@@ -445,6 +490,12 @@ impl Fetcher {
             .map(|ip| SocketAddr::new(ip, port))
             .collect())
     }
+}
+
+/// A request body (a POST's).
+struct Payload {
+    content_type: HeaderValue,
+    bytes: Bytes,
 }
 
 /// A response whose connection lives as long as it.
@@ -583,7 +634,7 @@ async fn connect(
 /// Sends one request over `io` and returns the response head.
 async fn send<IO>(
     io: IO,
-    request: Request<Empty<Bytes>>,
+    request: Request<Full<Bytes>>,
     shown: &str,
 ) -> Result<(Response<Incoming>, Conn), FetchError>
 where
@@ -1170,6 +1221,92 @@ mod tests {
             .with_tls(crate::tls::with_roots(rustls::RootCertStore::empty()));
         let err = untrusting.get(&url, &local()).await.expect_err("untrusted");
         assert!(matches!(err, FetchError::Protocol(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn post_sends_its_form_and_follows_no_redirect() {
+        type Posted = Arc<Mutex<Vec<(String, String, String, Bytes)>>>;
+        let posted = Posted::default();
+        let seen = posted.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: http::Uri, headers: http::HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                async move {
+                    let ct = headers
+                        .get(header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    seen.lock().expect("log").push((
+                        method.to_string(),
+                        uri.path().to_owned(),
+                        ct,
+                        body,
+                    ));
+                    if uri.path() == "/moved" {
+                        return respond(307, &[("location", "/token")], "");
+                    }
+                    respond(
+                        200,
+                        &[("content-type", "application/json")],
+                        r#"{"ok":true}"#,
+                    )
+                }
+            },
+        );
+        let listener = TcpListener::bind((LOOPBACK, 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let fetcher = Fetcher::new().expect("fetcher");
+        let form = b"grant_type=refresh_token&refresh_token=hunter2".to_vec();
+        let ct = "application/x-www-form-urlencoded";
+
+        let ok = fetcher
+            .post(&format!("http://{addr}/token"), ct, form.clone(), &local())
+            .await
+            .expect("post");
+        assert_eq!(ok.status, 200);
+        assert_eq!(&ok.body[..], br#"{"ok":true}"#);
+        assert_eq!(ok.content_type.as_deref(), Some("application/json"));
+        // A redirect is the answer: the form is not sent anywhere else.
+        let moved = fetcher
+            .post(&format!("http://{addr}/moved"), ct, form.clone(), &local())
+            .await
+            .expect("post");
+        assert_eq!(moved.status, 307);
+        {
+            let posted = posted.lock().expect("log");
+            assert_eq!(posted.len(), 2, "{posted:?}");
+            for (method, _, content_type, body) in posted.iter() {
+                assert_eq!(method, "POST");
+                assert_eq!(content_type, ct);
+                assert_eq!(&body[..], &form[..]);
+            }
+            assert_eq!(posted[1].1, "/moved");
+        }
+        // The address policy holds for a POST too, and errors carry no body.
+        let err = fetcher
+            .post(
+                &format!("http://{addr}/token"),
+                ct,
+                form.clone(),
+                &FetchOptions::default(),
+            )
+            .await
+            .expect_err("plain http refused");
+        assert!(matches!(err, FetchError::InsecureScheme(_)), "{err:?}");
+        let err = fetcher
+            .post(
+                &format!("https://{addr}/token"),
+                ct,
+                form,
+                &FetchOptions::default(),
+            )
+            .await
+            .expect_err("loopback refused");
+        assert!(matches!(err, FetchError::PrivateAddress { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+        assert_eq!(posted.lock().expect("log").len(), 2);
     }
 
     #[test]

@@ -119,6 +119,9 @@ pub enum RegistryError {
     /// The source needs a login.
     #[error("registry authentication required: {0}")]
     AuthRequired(String),
+    /// A login could not start: the identity provider failed or refused.
+    #[error("registry login failed: {0}")]
+    LoginFailed(String),
     /// The source's upstream failed or could not be reached.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
@@ -272,7 +275,9 @@ pub struct Registries {
     file: PathBuf,
     admin: tokio::sync::Mutex<()>,
     /// Credentials sent to registry sources after a login.
-    pub tokens: auth::TokenStore,
+    pub tokens: Arc<auth::TokenStore>,
+    /// OAuth: discovery, device logins, token refreshes.
+    pub oauth: Arc<auth::OAuth>,
 }
 
 impl std::fmt::Debug for Registries {
@@ -329,6 +334,8 @@ impl Registries {
         fetch_override: Option<FetchOptions>,
     ) -> Result<Self, String> {
         let fetcher = Fetcher::new().map_err(|e| format!("registry HTTP client: {e}"))?;
+        let tokens = Arc::new(auth::TokenStore::new(state_dir));
+        let oauth = Arc::new(auth::OAuth::new(fetcher.clone(), tokens.clone()));
         let ctx = Arc::new(Ctx {
             fetcher,
             cache_dir: state_dir.join("registry-cache"),
@@ -388,7 +395,8 @@ impl Registries {
             ctx,
             file,
             admin: tokio::sync::Mutex::new(()),
-            tokens: auth::TokenStore::new(state_dir),
+            tokens,
+            oauth,
         })
     }
 
@@ -425,13 +433,8 @@ impl Registries {
         registry: &Registry,
         freshness: Freshness,
     ) -> Result<Arc<Snapshot>, RegistryError> {
-        let headers = match (&registry.source, self.tokens.get(&registry.name)) {
-            (Source::Url { .. } | Source::Api { .. }, Some(t)) => vec![(
-                "Authorization".to_owned(),
-                format!("Bearer {}", t.access_token),
-            )],
-            _ => Vec::new(),
-        };
+        // Computed only when the source is asked (not for a fresh cache).
+        let headers: source::Headers<'_> = Box::pin(self.request_headers(registry));
         let mut cached = registry.cached.lock().await;
         source::load(
             &self.ctx,
@@ -442,6 +445,37 @@ impl Registries {
             freshness,
         )
         .await
+    }
+
+    /// The `Authorization` of a url/api source read: the stored token,
+    /// refreshed first when it is an OAuth token about to expire. A failed
+    /// refresh is [`RegistryError::AuthRequired`].
+    async fn request_headers(
+        &self,
+        registry: &Registry,
+    ) -> Result<Vec<(String, String)>, RegistryError> {
+        if !matches!(registry.source, Source::Url { .. } | Source::Api { .. }) {
+            return Ok(Vec::new());
+        }
+        let Some(mut token) = self.tokens.get(&registry.name) else {
+            return Ok(Vec::new());
+        };
+        if let Some(cfg) = &registry.auth
+            && token.kind == "oauth"
+        {
+            token = self
+                .oauth
+                .fresh(&registry.name, cfg, token)
+                .await
+                .map_err(|why| {
+                    tracing::warn!(registry = %registry.name, error = %why, "Registry token refresh failed.");
+                    RegistryError::AuthRequired(why)
+                })?;
+        }
+        Ok(vec![(
+            "Authorization".to_owned(),
+            format!("Bearer {}", token.access_token),
+        )])
     }
 
     /// Asks the source again now.
@@ -514,7 +548,10 @@ impl Registries {
             ));
         }
         let r = self.checked(name, req).await?;
-        self.install(r)
+        let r = self.install(r)?;
+        // A login started with the previous settings stores nothing.
+        self.oauth.cancel(name);
+        Ok(r)
     }
 
     /// Removes registry `name` (`DELETE`).
@@ -531,6 +568,7 @@ impl Registries {
         next.remove(name);
         self.save(&next)?;
         *self.map.write().expect("registry map lock") = next;
+        self.oauth.cancel(name);
         Ok(())
     }
 
@@ -625,8 +663,25 @@ impl Registries {
         } else {
             Source::Embedded
         };
-        let r = Registry::new(name, Origin::Api, source, req.auth);
-        let snap = self.load(&r, Freshness::Force).await?;
+        let auth = match req.auth {
+            Some(a) => Some(self.oauth.configure(a).await.map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "failed to configure registry auth: configuring OAuth: {e}"
+                ))
+            })?),
+            None => None,
+        };
+        let r = Registry::new(name, Origin::Api, source, auth);
+        let snap = match self.load(&r, Freshness::Force).await {
+            Ok(snap) => snap,
+            // With OAuth configured, a source that wants a login is
+            // accepted: the login follows (ToolHive skips its probe then).
+            Err(RegistryError::AuthRequired(why)) if r.auth.is_some() => {
+                tracing::info!(registry = name, reason = %why, "Registry saved before its login.");
+                return Ok(r);
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(why) = &snap.stale {
             return Err(RegistryError::Unavailable(why.clone()));
         }
@@ -752,13 +807,30 @@ impl Registries {
         Ok(())
     }
 
-    /// Forgets `registry`'s token.
+    /// Starts the device login of `registry` (OAuth configured), or
+    /// returns the one pending; the token is stored in the background.
+    pub async fn login(&self, registry: &str) -> Result<auth::DeviceLogin, RegistryError> {
+        let r = self.get(registry)?;
+        let Some(cfg) = &r.auth else {
+            return Err(RegistryError::Invalid(format!(
+                "Registry OAuth not configured; call PUT /api/v1beta/registry/{registry} with a client ID and issuer URL first, or log in with {{\"token\": …}}"
+            )));
+        };
+        self.oauth
+            .start_login(&r.name, cfg)
+            .await
+            .map_err(RegistryError::LoginFailed)
+    }
+
+    /// Forgets `registry`'s token and cancels its pending login.
     pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
         let r = self.get(registry)?;
+        let cancelled = self.oauth.cancel(&r.name);
         let had = self
             .tokens
             .remove(&r.name)
-            .map_err(|e| RegistryError::Save(e.to_string()))?;
+            .map_err(|e| RegistryError::Save(e.to_string()))?
+            || cancelled;
         if !had && r.auth.is_none() {
             return Err(RegistryError::Invalid(format!(
                 "Registry OAuth not configured and no token stored for `{registry}`; call PUT /api/v1beta/registry/{registry} with auth, or log in with a token, first"

@@ -162,6 +162,12 @@ impl Ctx {
     }
 }
 
+/// The request headers of a network read (`Authorization`), computed only
+/// when the source is actually asked: an OAuth token is refreshed then, and
+/// a failure is returned as is, never masked by a stale copy.
+pub(super) type Headers<'a> =
+    futures::future::BoxFuture<'a, Result<Vec<(String, String)>, RegistryError>>;
+
 /// How a read should treat the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Freshness {
@@ -195,7 +201,7 @@ pub(super) async fn load(
     ctx: &Ctx,
     name: &str,
     source: &Source,
-    headers: Vec<(String, String)>,
+    headers: Headers<'_>,
     cached: &mut Cached,
     freshness: Freshness,
 ) -> Result<Arc<Snapshot>, RegistryError> {
@@ -396,7 +402,7 @@ async fn load_url(
     name: &str,
     url: &str,
     allow_private: bool,
-    headers: Vec<(String, String)>,
+    headers: Headers<'_>,
     cached: &mut Cached,
     freshness: Freshness,
 ) -> Result<Arc<Snapshot>, RegistryError> {
@@ -404,7 +410,7 @@ async fn load_url(
     if let Some(s) = fresh(cached, URL_TTL, freshness) {
         return Ok(s);
     }
-    let mut opts = ctx.options(allow_private, headers);
+    let mut opts = ctx.options(allow_private, headers.await?);
     opts.headers
         .push(("Accept".into(), "application/json".into()));
     if cached.snapshot.is_some() {
@@ -481,7 +487,7 @@ async fn load_api(
     name: &str,
     url: &str,
     allow_private: bool,
-    headers: Vec<(String, String)>,
+    headers: Headers<'_>,
     cached: &mut Cached,
     freshness: Freshness,
 ) -> Result<Arc<Snapshot>, RegistryError> {
@@ -489,6 +495,7 @@ async fn load_api(
     if let Some(s) = fresh(cached, API_TTL, freshness) {
         return Ok(s);
     }
+    let headers = headers.await?;
     cached.checked = Some(Instant::now());
     let walked = tokio::time::timeout(API_WALK_TIMEOUT, walk_api(ctx, url, allow_private, headers))
         .await

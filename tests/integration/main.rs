@@ -8,6 +8,7 @@ mod bodies;
 mod openapi;
 mod plugins;
 mod registry;
+mod registry_login;
 mod registry_sources;
 mod remote;
 mod runtimes;

@@ -819,6 +819,29 @@ pub(super) async fn v01_get(
     Ok(Json(serde_json::to_value(&found.json).unwrap_or_default()))
 }
 
+/// The skill and plugin listings: the registry must exist; berth has no
+/// skills or plugins in registries yet, so the list is empty.
+fn empty_listing(s: &AppState, registry: &str, q: &V01Query, key: &str) -> ApiResult<Json<Value>> {
+    s.registries.get(registry).map_err(v01_error)?;
+    let (page, limit) = q.paging();
+    Ok(Json(
+        json!({key: [], "metadata": {"total": 0, "page": page, "limit": limit}}),
+    ))
+}
+
+/// A skill or plugin by name: the registry must exist; none is found.
+fn no_entry(s: &AppState, registry: &str, what: &str, name: &str) -> ApiResult<Json<Value>> {
+    s.registries.get(registry).map_err(v01_error)?;
+    Err(ApiError::registry_code(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "{what} `{}` not found",
+            crate::logging::escape_controls(name)
+        ),
+    ))
+}
+
 /// Skills of a registry: none until berth has skills.
 #[utoipa::path(get, path = "/registry/{registryName}/v0.1/x/dev.toolhive/skills", tag = "registry",
     params(("registryName" = String, Path, description = "Registry name"), V01Query),
@@ -831,11 +854,7 @@ pub(super) async fn v01_skills(
     Path(registry): Path<String>,
     Query(q): Query<V01Query>,
 ) -> ApiResult<Json<Value>> {
-    s.registries.get(&registry).map_err(v01_error)?;
-    let (page, limit) = q.paging();
-    Ok(Json(
-        json!({"skills": [], "metadata": {"total": 0, "page": page, "limit": limit}}),
-    ))
+    empty_listing(&s, &registry, &q, "skills")
 }
 
 /// A skill of a registry: none until berth has skills.
@@ -849,15 +868,7 @@ pub(super) async fn v01_skill(
     State(s): State<AppState>,
     Path((registry, _ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    s.registries.get(&registry).map_err(v01_error)?;
-    Err(ApiError::registry_code(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "Skill `{}` not found",
-            crate::logging::escape_controls(&name)
-        ),
-    ))
+    no_entry(&s, &registry, "Skill", &name)
 }
 
 /// Plugins of a registry: none until berth has them.
@@ -872,11 +883,7 @@ pub(super) async fn v01_plugins(
     Path(registry): Path<String>,
     Query(q): Query<V01Query>,
 ) -> ApiResult<Json<Value>> {
-    s.registries.get(&registry).map_err(v01_error)?;
-    let (page, limit) = q.paging();
-    Ok(Json(
-        json!({"plugins": [], "metadata": {"total": 0, "page": page, "limit": limit}}),
-    ))
+    empty_listing(&s, &registry, &q, "plugins")
 }
 
 /// A plugin of a registry: none until berth has them.
@@ -890,15 +897,7 @@ pub(super) async fn v01_plugin(
     State(s): State<AppState>,
     Path((registry, _ns, name)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    s.registries.get(&registry).map_err(v01_error)?;
-    Err(ApiError::registry_code(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!(
-            "Plugin `{}` not found",
-            crate::logging::escape_controls(&name)
-        ),
-    ))
+    no_entry(&s, &registry, "Plugin", &name)
 }
 
 /// `cursor`, `limit`, `search` of the official MCP Registry API.

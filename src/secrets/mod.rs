@@ -3,6 +3,8 @@
 //! are one kind (`src/plugins/secrets.rs`). Values never appear in logs,
 //! errors or API answers.
 
+pub mod environment;
+
 use async_trait::async_trait;
 
 /// What a provider can do.

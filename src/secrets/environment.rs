@@ -15,10 +15,10 @@ pub const PREFIX: &str = "BERTH_SECRET_";
 /// ToolHive's prefix, read when berth's is absent.
 pub const TOOLHIVE_PREFIX: &str = "TOOLHIVE_SECRET_";
 
-/// Secrets from environment variables.
+/// Secrets from environment variables, as `src/main.rs` hands them down
+/// (only `main` reads the environment).
 pub struct Environment {
-    /// A fixed environment (tests); `None` reads the process's.
-    vars: Option<BTreeMap<String, String>>,
+    vars: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -28,27 +28,20 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
-    /// Reads berth's process environment.
-    pub fn new() -> Self {
-        Self { vars: None }
-    }
-
-    /// Reads `vars` instead of the process environment.
-    pub fn with_vars(vars: BTreeMap<String, String>) -> Self {
-        Self { vars: Some(vars) }
+    /// The provider over berth's environment: the variables whose names
+    /// start with [`PREFIX`] or [`TOOLHIVE_PREFIX`] are kept, the others
+    /// dropped.
+    pub fn new(environment: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self {
+            vars: environment
+                .into_iter()
+                .filter(|(k, _)| k.starts_with(PREFIX) || k.starts_with(TOOLHIVE_PREFIX))
+                .collect(),
+        }
     }
 
     fn var(&self, key: &str) -> Option<String> {
-        match &self.vars {
-            Some(vars) => vars.get(key).cloned(),
-            None => std::env::var(key).ok(),
-        }
-    }
-}
-
-impl Default for Environment {
-    fn default() -> Self {
-        Self::new()
+        self.vars.get(key).cloned()
     }
 }
 
@@ -105,7 +98,7 @@ mod tests {
     use super::*;
 
     fn env() -> Environment {
-        Environment::with_vars(BTreeMap::from([
+        Environment::new(BTreeMap::from([
             ("BERTH_SECRET_GITHUB".to_owned(), "from-berth".to_owned()),
             (
                 "TOOLHIVE_SECRET_GITHUB".to_owned(),

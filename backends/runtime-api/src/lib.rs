@@ -34,7 +34,9 @@ pub mod fake;
 pub use error::{BoxError, RuntimeError};
 pub use logs::{LogTail, last_lines};
 pub use name::{InvalidName, MAX_NAME_LEN, WorkloadName};
-pub use spec::{Mount, NetworkAccess, Progress, Transport, UnknownTransport, WorkloadSpec};
+pub use spec::{
+    Mount, NetworkAccess, Progress, SecretValue, Transport, UnknownTransport, WorkloadSpec,
+};
 pub use status::{BackendHealth, ExitStatus, RuntimeState, WorkloadInfo};
 pub use stdio::StdioHandle;
 

@@ -73,6 +73,12 @@ pub struct WorkloadSpec {
     pub args: Vec<String>,
     /// Environment variables for the server.
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets, resolved by berth
+    /// at this start. They win over [`WorkloadSpec::env`] on a name clash.
+    /// A backend hands them to the server without putting them where
+    /// others can read them when its engine allows it (Podman: its own
+    /// secrets with `type=env`), never in labels, command lines or logs.
+    pub secret_env: BTreeMap<String, SecretValue>,
     /// How the server talks MCP.
     pub transport: Transport,
     /// For HTTP transports, the port the server listens on inside its
@@ -98,6 +104,7 @@ impl WorkloadSpec {
             image: image.into(),
             args: Vec::new(),
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             transport: Transport::Stdio,
             target_port: None,
             labels: BTreeMap::new(),
@@ -114,6 +121,29 @@ impl WorkloadSpec {
     /// never run it without them.
     pub fn is_confined(&self) -> bool {
         !self.mounts.is_empty() || self.network != NetworkAccess::Full
+    }
+}
+
+/// A secret's value on its way to a workload: zeroized when dropped, and
+/// `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretValue(zeroize::Zeroizing<String>);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(zeroize::Zeroizing::new(value.into()))
+    }
+
+    /// The value itself, for the one place that hands it to the engine.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
     }
 }
 
@@ -213,5 +243,21 @@ mod tests {
         assert_eq!(*seen.lock().expect("lock"), vec!["Step 1/3 : FROM x"]);
         assert_eq!(progress, Progress::default());
         assert_eq!(format!("{progress:?}"), "Progress(..)");
+    }
+}
+
+#[cfg(test)]
+mod secret_value_tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_spec_never_shows_a_secret() {
+        let mut spec = WorkloadSpec::new(WorkloadName::parse("w").unwrap(), "img");
+        spec.secret_env
+            .insert("TOKEN".into(), SecretValue::new("hunter2-value"));
+        let shown = format!("{spec:?} {spec:#?}");
+        assert!(shown.contains("TOKEN"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(spec.secret_env["TOKEN"].expose(), "hunter2-value");
     }
 }

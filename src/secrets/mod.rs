@@ -3,6 +3,7 @@
 //! are one kind (`src/plugins/secrets.rs`). Values never appear in logs,
 //! errors or API answers.
 
+pub mod encrypted;
 pub mod environment;
 
 use async_trait::async_trait;

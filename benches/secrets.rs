@@ -22,7 +22,10 @@ fn main() {
     );
     let t = Instant::now();
     drop(EncryptedStore::open(&path, source.clone()).expect("create"));
-    println!("create (new store):   {:>8.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "create (new store):   {:>8.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut unlocks = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -30,7 +33,10 @@ fn main() {
         unlocks.push(t.elapsed().as_secs_f64() * 1e3);
     }
     unlocks.sort_by(f64::total_cmp);
-    println!("unlock (open):        {:>8.1} ms median of 5 (min {:.1}, max {:.1})", unlocks[2], unlocks[0], unlocks[4]);
+    println!(
+        "unlock (open):        {:>8.1} ms median of 5 (min {:.1}, max {:.1})",
+        unlocks[2], unlocks[0], unlocks[4]
+    );
 
     let store = EncryptedStore::open(&path, source).expect("open");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -40,20 +46,32 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         for i in 0..20 {
-            store.set(&format!("S{i}"), "value-of-some-length-0123456789").await.unwrap();
+            store
+                .set(&format!("S{i}"), "value-of-some-length-0123456789")
+                .await
+                .unwrap();
         }
         let n = 200;
         let t = Instant::now();
         for i in 0..n {
-            store.set(&format!("S{}", i % 20), "another-value-0123456789").await.unwrap();
+            store
+                .set(&format!("S{}", i % 20), "another-value-0123456789")
+                .await
+                .unwrap();
         }
-        println!("set (20 secrets):     {:>8.1} µs/op (fsync'd atomic replace)", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "set (20 secrets):     {:>8.1} µs/op (fsync'd atomic replace)",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
         let n = 20_000;
         let t = Instant::now();
         for i in 0..n {
             let v = store.get(&format!("S{}", i % 20)).await.unwrap();
             std::hint::black_box(v);
         }
-        println!("get (cached):         {:>8.1} µs/op", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        println!(
+            "get (cached):         {:>8.1} µs/op",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
     });
 }

@@ -41,6 +41,7 @@
 //! when the file's (inode, size, mtime) changes.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -81,12 +82,17 @@ const CHECKSUM_OFFSET: usize = KCV_OFFSET + KCV_LEN; // 55
 const HEADER_LEN: usize = CHECKSUM_OFFSET + CHECKSUM_LEN; // 63
 const BODY_OFFSET: usize = HEADER_LEN + NONCE_LEN; // 75
 const MIN_FILE_LEN: usize = BODY_OFFSET + TAG_LEN;
+/// The largest store file read: every secret at its largest would not fit,
+/// but a store that large is no longer a small local store.
+const MAX_FILE_LEN: usize = 256 * 1024 * 1024;
 const KCV_CONTEXT: &[u8] = b"berth-secrets key check v1";
 /// Refuse KDF parameters beyond these (a damaged or hostile header must not
-/// make berth allocate gigabytes or spin for minutes).
-const MAX_M_COST: u32 = 4 * 1024 * 1024; // 4 GiB in KiB
-const MAX_T_COST: u32 = 64;
+/// make berth allocate gigabytes or spin for minutes): at most 1 GiB, 16
+/// passes, 16 lanes, and 4 GiB of memory passes in all (a few seconds).
+const MAX_M_COST: u32 = 1024 * 1024; // KiB
+const MAX_T_COST: u32 = 16;
 const MAX_P_COST: u32 = 16;
+const MAX_WORK: u64 = 4 * 1024 * 1024; // m_cost × t_cost, KiB
 
 /// Argon2id parameters, as recorded in a store's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +116,11 @@ impl KdfParams {
     };
 
     fn argon2(&self) -> Result<argon2::Argon2<'static>, String> {
-        if self.m_cost > MAX_M_COST || self.t_cost > MAX_T_COST || self.p_cost > MAX_P_COST {
+        if self.m_cost > MAX_M_COST
+            || self.t_cost > MAX_T_COST
+            || self.p_cost > MAX_P_COST
+            || u64::from(self.m_cost) * u64::from(self.t_cost) > MAX_WORK
+        {
             return Err(format!(
                 "Argon2 parameters out of range (m_cost {}, t_cost {}, p_cost {})",
                 self.m_cost, self.t_cost, self.p_cost
@@ -140,16 +150,18 @@ pub struct PasswordSource {
 
 impl PasswordSource {
     /// The default key file: `$XDG_CONFIG_HOME/berth/secrets.key`, else
-    /// `$HOME/.config/berth/secrets.key`.
-    pub fn default_key_file() -> Option<PathBuf> {
-        let base = std::env::var_os("XDG_CONFIG_HOME")
-            .filter(|v| !v.is_empty())
+    /// `$HOME/.config/berth/secrets.key`; `None` when neither is set (or
+    /// both are empty or relative). `src/main.rs` passes the two variables:
+    /// nothing else reads the environment.
+    pub fn default_key_file(
+        xdg_config_home: Option<&OsStr>,
+        home: Option<&OsStr>,
+    ) -> Option<PathBuf> {
+        let absolute = |v: &&OsStr| Path::new(v).is_absolute();
+        let base = xdg_config_home
+            .filter(absolute)
             .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .map(|h| PathBuf::from(h).join(".config"))
-            })?;
+            .or_else(|| home.filter(absolute).map(|h| Path::new(h).join(".config")))?;
         Some(base.join("berth").join("secrets.key"))
     }
 }
@@ -235,7 +247,8 @@ impl Header {
         if bytes[10] != KDF_ARGON2ID {
             return Err(bad(&format!("unknown KDF id {}", bytes[10])));
         }
-        let u32_at = |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&bytes[23..39]);
         let mut kcv = [0u8; KCV_LEN];
@@ -281,11 +294,33 @@ impl DerivedKey {
 
 type SecretMap = BTreeMap<String, Zeroizing<String>>;
 
-/// Identity of the file's current content: (inode, size, mtime).
-type Stamp = (u64, u64, i64, i64);
+/// Identity of the file's content: inode, size, mtime and the first bytes
+/// (header and nonce). Every berth write draws a fresh random nonce, so a
+/// file berth rewrote never has the stamp of the one it replaced, even when
+/// the inode is reused and the mtime falls in the same kernel tick; the
+/// inode and mtime catch edits by other programs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    head: [u8; BODY_OFFSET],
+}
 
-fn stamp_of(meta: &fs::Metadata) -> Stamp {
-    (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
+/// A whole store file as read, with its stamp.
+struct Content {
+    bytes: Zeroizing<Vec<u8>>,
+    stamp: Stamp,
+}
+
+/// What [`read_file`] found.
+enum FileState {
+    /// No file, or an empty one: no secrets yet.
+    Empty,
+    /// The file has the stamp the caller already knows.
+    Unchanged,
+    /// The file's whole content.
+    Read(Content),
 }
 
 struct Cache {
@@ -317,11 +352,38 @@ impl fmt::Debug for EncryptedStore {
     }
 }
 
-/// Checks a secret name.
+/// Checks a user's secret name: non-empty, at most [`MAX_NAME_LEN`]
+/// bytes, no `/`, no NUL or other control character, and not berth's own
+/// (starting with [`RESERVED_PREFIX`]).
 pub fn validate_name(name: &str) -> Result<(), SecretsError> {
-    let invalid = |why: &str| {
-        SecretsError::Invalid(format!("secret name `{}` {why}", name.escape_debug()))
-    };
+    check_name(name)?;
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(SecretsError::Invalid(format!(
+            "secret name `{}` uses the prefix `{RESERVED_PREFIX}`, reserved for berth's own \
+             secrets",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the name of one of berth's own secrets: the rules of
+/// [`validate_name`], but it must start with [`RESERVED_PREFIX`] (and have
+/// more after it).
+pub fn validate_system_name(name: &str) -> Result<(), SecretsError> {
+    check_name(name)?;
+    if name.len() <= RESERVED_PREFIX.len() || !name.starts_with(RESERVED_PREFIX) {
+        return Err(SecretsError::Invalid(format!(
+            "system secret name `{}` does not start with `{RESERVED_PREFIX}` followed by a name",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), SecretsError> {
+    let invalid =
+        |why: &str| SecretsError::Invalid(format!("secret name `{}` {why}", name.escape_debug()));
     if name.is_empty() {
         return Err(SecretsError::Invalid("the secret name is empty".into()));
     }
@@ -336,11 +398,6 @@ pub fn validate_name(name: &str) -> Result<(), SecretsError> {
     }
     if name.chars().any(char::is_control) {
         return Err(invalid("contains a NUL or control character"));
-    }
-    if name.starts_with(RESERVED_PREFIX) {
-        return Err(invalid(&format!(
-            "uses the reserved prefix `{RESERVED_PREFIX}`"
-        )));
     }
     Ok(())
 }
@@ -365,24 +422,51 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
-/// Reads the whole file; `None` when absent or empty (an empty file means
-/// "no secrets yet", as with ToolHive).
-fn read_file(path: &Path) -> Result<Option<(Zeroizing<Vec<u8>>, Stamp)>, SecretsError> {
-    let mut f = match File::open(path) {
+/// Reads the store file unless its stamp is `known`. An absent or empty
+/// file means "no secrets yet", as with ToolHive. The file is only ever
+/// replaced by rename, so what one open descriptor reads is one version.
+fn read_file(path: &Path, known: Option<&Stamp>) -> Result<FileState, SecretsError> {
+    let f = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FileState::Empty),
         Err(e) => return Err(io_err("cannot open the secrets store", path, e)),
     };
     let meta = f
         .metadata()
         .map_err(|e| io_err("cannot stat the secrets store", path, e))?;
-    let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    io::Read::read_to_end(&mut f, &mut *bytes)
-        .map_err(|e| io_err("cannot read the secrets store", path, e))?;
-    if bytes.is_empty() {
-        return Ok(None);
+    if meta.len() == 0 {
+        return Ok(FileState::Empty);
     }
-    Ok(Some((bytes, stamp_of(&meta))))
+    let read_err = |e| io_err("cannot read the secrets store", path, e);
+    let cap = usize::try_from(meta.len())
+        .unwrap_or(usize::MAX)
+        .min(MAX_FILE_LEN);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(cap));
+    let mut f = io::Read::take(f, BODY_OFFSET as u64);
+    io::Read::read_to_end(&mut f, &mut bytes).map_err(read_err)?;
+    let mut head = [0u8; BODY_OFFSET];
+    head[..bytes.len()].copy_from_slice(&bytes);
+    let stamp = Stamp {
+        ino: meta.ino(),
+        len: meta.len(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        head,
+    };
+    if known == Some(&stamp) {
+        return Ok(FileState::Unchanged);
+    }
+    // Read the rest, refusing a file far larger than any store can be.
+    let mut f = f.into_inner();
+    let mut f = io::Read::take(&mut f, MAX_FILE_LEN as u64);
+    io::Read::read_to_end(&mut f, &mut bytes).map_err(read_err)?;
+    if bytes.len() >= MAX_FILE_LEN {
+        return Err(SecretsError::Unavailable(format!(
+            "the secrets store {} is larger than {} MiB; the file was left untouched",
+            path.display(),
+            MAX_FILE_LEN >> 20
+        )));
+    }
+    Ok(FileState::Read(Content { bytes, stamp }))
 }
 
 fn parse_plaintext(plain: &[u8], path: &Path) -> Result<SecretMap, SecretsError> {
@@ -440,7 +524,11 @@ impl Inner {
         Ok(checked)
     }
 
-    fn check_kcv(&self, key: Arc<DerivedKey>, header: &Header) -> Result<Arc<DerivedKey>, SecretsError> {
+    fn check_kcv(
+        &self,
+        key: Arc<DerivedKey>,
+        header: &Header,
+    ) -> Result<Arc<DerivedKey>, SecretsError> {
         if key.kcv() != header.kcv {
             return Err(SecretsError::Denied(format!(
                 "wrong password for the secrets store {}",
@@ -472,8 +560,20 @@ impl Inner {
         Ok((header, key, map))
     }
 
-    fn encrypt(&self, header: &Header, key: &DerivedKey, map: &SecretMap) -> Vec<u8> {
+    fn encrypt(
+        &self,
+        header: &Header,
+        key: &DerivedKey,
+        map: &SecretMap,
+    ) -> Result<Vec<u8>, SecretsError> {
         let plain = serialize_plaintext(map);
+        if BODY_OFFSET + plain.len() + TAG_LEN >= MAX_FILE_LEN {
+            return Err(SecretsError::Invalid(format!(
+                "the secrets store {} would grow beyond {} MiB",
+                self.path.display(),
+                MAX_FILE_LEN >> 20
+            )));
+        }
         let head = header.encode();
         let nonce_bytes: [u8; NONCE_LEN] = random_bytes();
         let mut out = Vec::with_capacity(BODY_OFFSET + plain.len() + TAG_LEN);
@@ -486,7 +586,7 @@ impl Inner {
             .encrypt_in_place(Nonce::from_slice(&nonce_bytes), &head, &mut body)
             .expect("AES-GCM encryption of a bounded buffer cannot fail");
         out.extend_from_slice(&body);
-        out
+        Ok(out)
     }
 
     /// A fresh header (and its key) for a store created now.
@@ -525,53 +625,91 @@ impl Inner {
 
     /// Brings the in-memory copy up to date with the file.
     fn refresh(&self) -> Result<(), SecretsError> {
-        let current = match fs::metadata(&self.path) {
-            Ok(m) if m.len() > 0 => Some(stamp_of(&m)),
-            Ok(_) => None,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err("cannot stat the secrets store", &self.path, e)),
-        };
-        if self.cache.lock().expect("cache lock").stamp == current {
-            return Ok(());
-        }
-        let (map, stamp) = match read_file(&self.path)? {
-            None => (SecretMap::new(), None),
-            Some((bytes, stamp)) => (self.decrypt(&bytes)?.2, Some(stamp)),
+        let known = self.cache.lock().expect("cache lock").stamp;
+        let (map, stamp) = match read_file(&self.path, known.as_ref())? {
+            FileState::Unchanged => return Ok(()),
+            FileState::Empty => (SecretMap::new(), None),
+            FileState::Read(c) => (self.decrypt(&c.bytes)?.2, Some(c.stamp)),
         };
         *self.cache.lock().expect("cache lock") = Cache { stamp, map };
         Ok(())
     }
 
-    /// One locked read-modify-write. `change` returns whether to write.
+    /// One read-modify-write under the cross-process lock. `change` returns
+    /// whether to write; the file is replaced only when it says so.
     fn mutate<R>(
         &self,
         change: impl FnOnce(&mut SecretMap) -> Result<(bool, R), SecretsError>,
     ) -> Result<R, SecretsError> {
         let _lock = self.lock_file()?;
-        let (header, key, mut map) = match read_file(&self.path)? {
-            Some((bytes, _)) => self.decrypt(&bytes)?,
-            None => {
+        let (header, key, mut map) = match read_file(&self.path, None)? {
+            FileState::Read(c) => self.decrypt(&c.bytes)?,
+            FileState::Empty | FileState::Unchanged => {
                 let (h, k) = self.new_header()?;
                 (h, k, SecretMap::new())
             }
         };
         let (write, result) = change(&mut map)?;
         if write {
-            let bytes = self.encrypt(&header, &key, &map);
-            crate::state::write_atomic(&self.path, &bytes)
-                .map_err(|e| io_err("cannot write the secrets store", &self.path, e))?;
-            let stamp = fs::metadata(&self.path)
-                .map(|m| stamp_of(&m))
-                .map_err(|e| io_err("cannot stat the secrets store", &self.path, e))?;
-            *self.cache.lock().expect("cache lock") = Cache {
-                stamp: Some(stamp),
-                map,
-            };
+            self.write_locked(&header, &key, map)?;
         }
         Ok(result)
     }
+
+    /// Unlocks the store: under the cross-process lock, decrypts the file
+    /// (deriving the key once), or creates an empty store so that its salt,
+    /// and so the key, is fixed from now on. A wrong password or a damaged
+    /// file is an error and the file is left untouched.
+    fn unlock(&self) -> Result<(), SecretsError> {
+        let _lock = self.lock_file()?;
+        match read_file(&self.path, None)? {
+            FileState::Read(c) => {
+                let (_, _, map) = self.decrypt(&c.bytes)?;
+                *self.cache.lock().expect("cache lock") = Cache {
+                    stamp: Some(c.stamp),
+                    map,
+                };
+                Ok(())
+            }
+            FileState::Empty | FileState::Unchanged => {
+                let (header, key) = self.new_header()?;
+                self.write_locked(&header, &key, SecretMap::new())
+            }
+        }
+    }
+
+    /// Encrypts `map`, replaces the file and caches `map`. The caller holds
+    /// the cross-process lock.
+    fn write_locked(
+        &self,
+        header: &Header,
+        key: &DerivedKey,
+        map: SecretMap,
+    ) -> Result<(), SecretsError> {
+        let bytes = self.encrypt(header, key, &map)?;
+        crate::state::write_atomic(&self.path, &bytes)
+            .map_err(|e| io_err("cannot write the secrets store", &self.path, e))?;
+        // Still under the lock: the file is the one just written.
+        let meta = fs::metadata(&self.path)
+            .map_err(|e| io_err("cannot stat the secrets store", &self.path, e))?;
+        let mut head = [0u8; BODY_OFFSET];
+        head.copy_from_slice(&bytes[..BODY_OFFSET]);
+        let stamp = Stamp {
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            head,
+        };
+        *self.cache.lock().expect("cache lock") = Cache {
+            stamp: Some(stamp),
+            map,
+        };
+        Ok(())
+    }
 }
 
+/// The password from the key file, creating the key file when `may_create`
+/// (the store is absent or empty) and it is missing.
 fn read_or_create_key_file(
     key_file: &Path,
     may_create: bool,
@@ -587,6 +725,15 @@ fn read_or_create_key_file(
                     key_file.display()
                 )));
             }
+            if let Ok(meta) = fs::metadata(key_file)
+                && meta.mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    key_file = %key_file.display(),
+                    mode = format_args!("{:o}", meta.mode() & 0o777),
+                    "The secrets key file is readable by other users; chmod 600 it."
+                );
+            }
             return Ok(Zeroizing::new(trimmed.to_vec()));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -600,36 +747,52 @@ fn read_or_create_key_file(
             key_file.display()
         )));
     }
-    if let Some(dir) = key_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| io_err("cannot create the directory", dir, e))?;
-    }
+    let dir = key_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err("cannot create the directory", dir, e))?;
     let secret: Zeroizing<[u8; 32]> = Zeroizing::new(random_bytes());
     let hexed = Zeroizing::new(hex::encode(&secret[..]));
-    match OpenOptions::new()
+    let password = Zeroizing::new(hexed.as_bytes().to_vec());
+    let mut line = Zeroizing::new(Vec::with_capacity(hexed.len() + 1));
+    line.extend_from_slice(hexed.as_bytes());
+    line.push(b'\n');
+    // Write a temporary file, then link it into place: the key file appears
+    // whole or not at all, and if another process linked its own first,
+    // theirs is used.
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        key_file.file_name().unwrap_or_default().to_string_lossy(),
+        hex::encode(random_bytes::<8>())
+    ));
+    let written = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(key_file)
-    {
-        Ok(mut f) => {
-            let mut line = Zeroizing::new(Vec::with_capacity(hexed.len() + 1));
-            line.extend_from_slice(hexed.as_bytes());
-            line.push(b'\n');
-            f.write_all(&line)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io_err("cannot write the secrets key file", key_file, e))?;
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&line)?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::hard_link(&tmp, key_file));
+    let _ = fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
             tracing::info!(
                 key_file = %key_file.display(),
-                "created a key file for the encrypted secrets store; keep it (and back it up): \
-                 without it the secrets cannot be decrypted"
+                "Created a key file for the encrypted secrets store; keep it and back it up: \
+                 without it the secrets cannot be decrypted."
             );
-            Ok(Zeroizing::new(hexed.as_bytes().to_vec()))
+            Ok(password)
         }
-        // Another process created it first: use theirs.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             read_or_create_key_file(key_file, false, store)
         }
@@ -677,7 +840,11 @@ impl EncryptedStore {
                 ));
             }
             None => {
-                let store_is_new = fs::metadata(&path).map(|m| m.len() == 0).unwrap_or(true);
+                let store_is_new = match fs::metadata(&path) {
+                    Ok(m) => m.len() == 0,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(io_err("cannot stat the secrets store", &path, e)),
+                };
                 read_or_create_key_file(&source.key_file, store_is_new, &path)?
             }
         };
@@ -699,10 +866,7 @@ impl EncryptedStore {
                 map: SecretMap::new(),
             }),
         };
-        // Unlock: under the lock, decrypt the current file, or create an
-        // empty store so that its salt (and our key) is fixed from now on.
-        inner.mutate(|map| Ok((map.is_empty() && !inner.path_has_content(), ())))?;
-        inner.refresh()?;
+        inner.unlock()?;
         Ok(EncryptedStore {
             inner: Arc::new(inner),
             write: tokio::sync::Mutex::new(()),
@@ -725,31 +889,18 @@ impl EncryptedStore {
     /// ciphertext ‖ tag`, key = SHA-256(password), plaintext `{"secrets":
     /// {…}}`) in one write, replacing same-named secrets. ToolHive's system
     /// secrets (`__thv_…`) are skipped. Returns how many were imported.
-    pub async fn import_toolhive(&self, file: &Path, password: &str) -> Result<usize, SecretsError> {
-        let bytes = Zeroizing::new(
-            fs::read(file).map_err(|e| io_err("cannot read the ToolHive secrets file", file, e))?,
-        );
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        if bytes.len() < NONCE_LEN + TAG_LEN {
-            return Err(SecretsError::Invalid(format!(
-                "the ToolHive secrets file {} is truncated",
-                file.display()
-            )));
-        }
-        let key = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(password.as_bytes())));
-        let cipher = Aes256Gcm::new_from_slice(&key[..]).expect("32-byte key");
-        let mut buf = Zeroizing::new(bytes[NONCE_LEN..].to_vec());
-        cipher
-            .decrypt_in_place(Nonce::from_slice(&bytes[..NONCE_LEN]), b"", &mut *buf)
-            .map_err(|_| {
-                SecretsError::Denied(format!(
-                    "wrong password for the ToolHive secrets file {} (or the file is damaged)",
-                    file.display()
-                ))
-            })?;
-        let imported = parse_plaintext(&buf, file)?;
+    pub async fn import_toolhive(
+        &self,
+        file: &Path,
+        password: &str,
+    ) -> Result<usize, SecretsError> {
+        let file = file.to_owned();
+        let password = Zeroizing::new(password.to_owned());
+        let imported = tokio::task::spawn_blocking(move || read_toolhive(&file, &password))
+            .await
+            .map_err(|e| {
+                SecretsError::Failed(format!("reading the ToolHive store panicked: {e}"))
+            })??;
         let mut incoming = Vec::new();
         for (name, value) in imported {
             if name.starts_with("__thv_") {
@@ -796,12 +947,47 @@ impl EncryptedStore {
     }
 }
 
-impl Inner {
-    fn path_has_content(&self) -> bool {
-        fs::metadata(&self.path).map(|m| m.len() > 0).unwrap_or(false)
+/// Decrypts a ToolHive `encrypted` store.
+fn read_toolhive(file: &Path, password: &str) -> Result<SecretMap, SecretsError> {
+    let meta =
+        fs::metadata(file).map_err(|e| io_err("cannot read the ToolHive secrets file", file, e))?;
+    if meta.len() > MAX_FILE_LEN as u64 {
+        return Err(SecretsError::Invalid(format!(
+            "the ToolHive secrets file {} is larger than {} MiB",
+            file.display(),
+            MAX_FILE_LEN >> 20
+        )));
     }
+    let bytes = Zeroizing::new(
+        fs::read(file).map_err(|e| io_err("cannot read the ToolHive secrets file", file, e))?,
+    );
+    if bytes.is_empty() {
+        return Ok(SecretMap::new());
+    }
+    if bytes.len() < NONCE_LEN + TAG_LEN {
+        return Err(SecretsError::Invalid(format!(
+            "the ToolHive secrets file {} is truncated",
+            file.display()
+        )));
+    }
+    let key = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(password.as_bytes())));
+    let cipher = Aes256Gcm::new_from_slice(&key[..]).expect("32-byte key");
+    let mut buf = Zeroizing::new(bytes[NONCE_LEN..].to_vec());
+    cipher
+        .decrypt_in_place(Nonce::from_slice(&bytes[..NONCE_LEN]), b"", &mut *buf)
+        .map_err(|_| {
+            SecretsError::Denied(format!(
+                "wrong password for the ToolHive secrets file {} (or the file is damaged)",
+                file.display()
+            ))
+        })?;
+    parse_plaintext(&buf, file)
 }
 
+// === impl SecretsProvider ===
+
+/// The user's view: berth's own secrets ([`RESERVED_PREFIX`]) are refused
+/// and never listed.
 #[async_trait]
 impl SecretsProvider for EncryptedStore {
     async fn capabilities(&self) -> Result<Capabilities, SecretsError> {
@@ -815,14 +1001,63 @@ impl SecretsProvider for EncryptedStore {
 
     async fn get(&self, name: &str) -> Result<String, SecretsError> {
         validate_name(name)?;
+        self.get_checked(name).await
+    }
+
+    async fn set(&self, name: &str, value: &str) -> Result<(), SecretsError> {
+        validate_name(name)?;
+        self.set_checked(name, value).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), SecretsError> {
+        validate_name(name)?;
+        self.delete_checked(name).await
+    }
+
+    /// The user's secret names, sorted.
+    async fn list(&self) -> Result<Vec<String>, SecretsError> {
+        self.list_where(|name| !name.starts_with(RESERVED_PREFIX))
+            .await
+    }
+}
+
+// === impl EncryptedStore: berth's own secrets ===
+
+impl EncryptedStore {
+    /// One of berth's own secrets (e.g. a registry's OAuth refresh token).
+    /// `name` must start with [`RESERVED_PREFIX`] ([`validate_system_name`]).
+    pub async fn get_system(&self, name: &str) -> Result<String, SecretsError> {
+        validate_system_name(name)?;
+        self.get_checked(name).await
+    }
+
+    /// Creates or replaces one of berth's own secrets.
+    pub async fn set_system(&self, name: &str, value: &str) -> Result<(), SecretsError> {
+        validate_system_name(name)?;
+        self.set_checked(name, value).await
+    }
+
+    /// Deletes one of berth's own secrets; `NotFound` when absent.
+    pub async fn delete_system(&self, name: &str) -> Result<(), SecretsError> {
+        validate_system_name(name)?;
+        self.delete_checked(name).await
+    }
+
+    /// The names of berth's own secrets (all starting with
+    /// [`RESERVED_PREFIX`]), sorted.
+    pub async fn list_system(&self) -> Result<Vec<String>, SecretsError> {
+        self.list_where(|name| name.starts_with(RESERVED_PREFIX))
+            .await
+    }
+
+    async fn get_checked(&self, name: &str) -> Result<String, SecretsError> {
         let key = name.to_owned();
         self.refreshed(move |map| map.get(&key).map(|v| String::from(v.as_str())))
             .await?
             .ok_or_else(|| SecretsError::NotFound(name.to_owned()))
     }
 
-    async fn set(&self, name: &str, value: &str) -> Result<(), SecretsError> {
-        validate_name(name)?;
+    async fn set_checked(&self, name: &str, value: &str) -> Result<(), SecretsError> {
         validate_value(name, value)?;
         let name = name.to_owned();
         let value = Zeroizing::new(value.to_owned());
@@ -833,8 +1068,7 @@ impl SecretsProvider for EncryptedStore {
         .await
     }
 
-    async fn delete(&self, name: &str) -> Result<(), SecretsError> {
-        validate_name(name)?;
+    async fn delete_checked(&self, name: &str) -> Result<(), SecretsError> {
         let key = name.to_owned();
         self.mutate(move |map| match map.remove(&key) {
             Some(_) => Ok((true, ())),
@@ -843,8 +1077,13 @@ impl SecretsProvider for EncryptedStore {
         .await
     }
 
-    async fn list(&self) -> Result<Vec<String>, SecretsError> {
-        self.refreshed(|map| map.keys().cloned().collect()).await
+    async fn list_where(
+        &self,
+        keep: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<Vec<String>, SecretsError> {
+        // A BTreeMap iterates in order: the names come out sorted.
+        self.refreshed(move |map| map.keys().filter(|k| keep(k)).cloned().collect())
+            .await
     }
 }
 

@@ -9,6 +9,7 @@ mod json;
 mod openapi;
 mod plugins;
 mod registry;
+mod secrets;
 mod system;
 mod workloads;
 
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1beta/groups", groups::routes())
         .nest("/api/v1beta/x/berth/plugins", plugins::routes())
         .nest("/api/v1beta/registry", registry::routes())
+        .nest("/api/v1beta/secrets", secrets::routes())
         .nest("/registry", registry::v01_routes())
         .nest(
             "/api/v1beta/x/berth/registries",

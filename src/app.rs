@@ -50,6 +50,9 @@ pub enum AppError {
     /// The stored workloads cannot be loaded.
     #[error("loading the workloads: {0}")]
     Workloads(#[from] WorkloadError),
+    /// The secrets configuration names no valid provider.
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     /// The registries cannot be set up.
     #[error("registries: {0}")]
     Registry(String),
@@ -74,6 +77,8 @@ pub struct App {
     pub proxies: Arc<Proxies>,
     /// The registries of MCP servers.
     pub registries: Arc<crate::registry::Registries>,
+    /// The secrets providers.
+    pub secrets: Arc<crate::secrets::Secrets>,
     /// The workload service.
     pub workloads: Workloads,
     /// Who may call the management API.
@@ -100,6 +105,8 @@ pub struct AppBuilder {
     discovery: Option<(EngineSockets, BTreeMap<String, String>)>,
     access: Access,
     nonce: Option<String>,
+    secrets_env: crate::secrets::SecretsEnv,
+    store_options: crate::secrets::encrypted::StoreOptions,
 }
 
 impl App {
@@ -113,6 +120,8 @@ impl App {
             discovery: None,
             access: Access::default(),
             nonce: None,
+            secrets_env: Default::default(),
+            store_options: Default::default(),
         }
     }
 
@@ -152,6 +161,23 @@ impl AppBuilder {
         self
     }
 
+    /// What `main` read from the environment for the secrets providers
+    /// (`BERTH_SECRETS_PASSWORD`, `BERTH_SECRET_*`, the key file's place).
+    pub fn secrets_env(mut self, env: crate::secrets::SecretsEnv) -> Self {
+        self.secrets_env = env;
+        self
+    }
+
+    /// The encrypted store's key derivation for a store created now (tests
+    /// use cheap parameters; berth uses the defaults).
+    pub fn secrets_store_options(
+        mut self,
+        options: crate::secrets::encrypted::StoreOptions,
+    ) -> Self {
+        self.store_options = options;
+        self
+    }
+
     /// A fixed `/health` nonce (tests); random otherwise.
     pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
         self.nonce = Some(nonce.into());
@@ -168,6 +194,8 @@ impl AppBuilder {
             discovery,
             access,
             nonce,
+            secrets_env,
+            store_options,
         } = self;
         let state_dir = state_dir.ok_or(AppError::NoStateDir)?;
         let store = Store::open(&state_dir).map_err(|source| AppError::State {
@@ -198,8 +226,17 @@ impl AppBuilder {
             crate::registry::Registries::open(&config.registries, &state_dir, plugins.clone())
                 .map_err(AppError::Registry)?,
         );
+        let secrets = crate::secrets::Secrets::open_with(
+            &config.secrets,
+            secrets_env,
+            &state_dir,
+            plugins.clone(),
+            store_options,
+        )
+        .await?;
         let proxies = Arc::new(Proxies::new(config.proxy.clone()));
         let settings = Settings {
+            secrets: Some(secrets.clone()),
             port_range: (config.ports.start, config.ports.end),
             restart: config.restart,
             plugins: plugins.clone(),
@@ -226,6 +263,7 @@ impl AppBuilder {
             plugins,
             proxies,
             registries,
+            secrets,
             workloads,
             access,
             nonce: nonce.into(),

@@ -54,6 +54,8 @@ pub struct Config {
     /// read-only through the API. One named `default` replaces the
     /// embedded catalogue.
     pub registries: Vec<crate::registry::RegistryConfig>,
+    /// The secrets providers (`[secrets]`).
+    pub secrets: crate::secrets::SecretsConfig,
     /// Threads of berth's async runtime (API, proxies, egress); `0` means
     /// half the machine's cores, at least one. The proxies share the
     /// machine with the MCP servers and their clients: on the 2-core
@@ -86,6 +88,7 @@ impl Default for Config {
             plugin_host: HostConfig::default(),
             plugins: Vec::new(),
             registries: Vec::new(),
+            secrets: Default::default(),
             worker_threads: 0,
             upgrade_ready_timeout_secs: crate::workloads::upgrade::DEFAULT_READY_TIMEOUT.as_secs(),
         }
@@ -243,6 +246,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "egress",
     "worker_threads",
     "upgrade_ready_timeout_secs",
+    "secrets",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;
@@ -305,13 +309,16 @@ pub fn load(
 }
 
 /// berth's own secrets among its environment variables: no workload ever
-/// inherits them, whatever `process.inherit_env` says.
+/// inherits them, whatever `process.inherit_env` says; nor any variable of
+/// the environment secrets provider (`BERTH_SECRET_*`, `TOOLHIVE_SECRET_*`).
 pub const NEVER_INHERITED: &[&str] = &["BERTH_API_TOKEN", "BERTH_SECRETS_PASSWORD"];
 
 impl Config {
     /// Whether workloads inherit berth's environment variable `name`.
     pub fn inherits_env(&self, name: &str) -> bool {
-        !NEVER_INHERITED.contains(&name) && self.process.inherits(name)
+        !NEVER_INHERITED.contains(&name)
+            && !crate::secrets::environment::is_secret_variable(name)
+            && self.process.inherits(name)
     }
 }
 

@@ -139,6 +139,22 @@ fn base_env(config: &Config) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// What the secrets providers take from the environment: the store's
+/// password, the `BERTH_SECRET_*` / `TOOLHIVE_SECRET_*` variables, the
+/// default key file's place.
+fn secrets_env() -> berth::secrets::SecretsEnv {
+    berth::secrets::SecretsEnv {
+        password: std::env::var("BERTH_SECRETS_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(zeroize::Zeroizing::new),
+        variables: std::env::vars()
+            .filter(|(k, _)| berth::secrets::environment::is_secret_variable(k))
+            .collect(),
+        key_file: config_dir().map(|d| d.join("secrets.key")),
+    }
+}
+
 fn overrides(args: &ServeArgs) -> Figment {
     let mut fig = Figment::new();
     if let Some(host) = args.host {
@@ -293,6 +309,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = berth::app::App::builder(config)
         .state_dir(&state_dir)
         .discover(engine_sockets(), base_env)
+        .secrets_env(secrets_env())
         .access(access)
         .build()
         .await?;

@@ -11,6 +11,7 @@ use berth_runtime_api::RuntimeError;
 use crate::groups::GroupError;
 use crate::plugins::PluginError;
 use crate::registry::RegistryError;
+use crate::secrets::SecretsError;
 use crate::workloads::WorkloadError;
 use crate::workloads::upgrade::UpgradeError;
 
@@ -141,6 +142,22 @@ impl From<PluginError> for ApiError {
             PluginError::WrongKind { .. } | PluginError::Config(_) => StatusCode::BAD_REQUEST,
             PluginError::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             _ => return Self::internal(&err),
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+impl From<SecretsError> for ApiError {
+    /// Every message names what was wrong and never carries a value.
+    fn from(err: SecretsError) -> Self {
+        let status = match &err {
+            SecretsError::NotFound(_) | SecretsError::NotSetUp => StatusCode::NOT_FOUND,
+            SecretsError::Invalid(_) => StatusCode::BAD_REQUEST,
+            SecretsError::Denied(_) => StatusCode::FORBIDDEN,
+            SecretsError::Exists => StatusCode::CONFLICT,
+            SecretsError::Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
+            SecretsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SecretsError::Failed(_) => StatusCode::BAD_GATEWAY,
         };
         Self::new(status, err.to_string())
     }

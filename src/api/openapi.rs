@@ -6,7 +6,7 @@ use std::fmt::Write;
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 
-use super::{groups, plugins, registry, system, workloads};
+use super::{groups, plugins, registry, secrets, system, workloads};
 
 /// The OpenAPI 3.1 document of every route berth serves.
 #[derive(OpenApi)]
@@ -28,6 +28,8 @@ use super::{groups, plugins, registry, system, workloads};
         registry::v01_list, registry::v01_get, registry::v01_skills, registry::v01_skill,
         registry::v01_plugins, registry::v01_plugin,
         registry::official_list, registry::official_get,
+        secrets::setup, secrets::provider, secrets::list_keys, secrets::create_key,
+        secrets::update_key, secrets::delete_key,
     ),
     tags(
         (name = "system", description = "Health and API description"),
@@ -36,6 +38,7 @@ use super::{groups, plugins, registry, system, workloads};
         (name = "logs", description = "Workload logs"),
         (name = "groups", description = "Groups of workloads"),
         (name = "registry", description = "Registries of MCP servers"),
+        (name = "secrets", description = "Secrets providers and their keys (values are never returned)"),
         (name = "plugins", description = "berth extension: WebAssembly plugins"),
         (name = "runtimes", description = "berth extension: the runtimes workloads run on"),
     )

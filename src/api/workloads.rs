@@ -14,12 +14,13 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::ApiError;
 use super::json::{ApiJson, OptionalJson};
+use crate::secrets::SecretsError;
+use crate::workloads::BulkOp;
 use crate::workloads::types::{
-    BulkOperationRequest, CreateRequest, CreateWorkloadResponse, RunConfig, WorkloadListResponse,
-    WorkloadStatusResponse,
+    BulkOperationRequest, CreateRequest, CreateWorkloadResponse, RunConfig, SecretParameter,
+    WorkloadListResponse, WorkloadStatusResponse,
 };
 use crate::workloads::upgrade::CheckResult;
-use crate::workloads::{BulkOp, WorkloadError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -83,7 +84,40 @@ pub(super) async fn create_workload(
     ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateWorkloadResponse>)> {
     resolve_server(&s, &mut req).await?;
+    check_secrets(&s, &req.secrets).await?;
     Ok((StatusCode::CREATED, Json(s.workloads.create(req).await?)))
+}
+
+/// Checks that every secret a request references exists now (each is read
+/// again at every start; the value is dropped here).
+async fn check_secrets(s: &AppState, refs: &[SecretParameter]) -> ApiResult<()> {
+    for r in refs {
+        let shown = crate::logging::escape_controls(&r.name);
+        crate::secrets::check_reference(&r.name)?;
+        match s.secrets.resolve(&r.name).await {
+            Ok(_) => {}
+            Err(SecretsError::NotFound(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "secret `{shown}` (for {}) does not exist in the secrets provider",
+                        crate::logging::escape_controls(&r.target)
+                    ),
+                ));
+            }
+            Err(SecretsError::NotSetUp) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "secret `{shown}` cannot be read: no secrets provider is set up \
+                         (POST /api/v1beta/secrets)"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Fills a request naming a registry `server` from its entry (run by
@@ -134,6 +168,7 @@ pub(super) async fn edit_workload(
     ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<Json<CreateWorkloadResponse>> {
     resolve_server(&s, &mut req).await?;
+    check_secrets(&s, &req.secrets).await?;
     Ok(Json(s.workloads.edit(&name, req).await?))
 }
 
@@ -299,8 +334,8 @@ pub(super) struct UpgradeRequest {
     /// Environment variables added to (or replacing) the workload's.
     #[serde(default)]
     env: BTreeMap<String, String>,
-    /// Secret references (`<name>,target=<env>`): not supported by berth
-    /// yet, refused with 400.
+    /// Secret references (`<name>,target=<env>`) added to (or replacing,
+    /// by target) the workload's; each must exist.
     #[serde(default)]
     secrets: Vec<String>,
 }
@@ -367,13 +402,23 @@ pub(super) async fn upgrade_workload(
     Path(name): Path<String>,
     OptionalJson(req): OptionalJson<UpgradeRequest>,
 ) -> ApiResult<Json<UpgradeCheckResponse>> {
-    if !req.secrets.is_empty() {
-        return Err(WorkloadError::Unsupported(vec!["secrets"]).into());
-    }
+    let secrets = req
+        .secrets
+        .iter()
+        .map(|r| {
+            crate::workloads::model::SecretRef::parse(r)
+                .map(|r| SecretParameter {
+                    name: r.name,
+                    target: r.target,
+                })
+                .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, format!("secrets: {why}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_secrets(&s, &secrets).await?;
     let within = Duration::from_secs(s.config.upgrade_ready_timeout_secs);
     let result = s
         .workloads
-        .upgrade(&name, req.env, s.registries.clone(), within)
+        .upgrade(&name, req.env, secrets, s.registries.clone(), within)
         .await?;
     Ok(Json(UpgradeCheckResponse { result }))
 }

@@ -107,7 +107,9 @@ pub fn apply(
     let mut missing = Vec::new();
     if server.kind == Kind::Local {
         for var in server.env_vars() {
-            if req.env_vars.contains_key(&var.name) {
+            if req.env_vars.contains_key(&var.name)
+                || req.secrets.iter().any(|s| s.target == var.name)
+            {
                 continue;
             }
             if !var.default.is_empty() {
@@ -123,7 +125,7 @@ pub fn apply(
     }
     if !missing.is_empty() {
         return Err(RegistryError::Invalid(format!(
-            "server `{name}` needs environment variable{} {}: give {} in env_vars",
+            "server `{name}` needs environment variable{} {}: give {} in env_vars (or as the target of a secret)",
             if missing.len() > 1 { "s" } else { "" },
             missing.join(", "),
             if missing.len() > 1 { "them" } else { "it" },

@@ -15,6 +15,12 @@ pub const PREFIX: &str = "BERTH_SECRET_";
 /// ToolHive's prefix, read when berth's is absent.
 pub const TOOLHIVE_PREFIX: &str = "TOOLHIVE_SECRET_";
 
+/// Whether an environment variable holds a secret for this provider (and
+/// so is never inherited by a workload).
+pub fn is_secret_variable(name: &str) -> bool {
+    name.starts_with(PREFIX) || name.starts_with(TOOLHIVE_PREFIX)
+}
+
 /// Secrets from environment variables, as `src/main.rs` hands them down
 /// (only `main` reads the environment).
 pub struct Environment {
@@ -35,7 +41,7 @@ impl Environment {
         Self {
             vars: environment
                 .into_iter()
-                .filter(|(k, _)| k.starts_with(PREFIX) || k.starts_with(TOOLHIVE_PREFIX))
+                .filter(|(k, _)| is_secret_variable(k))
                 .collect(),
         }
     }

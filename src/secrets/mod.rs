@@ -5,6 +5,9 @@
 
 pub mod encrypted;
 pub mod environment;
+mod service;
+
+pub use service::{ProviderKind, Secrets, SecretsConfig, SecretsEnv, check_reference, is_reserved};
 
 use async_trait::async_trait;
 
@@ -43,6 +46,14 @@ pub enum SecretsError {
     /// The provider is broken (a plugin trapped or timed out).
     #[error("secrets provider failed: {0}")]
     Failed(String),
+    /// No provider is set up (`[secrets] provider = "none"`).
+    #[error(
+        "secrets provider not configured. Please set one up with POST /api/v1beta/secrets first"
+    )]
+    NotSetUp,
+    /// A secret by that name exists already.
+    #[error("secret already exists")]
+    Exists,
 }
 
 /// A store of secrets.

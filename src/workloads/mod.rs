@@ -108,6 +108,8 @@ pub struct Settings {
     pub plugins: Option<Arc<Plugins>>,
     /// The egress proxies of workloads with an outbound allowlist.
     pub egress: EgressConfig,
+    /// Where workload secret references are resolved at each start.
+    pub secrets: Option<Arc<crate::secrets::Secrets>>,
 }
 
 /// A lifecycle operation, run in the background under the workload's lock.

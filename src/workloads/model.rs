@@ -168,6 +168,61 @@ pub struct Workload {
     pub runtime: String,
     /// The registry entry it was created from.
     pub registry: Option<crate::registry::run::RegistryRef>,
+    /// Secrets set as environment variables at each start.
+    pub secrets: Vec<SecretRef>,
+}
+
+/// A secret the server gets as an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// The secret's name in the secrets provider (or `<plugin>/<key>`).
+    pub name: String,
+    /// The environment variable it becomes.
+    pub target: String,
+}
+
+impl SecretRef {
+    /// Parses ToolHive's `<name>,target=<TARGET>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (name, target) = s
+            .split_once(',')
+            .and_then(|(n, rest)| Some((n, rest.strip_prefix("target=")?)))
+            .filter(|(n, t)| !n.is_empty() && !t.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not `<name>,target=<ENV>`",
+                    crate::logging::escape_controls(s)
+                )
+            })?;
+        let r = Self {
+            name: name.to_owned(),
+            target: target.to_owned(),
+        };
+        r.check()?;
+        Ok(r)
+    }
+
+    /// Checks the name (see [`crate::secrets::check_reference`]) and the
+    /// target (an environment variable name: not empty, no `=`, no control
+    /// characters, at most 256 bytes).
+    pub fn check(&self) -> Result<(), String> {
+        crate::secrets::check_reference(&self.name).map_err(|e| e.to_string())?;
+        let t = &self.target;
+        if t.is_empty() || t.len() > 256 || t.contains('=') || t.chars().any(char::is_control) {
+            return Err(format!(
+                "secret `{}`: target `{}` is not an environment variable name",
+                self.name,
+                crate::logging::escape_controls(t)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},target={}", self.name, self.target)
+    }
 }
 
 impl Workload {
@@ -297,6 +352,11 @@ impl TryFrom<RunConfig> for Workload {
             port: c.port,
             upstream,
             env: c.env_vars,
+            secrets: c
+                .secrets
+                .iter()
+                .map(|s| SecretRef::parse(s).map_err(|e| bad("secrets", s, e)))
+                .collect::<Result<Vec<_>, _>>()?,
             volumes: c.volumes,
             permission_profile: c.permission_profile,
             labels: c.container_labels,
@@ -345,6 +405,7 @@ impl From<&Workload> for RunConfig {
             target_host,
             permission_profile: w.permission_profile.clone(),
             env_vars: w.env.clone(),
+            secrets: w.secrets.iter().map(SecretRef::to_string).collect(),
             volumes: w.volumes.clone(),
             container_labels: w.labels.clone(),
             isolate_network: w.isolate_network,
@@ -409,6 +470,7 @@ impl Workload {
             middleware: Vec::new(),
             runtime: String::new(),
             registry: None,
+            secrets: Vec::new(),
         }
     }
 }

@@ -65,11 +65,40 @@ impl Workloads {
         config: &Workload,
     ) -> Result<WorkloadSpec, RuntimeError> {
         let mut spec = spec_for(config).map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        self.resolve_secrets(config, &mut spec).await?;
         if let Some(addr) = self.start_egress(name, config).await? {
             spec.env.extend(proxy_env(addr));
         }
         spec.progress = self.progress_of(name);
         Ok(spec)
+    }
+
+    /// Reads the workload's secrets (now: a rotated value is picked up by a
+    /// restart) into the spec. A secret that is gone is an invalid spec
+    /// naming it; the value is in no error.
+    async fn resolve_secrets(
+        &self,
+        config: &Workload,
+        spec: &mut WorkloadSpec,
+    ) -> Result<(), RuntimeError> {
+        if config.secrets.is_empty() {
+            return Ok(());
+        }
+        let Some(secrets) = self.inner.settings.secrets.as_ref() else {
+            return Err(RuntimeError::InvalidSpec(
+                "the workload has secrets but berth has no secrets service".into(),
+            ));
+        };
+        for r in &config.secrets {
+            let value = secrets.resolve(&r.name).await.map_err(|e| {
+                RuntimeError::InvalidSpec(format!("secret `{}` (for {}): {e}", r.name, r.target))
+            })?;
+            spec.secret_env.insert(
+                r.target.clone(),
+                berth_runtime_api::SecretValue::new(value.as_str()),
+            );
+        }
+        Ok(())
     }
 
     /// Where a deploy of `name` reports image pulls and builds: every line

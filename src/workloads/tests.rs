@@ -52,6 +52,7 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
         group: "default".into(),
         middleware_configs: vec![],
         runtime: "process".into(),
+        secrets: Vec::new(),
         registry: "default".into(),
         registry_server_name: "io.github.x/cat".into(),
         registry_server_version: "1.0.0".into(),

@@ -306,7 +306,10 @@ pub struct CreateRequest {
     /// Environment variables of the server.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
-    /// Secrets exposed as environment variables (not supported by berth yet).
+    /// Secrets exposed as environment variables: each `name` is read from
+    /// the secrets provider at every start (a `<plugin>/<key>` name reads a
+    /// secrets-provider plugin) and set as `target`, over a plain variable
+    /// of the same name. Only the references are stored or shown.
     #[serde(default)]
     pub secrets: Vec<SecretParameter>,
     /// Host paths mounted into the workload, `host:container[:ro]` (container
@@ -535,7 +538,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
         req.from_registry.is_none() && (!req.registry.is_empty() || !req.server.is_empty()),
         "registry/server",
     );
-    flag(!req.secrets.is_empty(), "secrets");
     flag(!req.authz_config.is_empty(), "authz_config");
     flag(req.oidc.as_ref().is_some_and(|o| !o.is_empty()), "oidc");
     flag(req.tools.as_ref().is_some_and(|t| !t.is_empty()), "tools");
@@ -724,6 +726,10 @@ pub struct RunConfig {
     /// workload (and in files written before berth had several runtimes).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// Secret references, `<name>,target=<ENV>` (ToolHive's form). Values
+    /// are read at each start and never stored here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// The registry the workload's entry came from (berth extension).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry: String,

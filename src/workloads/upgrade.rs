@@ -104,7 +104,8 @@ impl Workloads {
 
     /// Upgrades workload `name` to its registry entry's current version
     /// if the check finds one (otherwise answers the check and changes
-    /// nothing); `env` is merged over the workload's environment. Waits
+    /// nothing); `env` is merged over the workload's environment and
+    /// `secrets` over its secret references (by target). Waits
     /// up to `ready_within` for the new server to answer MCP, and puts
     /// the previous configuration back if it does not. Returns the check
     /// that drove it.
@@ -112,6 +113,7 @@ impl Workloads {
         &self,
         name: &str,
         env: BTreeMap<String, String>,
+        secrets: Vec<super::types::SecretParameter>,
         registries: Arc<Registries>,
         ready_within: Duration,
     ) -> Result<CheckResult, UpgradeError> {
@@ -129,7 +131,7 @@ impl Workloads {
             .tasks
             .spawn(async move {
                 let _guard = lock.lock().await;
-                this.upgrade_locked(&task_name, env, &registries, ready_within)
+                this.upgrade_locked(&task_name, env, secrets, &registries, ready_within)
                     .await
             })
             .await
@@ -143,6 +145,7 @@ impl Workloads {
         &self,
         name: &WorkloadName,
         env: BTreeMap<String, String>,
+        secrets: Vec<super::types::SecretParameter>,
         registries: &Registries,
         ready_within: Duration,
     ) -> Result<CheckResult, UpgradeError> {
@@ -159,10 +162,16 @@ impl Workloads {
         let version = server.version().to_owned();
         let mut req = self.get(name.as_str())?;
         req.env_vars.extend(env);
+        for s in secrets {
+            req.secrets.retain(|old| old.target != s.target);
+            req.secrets.push(s);
+        }
         if server.kind == EntryKind::Local {
             let mut missing = Vec::new();
             for var in server.env_vars() {
-                if req.env_vars.contains_key(&var.name) {
+                if req.env_vars.contains_key(&var.name)
+                    || req.secrets.iter().any(|s| s.target == var.name)
+                {
                     continue;
                 }
                 if !var.default.is_empty() {

@@ -111,6 +111,7 @@ impl Workloads {
                 "environment values and arguments cannot contain null bytes".into(),
             ));
         }
+        let secrets = check_secrets(req, remote)?;
         let middleware_configs = self.check_middleware(&req.middleware_configs)?;
         let runtime = if remote {
             if !req.runtime.is_empty() {
@@ -156,6 +157,7 @@ impl Workloads {
                     .unwrap_or_else(PermissionProfile::network),
             ),
             env_vars: req.env_vars.clone(),
+            secrets: secrets.iter().map(ToString::to_string).collect(),
             volumes: req.volumes.clone(),
             container_labels: labels,
             isolate_network: access.network != Network::Full,
@@ -282,6 +284,37 @@ pub(super) fn remote_target(
 /// name things: they are never legitimate there and would end up in log
 /// lines and file names. Environment values and arguments may hold any
 /// text.
+/// Checks a request's secret references: names and targets valid, each
+/// target once, none on a remote workload (which has no environment).
+pub(super) fn check_secrets(
+    req: &CreateRequest,
+    remote: bool,
+) -> Result<Vec<super::model::SecretRef>, WorkloadError> {
+    if remote && !req.secrets.is_empty() {
+        return Err(WorkloadError::Invalid(
+            "a remote workload has no environment for 'secrets': berth runs no server for it"
+                .into(),
+        ));
+    }
+    let mut targets = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(req.secrets.len());
+    for p in &req.secrets {
+        let r = super::model::SecretRef {
+            name: p.name.clone(),
+            target: p.target.clone(),
+        };
+        r.check().map_err(WorkloadError::Invalid)?;
+        if !targets.insert(r.target.clone()) {
+            return Err(WorkloadError::Invalid(format!(
+                "secrets: target `{}` is given twice",
+                r.target
+            )));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
 pub(super) fn check_no_controls(req: &CreateRequest) -> Result<(), WorkloadError> {
     let named = [
         ("image", &req.image),

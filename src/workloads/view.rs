@@ -7,7 +7,8 @@ use berth_runtime_api::{RuntimeError, WorkloadName};
 
 use super::model::{ProxyMode, Workload};
 use super::types::{
-    CreateRequest, OidcOptions, RunConfig, WorkloadStatus, WorkloadView, redact_url, rfc3339,
+    CreateRequest, OidcOptions, RunConfig, SecretParameter, WorkloadStatus, WorkloadView,
+    redact_url, rfc3339,
 };
 use super::*;
 use crate::proxy::HttpTarget;
@@ -58,6 +59,15 @@ impl Workloads {
             target_port: c.target_port.unwrap_or(0),
             cmd_arguments: c.cmd_args,
             env_vars: c.env_vars,
+            secrets: c
+                .secrets
+                .iter()
+                .filter_map(|s| super::model::SecretRef::parse(s).ok())
+                .map(|r| SecretParameter {
+                    name: r.name,
+                    target: r.target,
+                })
+                .collect(),
             volumes: c.volumes,
             permission_profile: c.permission_profile,
             network_isolation: Some(c.isolate_network),

@@ -15,6 +15,7 @@ mod engine_restart;
 mod packages;
 mod plugins;
 mod proxy;
+mod secrets;
 mod security;
 mod serve;
 mod upgrade;

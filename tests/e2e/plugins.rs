@@ -11,7 +11,7 @@ use crate::proxy::mcp_echo;
 use crate::serve::{Berth, T, free_port};
 use crate::support::plugins::wasm;
 
-fn toml_path(p: std::path::PathBuf) -> String {
+pub(crate) fn toml_path(p: std::path::PathBuf) -> String {
     p.display().to_string().replace('\\', "\\\\")
 }
 

@@ -80,6 +80,52 @@ async fn build_with(
     access: Access,
     tweak: impl FnOnce(&mut Config),
 ) -> Harness {
+    build_secrets(
+        dir,
+        fakes,
+        access,
+        tweak,
+        berth::secrets::SecretsEnv::default(),
+    )
+    .await
+}
+
+/// The harness in `dir` with what `main` would read from the environment
+/// for the secrets providers.
+pub(crate) async fn harness_secrets(
+    dir: tempfile::TempDir,
+    env: berth::secrets::SecretsEnv,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    build_secrets(
+        dir,
+        vec![Arc::new(FakeBackend::new())],
+        default_access(),
+        tweak,
+        env,
+    )
+    .await
+}
+
+/// Cheap key derivation for the encrypted stores tests create (berth's
+/// own parameters cost a fraction of a second per unlock).
+pub(crate) fn cheap_kdf() -> berth::secrets::encrypted::StoreOptions {
+    berth::secrets::encrypted::StoreOptions {
+        kdf: berth::secrets::encrypted::KdfParams {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    }
+}
+
+async fn build_secrets(
+    dir: tempfile::TempDir,
+    fakes: Vec<Arc<FakeBackend>>,
+    access: Access,
+    tweak: impl FnOnce(&mut Config),
+    secrets_env: berth::secrets::SecretsEnv,
+) -> Harness {
     let mut config = Config {
         ports: PortRange {
             start: 30000,
@@ -108,6 +154,8 @@ async fn build_with(
     }
     let app = builder
         .access(access)
+        .secrets_env(secrets_env)
+        .secrets_store_options(cheap_kdf())
         .nonce("0123")
         .build()
         .await

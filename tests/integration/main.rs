@@ -12,4 +12,5 @@ mod registry_login;
 mod registry_sources;
 mod remote;
 mod runtimes;
+mod secrets_vault;
 mod upgrade;

@@ -13,4 +13,5 @@ mod registry_sources;
 mod remote;
 mod runtimes;
 mod secrets;
+mod secrets_vault;
 mod upgrade;

@@ -5,5 +5,6 @@
 pub use wait::eventually;
 
 pub mod mcp;
+pub mod openbao;
 pub mod plugins;
 pub mod wait;

@@ -11,10 +11,13 @@ use crate::Package;
 /// `go://`, `foo://`: an image reference has none); an HTTP transport
 /// without a target port; a restricted network for an HTTP transport
 /// (berth's proxy cannot reach a published port there yet); a network
-/// access the engine does not know; a mount source that is not UTF-8.
+/// access the engine does not know; a mount source that is not UTF-8; a
+/// secret variable an environment cannot carry (an empty name, `=` or NUL
+/// in a name, NUL in a value).
 ///
 /// `engine` names the backend in the messages (`docker`, `podman`).
 pub fn check_spec(spec: &WorkloadSpec, engine: &str) -> Result<(), RuntimeError> {
+    check_secret_env(spec)?;
     let invalid = |why: String| Err(RuntimeError::InvalidSpec(why));
     check_image(&spec.image, engine)?;
     if spec.transport != Transport::Stdio && spec.target_port.is_none() {
@@ -43,6 +46,25 @@ pub fn check_spec(spec: &WorkloadSpec, engine: &str) -> Result<(), RuntimeError>
             "mount source {:?} is not UTF-8, which the {engine} API cannot carry",
             m.source
         ));
+    }
+    Ok(())
+}
+
+/// Refuses secret environment variables an environment cannot carry: an
+/// empty name, a name with `=` or a NUL byte, a value with a NUL byte. The
+/// message names the variable, never its value.
+fn check_secret_env(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+    for (key, value) in &spec.secret_env {
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "secret environment variable name {key:?} is empty or holds `=` or a NUL byte"
+            )));
+        }
+        if value.expose().contains('\0') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the value of secret environment variable `{key}` holds a NUL byte, which an environment cannot carry"
+            )));
+        }
     }
     Ok(())
 }
@@ -150,6 +172,28 @@ mod tests {
             let mut stdio = spec("ghcr.io/x/y:1");
             stdio.network = network;
             assert_eq!(check(&stdio), Ok(()), "stdio on {network:?}");
+        }
+    }
+
+    #[test]
+    fn secret_env_must_fit_an_environment() {
+        use berth_runtime_api::SecretValue;
+        let mut s = spec("alpine");
+        s.secret_env
+            .insert("TOKEN".into(), SecretValue::new("a = b\n\"c\""));
+        s.secret_env.insert("EMPTY".into(), SecretValue::new(""));
+        assert_eq!(check(&s), Ok(()));
+        for (key, value, want) in [
+            ("", "v", "is empty or holds"),
+            ("A=B", "v", "is empty or holds"),
+            ("A\0B", "v", "is empty or holds"),
+            ("TOKEN", "nul\0inside", "`TOKEN` holds a NUL byte"),
+        ] {
+            let mut s = spec("alpine");
+            s.secret_env.insert(key.into(), SecretValue::new(value));
+            let why = check(&s).unwrap_err();
+            assert!(why.contains(want), "{key:?}: {why}");
+            assert!(!why.contains("inside"), "the value is shown: {why}");
         }
     }
 

@@ -79,7 +79,7 @@ pub(crate) fn create_body(
     ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
-        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        env: Some(environment(spec)),
         labels: Some(container_labels(&spec.name, &spec.labels, instance)),
         open_stdin: Some(true),
         stdin_once: Some(false),
@@ -91,6 +91,30 @@ pub(crate) fn create_body(
         host_config: Some(host),
         ..ContainerCreateBody::default()
     }
+}
+
+/// The container's environment: the spec's `env`, then its `secret_env`,
+/// a secret winning over a plain variable of its name.
+///
+/// Docker has no place for a secret outside swarm but the environment, so
+/// secrets are plain `Env` entries: whoever may inspect the container
+/// (root, the `docker` group) reads them, as any environment variable.
+/// They never go into labels or the command.
+fn environment(spec: &WorkloadSpec) -> Vec<String> {
+    let mut merged: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    merged.extend(
+        spec.secret_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose())),
+    );
+    merged
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
 }
 
 /// The container's labels for a spec's labels: all of them, the list of

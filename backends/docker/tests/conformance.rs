@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use berth_backend_docker::{DockerBackend, DockerConfig};
 use berth_runtime_api::conformance::containers::{self, ContainerFixture};
-use berth_runtime_api::conformance::{Fixture, run_all};
+use berth_runtime_api::conformance::{self, Fixture, SECRET_MARKER, run_all};
 use berth_runtime_api::{
     Backend, RuntimeError, RuntimeState, Transport, WorkloadName, WorkloadSpec,
 };
@@ -81,6 +81,7 @@ async fn docker_backend_conforms() {
         prefix: format!("dkr{}", std::process::id()),
         stdio: (IMAGE.into(), vec![]),
         exits_with_3: (IMAGE.into(), vec!["--exit-code".into(), "3".into()]),
+        mcp_echo: Some((IMAGE.into(), vec![])),
         timeout: TIMEOUT,
     };
     run_all(&backend, &fx).await;
@@ -203,6 +204,43 @@ async fn containers_are_locked_down() {
         "{:?}",
         info.labels
     );
+    b.remove(&name).await.expect("remove");
+}
+
+/// Docker has no secret store outside swarm: a secret is an environment
+/// variable of the container (after the spec's `env`, so it wins), and the
+/// engine's inspect (`GET /containers/{id}/json`, `docker inspect`) shows
+/// it, to whoever may ask the engine (root, the `docker` group), as any
+/// environment variable. It is never in the labels or the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_container_env_on_docker() {
+    let b = backend().await;
+    let name = name("dkr-secret-env");
+    let _ = b.remove(&name).await;
+    b.deploy(conformance::with_secret_env(echo(&name)))
+        .await
+        .expect("deploy");
+    let c = b
+        .engine()
+        .inspect_container(format!("berth-{name}").as_str(), None)
+        .await
+        .expect("inspect the container");
+    let config = c.config.expect("config");
+    let env = config.env.clone().unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e == "BERTH_CONF_BOTH=berth-conformance-secret-wins-8b2d"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|e| e.starts_with("BERTH_CONF_BOTH=plain")),
+        "{env:?}"
+    );
+    let elsewhere = format!(
+        "{:?} {:?} {:?} {:?}",
+        config.labels, config.cmd, config.entrypoint, c.args
+    );
+    assert!(!elsewhere.contains(SECRET_MARKER), "{elsewhere}");
     b.remove(&name).await.expect("remove");
 }
 

@@ -7,8 +7,17 @@
 //! stdio containers and runs it in front of the image's own command:
 //!
 //! ```text
-//! berth-stdio-relay SOCKET -- PROGRAM [ARGS...]
+//! berth-stdio-relay [--env NAME=FILE]... SOCKET -- PROGRAM [ARGS...]
+//! berth-stdio-relay [--env NAME=FILE]... --exec -- PROGRAM [ARGS...]
 //! ```
+//!
+//! Each `--env NAME=FILE` sets the server's environment variable NAME to
+//! the contents of FILE, exactly (a Podman secret mounted into the
+//! container): that is how a workload's secrets reach it without their
+//! values being part of the container's configuration, which `podman
+//! inspect` shows. They win over the container's own environment. With
+//! `--exec` the relay only does that and then becomes PROGRAM (an HTTP
+//! server, whose stdio nobody needs); otherwise it relays stdio as follows.
 //!
 //! It starts PROGRAM with piped stdin and stdout (stderr is inherited: it is
 //! the container's log), listens on SOCKET, and relays between the server
@@ -24,10 +33,12 @@
 //! It is built by the podman backend's build script with the standard
 //! library only, linked statically, so that it runs in any image.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -101,14 +112,90 @@ impl Shared {
     }
 }
 
+/// What the command line asks for.
+struct Args {
+    /// Environment variables of the server, and the files holding their
+    /// values.
+    env_files: Vec<(String, String)>,
+    /// Where to serve the server's stdio; `None` with `--exec`.
+    socket: Option<String>,
+    /// The server's command line, never empty.
+    command: Vec<String>,
+}
+
+const USAGE: &str = "usage: berth-stdio-relay [--env NAME=FILE]... SOCKET -- PROGRAM [ARGS...]
+       berth-stdio-relay [--env NAME=FILE]... --exec -- PROGRAM [ARGS...]";
+
+fn parse(args: &[String]) -> Option<Args> {
+    let mut env_files = Vec::new();
+    let mut rest = args.get(1..)?;
+    while let [flag, pair, more @ ..] = rest
+        && flag == "--env"
+    {
+        let (name, file) = pair.split_once('=')?;
+        if name.is_empty() || file.is_empty() {
+            return None;
+        }
+        env_files.push((name.to_owned(), file.to_owned()));
+        rest = more;
+    }
+    match rest {
+        [target, dashes, command @ ..] if dashes == "--" && !command.is_empty() => Some(Args {
+            env_files,
+            socket: (target != "--exec").then(|| target.clone()),
+            command: command.to_vec(),
+        }),
+        _ => None,
+    }
+}
+
+/// Reads each `--env` file: the server's secret environment variables.
+/// An error names the variable and its file, never a value.
+fn secret_env(env_files: &[(String, String)]) -> Result<Vec<(String, OsString)>, String> {
+    env_files
+        .iter()
+        .map(|(name, file)| match std::fs::read(file) {
+            Ok(value) => Ok((name.clone(), OsString::from_vec(value))),
+            Err(e) => Err(format!("cannot read the value of {name} from {file}: {e}")),
+        })
+        .collect()
+}
+
+/// The exit code for a server that could not be started.
+fn start_failure(program: &str, e: &io::Error) -> ExitCode {
+    eprintln!("berth-stdio-relay: cannot start {program}: {e}");
+    ExitCode::from(if e.kind() == io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let (socket, command) = match args.as_slice() {
-        [_, socket, dashes, _, ..] if dashes == "--" => (socket.clone(), &args[3..]),
-        _ => {
-            eprintln!("usage: berth-stdio-relay SOCKET -- PROGRAM [ARGS...]");
-            return ExitCode::from(2);
+    let Some(Args {
+        env_files,
+        socket,
+        command,
+    }) = parse(&args)
+    else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let env = match secret_env(&env_files) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("berth-stdio-relay: {e}");
+            return ExitCode::from(125);
         }
+    };
+    let Some(socket) = socket else {
+        // `--exec`: become the server, with its secrets.
+        let e = Command::new(&command[0])
+            .args(&command[1..])
+            .envs(env)
+            .exec();
+        return start_failure(&command[0], &e);
     };
 
     let _ = std::fs::remove_file(&socket);
@@ -131,20 +218,14 @@ fn main() -> ExitCode {
     }
     let mut server = match Command::new(&command[0])
         .args(&command[1..])
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
     {
         Ok(child) => child,
-        Err(e) => {
-            eprintln!("berth-stdio-relay: cannot start {}: {e}", command[0]);
-            return ExitCode::from(if e.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            });
-        }
+        Err(e) => return start_failure(&command[0], &e),
     };
     SERVER.store(i32::try_from(server.id()).unwrap_or(0), Ordering::Relaxed);
     let stdin = Arc::new(Mutex::new(server.stdin.take().expect("piped stdin")));

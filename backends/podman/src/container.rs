@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::PodmanConfig;
-use crate::stdio::{IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER};
+use crate::secrets::{EnvSecret, SecretMount};
+use crate::stdio::{EXEC_FLAG, IO_DIR_IN_CONTAINER, RELAY_IN_CONTAINER, SOCKET_IN_CONTAINER};
 
 /// The CFS period used to express the CPU limit, in microseconds.
 const CPU_PERIOD: u64 = 100_000;
@@ -28,12 +29,14 @@ pub(crate) const LABEL_STDIO: &str = "berth.stdio";
 /// [`LABEL_STDIO`]'s value.
 pub(crate) const STDIO_RELAY: &str = "relay";
 
-/// How a stdio container runs the relay: host paths of the relay binary
-/// and of the workload's socket directory, and the server's command line.
+/// How a container runs the relay: the host path of the relay binary, the
+/// host path of the workload's socket directory for a stdio server
+/// (`None`: the relay only hands the server its secrets and becomes it),
+/// and the server's command line.
 #[derive(Debug)]
 pub(crate) struct RelaySetup {
     pub(crate) binary: String,
-    pub(crate) io_dir: String,
+    pub(crate) io_dir: Option<String>,
     pub(crate) command: Vec<String>,
 }
 
@@ -84,7 +87,11 @@ pub(crate) struct CreateBody<'a> {
     /// command.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     command: Vec<String>,
-    env: &'a BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    /// Secrets mounted as files, which the relay reads into the server's
+    /// environment (see `secrets.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    secrets: Vec<SecretMount>,
     labels: BTreeMap<String, String>,
     stdin: bool,
     terminal: bool,
@@ -169,14 +176,19 @@ impl<'a> CreateBody<'a> {
     /// port Podman picks, the spec's bind mounts, and its network: Podman's
     /// default, none, or the workload's isolated network.
     ///
-    /// With `relay`, the container runs the stdio relay in front of the
-    /// server's command line and has no stdin of its own.
+    /// With `relay`, the container runs the relay in front of the server's
+    /// command line: for a stdio server it holds the server's stdio (the
+    /// container has no stdin of its own); either way it hands the server
+    /// `secrets`, which are mounted into the container. The environment is
+    /// the spec's `env` less the variables a secret overrides, plus the
+    /// secret variables with an empty value (not stored as secrets).
     pub(crate) fn new(
         spec: &'a WorkloadSpec,
         config: &PodmanConfig,
         limits: &Limits,
         init_path: Option<&str>,
         relay: Option<RelaySetup>,
+        secrets: &[EnvSecret],
     ) -> Self {
         let mut labels = spec.labels.clone();
         labels.extend(own_labels(&spec.name, config.instance.as_deref()));
@@ -204,33 +216,47 @@ impl<'a> CreateBody<'a> {
                 options: [if m.read_only { "ro" } else { "rw" }, "rbind"],
             })
             .collect();
+        let mut env = spec.env.clone();
+        for (key, value) in &spec.secret_env {
+            env.remove(key);
+            if value.expose().is_empty() {
+                env.insert(key.clone(), String::new());
+            }
+        }
+        // The container's own stdin: not when the relay holds the server's.
+        let mut stdin = true;
         let (entrypoint, command) = match relay {
             None => (Vec::new(), spec.args.clone()),
             Some(relay) => {
-                labels.insert(LABEL_STDIO.to_owned(), STDIO_RELAY.to_owned());
                 mounts.push(BindMount {
                     destination: RELAY_IN_CONTAINER.to_owned(),
                     source: relay.binary,
                     kind: "bind",
                     options: ["ro", "rbind"],
                 });
-                mounts.push(BindMount {
-                    destination: IO_DIR_IN_CONTAINER.to_owned(),
-                    source: relay.io_dir,
-                    kind: "bind",
-                    options: ["rw", "rbind"],
-                });
-                (
-                    vec![
-                        RELAY_IN_CONTAINER.to_owned(),
-                        SOCKET_IN_CONTAINER.to_owned(),
-                        "--".to_owned(),
-                    ],
-                    relay.command,
-                )
+                let mut entrypoint = vec![RELAY_IN_CONTAINER.to_owned()];
+                for secret in secrets {
+                    entrypoint.push("--env".to_owned());
+                    entrypoint.push(format!("{}={}", secret.target, secret.path()));
+                }
+                match relay.io_dir {
+                    Some(io_dir) => {
+                        labels.insert(LABEL_STDIO.to_owned(), STDIO_RELAY.to_owned());
+                        mounts.push(BindMount {
+                            destination: IO_DIR_IN_CONTAINER.to_owned(),
+                            source: io_dir,
+                            kind: "bind",
+                            options: ["rw", "rbind"],
+                        });
+                        entrypoint.push(SOCKET_IN_CONTAINER.to_owned());
+                        stdin = false;
+                    }
+                    None => entrypoint.push(EXEC_FLAG.to_owned()),
+                }
+                entrypoint.push("--".to_owned());
+                (entrypoint, relay.command)
             }
         };
-        let stdin = entrypoint.is_empty();
         let (netns, networks) = match spec.network {
             NetworkAccess::None => (Some(Namespace { nsmode: "none" }), BTreeMap::new()),
             NetworkAccess::Isolated => (
@@ -244,7 +270,8 @@ impl<'a> CreateBody<'a> {
             image: &spec.image,
             entrypoint,
             command,
-            env: &spec.env,
+            env,
+            secrets: secrets.iter().map(EnvSecret::mount).collect(),
             labels,
             stdin,
             terminal: false,

@@ -149,7 +149,23 @@ impl Libpod {
         body: &B,
     ) -> Result<T, LibpodError> {
         let body = serde_json::to_vec(body).map_err(LibpodError::Decode)?;
-        let answer = self.request(Method::POST, path, Some(body)).await?;
+        let answer = self
+            .request(Method::POST, path, Some((body, "application/json")))
+            .await?;
+        serde_json::from_slice(&answer).map_err(LibpodError::Decode)
+    }
+
+    /// `POST {path}` with `body` as it is (`application/octet-stream`), the
+    /// answer decoded from JSON. For a secret's value: neither the body nor
+    /// anything derived from it goes into an error.
+    pub(crate) async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<T, LibpodError> {
+        let answer = self
+            .request(Method::POST, path, Some((body, "application/octet-stream")))
+            .await?;
         serde_json::from_slice(&answer).map_err(LibpodError::Decode)
     }
 
@@ -224,21 +240,26 @@ impl Libpod {
         result
     }
 
+    /// Sends a request, with a body of the given content type.
     async fn request(
         &self,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<Bytes, LibpodError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{API_PREFIX}{path}"))
             .header(HOST, "podman");
-        if body.is_some() {
-            req = req.header(CONTENT_TYPE, "application/json");
-        }
+        let body = match body {
+            Some((body, content_type)) => {
+                req = req.header(CONTENT_TYPE, content_type);
+                body
+            }
+            None => Vec::new(),
+        };
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(body)))
             .expect("a request with a valid path and static headers");
         match &self.endpoint {
             Endpoint::Unix(path) => {

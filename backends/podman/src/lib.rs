@@ -36,15 +36,27 @@
 //! container runs on it. Restricted networks take stdio workloads only for
 //! now: a published port is not reachable on them.
 //!
+//! **Secrets.** A spec's `secret_env` reaches the server through Podman's
+//! own secrets, so that `podman inspect` shows no value: each value is a
+//! Podman secret `berth-env-<hash of the workload>-<VARIABLE>`, mounted into the
+//! container, and the relay, the entrypoint of every container with
+//! secrets (`--exec` for an HTTP server: it sets the variables, then
+//! becomes the server), reads the files into the server's environment,
+//! where a secret wins over a plain variable of its name. A deploy
+//! replaces the workload's secrets, a failed deploy and
+//! [`remove`](Backend::remove) delete them. See `secrets.rs` (why not
+//! Podman's `type=env`: Podman 4.3 shows those values in `inspect`).
+//!
 //! Containers outlive berth: [`shutdown`](Backend::shutdown) leaves them
 //! running for the next berth to find.
 //!
-//! **Files** (the same set in the Docker backend): `config.rs` (the
+//! **Files** (the same set in the Docker backend, but for `secrets.rs`): `config.rs` (the
 //! settings), `engine.rs` (reaching the engine, and the init it gives
 //! containers), `error.rs` (engine errors → [`RuntimeError`]),
 //! `container.rs` (the create body, and reading what the engine reports),
 //! `image.rs` (pulls and package images), `network.rs` (isolated
-//! networks), `stdio.rs` (berth's stdio relay). What the container engines
+//! networks), `secrets.rs` (secret variables as Podman secrets), `stdio.rs`
+//! (berth's stdio relay). What the container engines
 //! share — names and labels, spec checks, the shared settings and limits,
 //! the package-image build flow — is written once in `berth-container`.
 //!
@@ -75,6 +87,7 @@ mod engine;
 mod error;
 mod image;
 mod network;
+mod secrets;
 mod stdio;
 
 pub use config::{DEFAULT_SOCKET, PodmanConfig};
@@ -104,7 +117,8 @@ use tracing::{info, warn};
 use crate::container::{Container, CreateBody, Created};
 use crate::engine::{Endpoint, Libpod, init_path};
 use crate::error::{ApiFailure, PodmanError, api_error, unavailable};
-use crate::stdio::{Relays, no_stdio_dir};
+use crate::secrets::has_stored_secrets;
+use crate::stdio::{Relays, no_relay_for_secrets, no_stdio_dir};
 
 const KIND: &str = "podman";
 
@@ -318,6 +332,9 @@ impl Backend for PodmanBackend {
         if spec.transport == Transport::Stdio && self.relays.is_none() {
             return Err(no_stdio_dir());
         }
+        if has_stored_secrets(spec) && self.relays.is_none() {
+            return Err(no_relay_for_secrets());
+        }
         Ok(())
     }
 
@@ -359,16 +376,22 @@ impl Backend for PodmanBackend {
             warn!(workload = %name, error = %err, "Could not remove the unused isolated network.");
         }
 
-        let relay = match spec.transport {
-            Transport::Stdio => Some(self.relay_setup(&spec).await?),
-            _ => None,
+        let stdio = spec.transport == Transport::Stdio;
+        let relay = if stdio || has_stored_secrets(&spec) {
+            Some(self.relay_setup(&spec, stdio).await?)
+        } else {
+            None
         };
+        // In place of the secrets of an earlier deploy (or a crashed berth),
+        // also when this spec has none.
+        let secrets = self.store_secrets(&spec).await?;
         let body = CreateBody::new(
             &spec,
             &self.config,
             &self.limits,
             self.init_path.as_deref(),
             relay,
+            &secrets,
         );
         let id = match self
             .libpod
@@ -376,8 +399,13 @@ impl Backend for PodmanBackend {
             .await
         {
             Ok(created) => created.id,
-            Err(err) if err.is_name_conflict() => return Err(RuntimeError::AlreadyExists(name)),
-            Err(err) => return Err(self.fail(&name, "creating the container of", err)),
+            Err(err) => {
+                self.discard_secrets(&name).await;
+                if err.is_name_conflict() {
+                    return Err(RuntimeError::AlreadyExists(name));
+                }
+                return Err(self.fail(&name, "creating the container of", err));
+            }
         };
         match self.start(&spec, &id).await {
             Ok(info) => {
@@ -388,6 +416,7 @@ impl Backend for PodmanBackend {
                 if let Err(cleanup) = self.delete(&name, &id).await {
                     warn!(workload = %name, error = %cleanup, "Could not remove the container that failed to start.");
                 }
+                self.discard_secrets(&name).await;
                 Err(err)
             }
         }
@@ -418,8 +447,9 @@ impl Backend for PodmanBackend {
 
     async fn remove(&self, name: &WorkloadName) -> Result<(), RuntimeError> {
         let Some(c) = self.find(name).await? else {
-            // No container, but maybe a network left behind.
+            // No container, but maybe a network or secrets left behind.
             self.remove_network(name).await?;
+            self.remove_secrets(name).await?;
             return Err(RuntimeError::NotFound(name.clone()));
         };
         if c.is_live() {
@@ -429,6 +459,7 @@ impl Backend for PodmanBackend {
             return Err(RuntimeError::NotFound(name.clone()));
         }
         self.remove_network(name).await?;
+        self.remove_secrets(name).await?;
         if let Some(relays) = &self.relays
             && let Err(err) = relays.remove(name)
         {

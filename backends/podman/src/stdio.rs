@@ -35,17 +35,22 @@ pub(crate) const RELAY_IN_CONTAINER: &str = "/.berth/relay";
 pub(crate) const IO_DIR_IN_CONTAINER: &str = "/.berth/io";
 /// The relay's socket, as the container sees it.
 pub(crate) const SOCKET_IN_CONTAINER: &str = "/.berth/io/stdio.sock";
+/// The relay's flag, in place of a socket, for a server whose stdio it
+/// does not hold: it hands the server its secrets and becomes it.
+pub(crate) const EXEC_FLAG: &str = "--exec";
 /// The socket's file name in the workload's directory.
 const SOCKET_NAME: &str = "stdio.sock";
 /// The longest Unix socket path Linux takes (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
 impl PodmanBackend {
-    /// How a stdio container of `spec` (its image resolved) runs the relay:
-    /// the image's command line, and a fresh socket directory.
+    /// How a container of `spec` (its image resolved) runs the relay: the
+    /// image's command line, and for a stdio server a fresh socket
+    /// directory.
     pub(crate) async fn relay_setup(
         &self,
         spec: &WorkloadSpec,
+        stdio: bool,
     ) -> Result<RelaySetup, RuntimeError> {
         let name = &spec.name;
         let relays = self.relays.as_ref().ok_or_else(no_stdio_dir)?;
@@ -61,15 +66,28 @@ impl PodmanBackend {
                 spec.image
             )));
         }
-        let io_dir = relays.prepare(name).map_err(|err| {
-            RuntimeError::backend(format!("preparing the stdio relay of `{name}`"), err)
-        })?;
+        let io_dir = if stdio {
+            let dir = relays.prepare(name).map_err(|err| {
+                RuntimeError::backend(format!("preparing the stdio relay of `{name}`"), err)
+            })?;
+            Some(dir.to_string_lossy().into_owned())
+        } else {
+            None
+        };
         Ok(RelaySetup {
             binary: relays.binary().to_string_lossy().into_owned(),
-            io_dir: io_dir.to_string_lossy().into_owned(),
+            io_dir,
             command,
         })
     }
+}
+
+/// Why a workload with secrets is refused by a backend without a stdio
+/// directory (the relay, which hands a server its secrets, lives there).
+pub(crate) fn no_relay_for_secrets() -> RuntimeError {
+    RuntimeError::InvalidSpec(
+        "this podman backend has no directory for its relay (PodmanConfig::stdio_dir), which hands a server its secrets, so it cannot run workloads with secret environment variables".to_owned(),
+    )
 }
 
 /// Why a stdio workload is refused by a backend without a stdio directory.

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use berth_backend_podman::{PodmanBackend, PodmanConfig};
 use berth_runtime_api::conformance::containers::{self, ContainerFixture};
-use berth_runtime_api::conformance::{Fixture, run_all};
+use berth_runtime_api::conformance::{self, Fixture, SECRET_MARKER, run_all};
 use berth_runtime_api::{
     Backend, RuntimeError, RuntimeState, StdioHandle, Transport, WorkloadInfo, WorkloadName,
     WorkloadSpec,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const IMAGE: &str = "localhost/berth-test/echo:latest";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,6 +132,7 @@ async fn podman_backend_conforms() {
         prefix: format!("pdm{}", std::process::id()),
         stdio: (IMAGE.into(), vec![]),
         exits_with_3: (IMAGE.into(), vec!["--exit-code".into(), "3".into()]),
+        mcp_echo: Some((IMAGE.into(), vec![])),
         timeout: TIMEOUT,
     };
     run_all(&backend, &fx).await;
@@ -348,4 +349,193 @@ async fn connect_fails_fast_naming_the_socket() {
         .await
     })
     .await;
+}
+
+/// `method` `path` on the Podman API (`/v4.3.1` + path), raw: the status
+/// and the body as Podman sent them. `body` goes as it is
+/// (`application/octet-stream`).
+async fn raw_request(method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let socket = socket();
+    let request = format!(
+        "{method} /v4.3.1{path} HTTP/1.0\r\nHost: podman\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut answer = Vec::new();
+    if let Some(addr) = socket.strip_prefix("tcp://") {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        stream.write_all(body).await.expect("write");
+        stream.read_to_end(&mut answer).await.expect("read");
+    } else {
+        let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+        let mut stream = tokio::net::UnixStream::connect(path)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        stream.write_all(body).await.expect("write");
+        stream.read_to_end(&mut answer).await.expect("read");
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, body.to_owned())
+}
+
+/// The Podman secrets labelled as workload `name`'s: (id, name), by name.
+/// (Podman 4.3 lists secrets without their labels: each is inspected.)
+async fn secrets_of(name: &WorkloadName) -> Vec<(String, String)> {
+    let (status, body) = raw_request("GET", "/libpod/secrets/json", b"").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&body).expect("a list");
+    let mut found = Vec::new();
+    for s in &listed {
+        let id = s["ID"].as_str().unwrap_or_default();
+        let (status, body) = raw_request("GET", &format!("/libpod/secrets/{id}/json"), b"").await;
+        if status == 404 {
+            continue;
+        }
+        let inspected: serde_json::Value = serde_json::from_str(&body).expect("json");
+        if inspected["Spec"]["Labels"]["berth.workload"] == name.as_str() {
+            let secret = inspected["Spec"]["Name"].as_str().unwrap_or_default();
+            found.push((id.to_owned(), secret.to_owned()));
+        }
+    }
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found
+}
+
+/// The workload's secret values are Podman secrets mounted into the
+/// container: Podman's inspect of the container (`GET
+/// /libpod/containers/{name}/json`, what `podman inspect` shows; and the
+/// Docker-compatible one), its labels and command included, holds no value,
+/// for a stdio and an HTTP server, running and stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_stay_out_of_podman_inspect() {
+    let b = backend().await;
+    for (suffix, http) in [("pdm-secret-stdio", false), ("pdm-secret-http", true)] {
+        let name = name(suffix);
+        let _ = b.remove(&name).await;
+        let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
+        if http {
+            spec.transport = Transport::StreamableHttp;
+            spec.target_port = Some(8080);
+            spec.args = vec!["--http".into(), "0.0.0.0:8080".into()];
+        }
+        b.deploy(conformance::with_secret_env(spec))
+            .await
+            .expect("deploy");
+        eventually_running(&b, &name).await;
+        for state in ["running", "stopped"] {
+            for path in [
+                format!("/libpod/containers/berth-{name}/json"),
+                format!("/containers/berth-{name}/json"),
+            ] {
+                let (status, raw) = raw_request("GET", &path, b"").await;
+                assert_eq!(status, 200, "{path}: {raw}");
+                assert!(
+                    raw.contains("BERTH_CONF_SECRET"),
+                    "{path}: the variable is named (for the relay): {raw}"
+                );
+                assert!(
+                    !raw.contains(SECRET_MARKER),
+                    "{suffix}, {state}: {path} shows a secret value: {raw}"
+                );
+            }
+            b.stop(&name).await.expect("stop");
+        }
+        b.remove(&name).await.expect("remove");
+    }
+}
+
+/// One Podman secret per non-empty secret value, named for the workload
+/// and the variable and labelled with them; a deploy replaces them (and
+/// drops those of variables the spec no longer has), a failed deploy and
+/// `remove` delete them, also a set left behind by a crashed berth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_secrets_are_replaced_and_removed_with_the_workload() {
+    use berth_runtime_api::SecretValue;
+    let b = backend().await;
+    let name = name("pdm-secrets");
+    let _ = b.remove(&name).await;
+    let mut spec = WorkloadSpec::new(name.clone(), IMAGE);
+    spec.secret_env.insert(
+        "TOKEN".into(),
+        SecretValue::new("berth-conformance-secret-1"),
+    );
+    spec.secret_env.insert(
+        "DROPPED".into(),
+        SecretValue::new("berth-conformance-secret-2"),
+    );
+    spec.secret_env.insert("EMPTY".into(), SecretValue::new(""));
+    b.deploy(spec.clone()).await.expect("deploy");
+    let first = secrets_of(&name).await;
+    let names: Vec<&str> = first.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names.len(), 2, "no secret for an empty value: {names:?}");
+    assert!(names[0].starts_with("berth-env-"), "{names:?}");
+    assert!(names[0].ends_with("-DROPPED"), "{names:?}");
+    assert!(names[1].ends_with("-TOKEN"), "{names:?}");
+    let (status, inspected) =
+        raw_request("GET", &format!("/libpod/secrets/{}/json", first[1].0), b"").await;
+    assert_eq!(status, 200, "{inspected}");
+    let labels =
+        &serde_json::from_str::<serde_json::Value>(&inspected).expect("json")["Spec"]["Labels"];
+    assert_eq!(labels["berth.managed"], "true", "{inspected}");
+    assert_eq!(labels["berth.workload"], name.as_str(), "{inspected}");
+    assert_eq!(labels["berth.secret-env"], "TOKEN", "{inspected}");
+    assert!(!inspected.contains(SECRET_MARKER), "{inspected}");
+
+    // Redeployed after a stop with another value and without DROPPED.
+    b.stop(&name).await.expect("stop");
+    spec.secret_env.remove("DROPPED");
+    spec.secret_env.insert(
+        "TOKEN".into(),
+        SecretValue::new("berth-conformance-secret-3"),
+    );
+    b.deploy(spec.clone()).await.expect("deploy again");
+    let second = secrets_of(&name).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].1, first[1].1, "the same name");
+    assert_ne!(second[0].0, first[1].0, "a new secret");
+
+    // A set left behind (a crashed berth) goes with `remove`, also when the
+    // container is gone already.
+    let prefix = second[0].1.trim_end_matches("TOKEN");
+    let leftover = format!(
+        "/libpod/secrets/create?name={prefix}LEFTOVER&labels=%7B%22berth.workload%22%3A%22{name}%22%7D"
+    );
+    let (status, body) = raw_request("POST", &leftover, b"left-behind").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(secrets_of(&name).await.len(), 2);
+    b.remove(&name).await.expect("remove");
+    assert_eq!(secrets_of(&name).await, vec![], "removed with the workload");
+    let (status, body) = raw_request("POST", &leftover, b"left-behind").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(matches!(
+        b.remove(&name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    assert_eq!(
+        secrets_of(&name).await,
+        vec![],
+        "removed without a container"
+    );
+
+    // A deploy that fails after the secrets were stored (Podman refuses to
+    // create the container: its mount source does not exist) leaves none.
+    spec.mounts = vec![berth_runtime_api::Mount {
+        source: "/nonexistent/berth-test".into(),
+        target: "/in".into(),
+        read_only: true,
+    }];
+    assert!(b.deploy(spec).await.is_err(), "a mount of nothing");
+    assert_eq!(
+        secrets_of(&name).await,
+        vec![],
+        "none after a failed deploy"
+    );
+    let _ = b.remove(&name).await;
 }

@@ -7,8 +7,11 @@
 //!
 //! Arguments are passed as argv, never through a shell. Each child runs in a
 //! process group of its own with a cleared environment (the backend's base
-//! environment plus the spec's), so that a stop reaches every process it
-//! started. Its stderr goes to a log file rotated by size.
+//! environment, then the spec's `env`, then its `secret_env`, each winning
+//! over the one before), so that a stop reaches every process it started.
+//! Secret values go to the child's environment only: never on its command
+//! line, in a pid record or in a log. Its stderr goes to a log file rotated
+//! by size.
 //!
 //! The backend's root directory holds `logs/<name>.log*`, `work/<name>/` (each
 //! workload's working directory) and `pids/<name>.json` (a record of each
@@ -372,6 +375,8 @@ impl ProcessBackend {
             .env_clear()
             .envs(&self.base_env)
             .envs(&spec.env)
+            // After `env`: a secret wins over a plain variable of its name.
+            .envs(spec.secret_env.iter().map(|(k, v)| (k, v.expose())))
             .current_dir(work)
             .process_group(0)
             .kill_on_drop(false)
@@ -425,6 +430,25 @@ fn check_confinement(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// Refuses secret variables an environment cannot carry: an empty name,
+/// a name with `=` or a NUL byte, a value with a NUL byte. The message
+/// names the variable, never the value.
+fn check_secret_env(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
+    for (key, value) in &spec.secret_env {
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "secret environment variable name {key:?} is empty or holds `=` or a NUL byte"
+            )));
+        }
+        if value.expose().contains('\0') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "the value of secret environment variable `{key}` holds a NUL byte, which an environment cannot carry"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Backend for ProcessBackend {
     fn kind(&self) -> &'static str {
@@ -441,6 +465,7 @@ impl Backend for ProcessBackend {
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
         check_confinement(spec)?;
+        check_secret_env(spec)?;
         command::resolve(&self.config, &spec.image, &spec.args).map(drop)
     }
 
@@ -453,6 +478,7 @@ impl Backend for ProcessBackend {
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
         check_confinement(&spec)?;
+        check_secret_env(&spec)?;
         let invocation = command::resolve(&self.config, &spec.image, &spec.args)?;
         let name = spec.name.clone();
         if self.lock().get(&name).is_some_and(Instance::is_running) {

@@ -13,7 +13,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth_backend_process::{ProcessBackend, ProcessConfig};
-use berth_runtime_api::{Backend, RuntimeError, StdioHandle, WorkloadName, WorkloadSpec};
+use berth_runtime_api::{
+    Backend, RuntimeError, SecretValue, StdioHandle, WorkloadName, WorkloadSpec,
+};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -128,6 +130,106 @@ async fn environment_is_base_env_plus_spec_env() {
     assert_eq!(printed, want);
     assert_eq!(b.wait(&s.name).await.expect("wait").code, Some(0));
     b.remove(&s.name).await.expect("remove");
+}
+
+#[tokio::test]
+async fn secret_env_comes_last_and_never_on_the_command_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    // Prints its environment, then waits for stdin to close, so that its
+    // command line can be read meanwhile.
+    let mut s = spec(
+        "secret-env",
+        "exec:///bin/sh",
+        &["-c", "env; echo END; cat >/dev/null"],
+    );
+    s.env.insert("OVERRIDDEN".into(), "spec".into());
+    s.env.insert("SPEC_ONLY".into(), "spec".into());
+    for (k, v) in [
+        ("OVERRIDDEN", "secret-over-spec"),
+        ("BASE_ONLY", "secret-over-base"),
+        ("SECRET_ONLY", "secret-only"),
+    ] {
+        s.secret_env.insert(k.into(), SecretValue::new(v));
+    }
+    let info = b.deploy(s.clone()).await.expect("deploy");
+    let mut io = b.attach(&s.name).await.expect("attach");
+    let mut printed = BTreeMap::new();
+    let mut lines = BufReader::new(&mut io.stdout).lines();
+    loop {
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("read stdout")
+            .expect("the environment, then END");
+        if line == "END" {
+            break;
+        }
+        let (k, v) = line.split_once('=').expect("KEY=value");
+        printed.insert(k.to_owned(), v.to_owned());
+    }
+    // What the shell itself sets.
+    for own in ["PWD", "OLDPWD", "SHLVL", "_"] {
+        printed.remove(own);
+    }
+    let want = BTreeMap::from([
+        ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+        ("BASE_ONLY".to_owned(), "secret-over-base".to_owned()),
+        ("OVERRIDDEN".to_owned(), "secret-over-spec".to_owned()),
+        ("SPEC_ONLY".to_owned(), "spec".to_owned()),
+        ("SECRET_ONLY".to_owned(), "secret-only".to_owned()),
+    ]);
+    assert_eq!(printed, want);
+
+    let pid = info.pid.expect("a pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(!cmdline.contains("secret-"), "{cmdline}");
+    for file in walk(root.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        assert!(
+            !text.contains("secret-o"),
+            "{} holds a secret: {text}",
+            file.display()
+        );
+    }
+    drop(io);
+    assert_eq!(b.wait(&s.name).await.expect("wait").code, Some(0));
+    b.remove(&s.name).await.expect("remove");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn secret_env_an_environment_cannot_carry_is_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let b = backend(root.path(), ProcessConfig::default()).await;
+    for (key, value, want) in [
+        ("", "v", "is empty or holds"),
+        ("A=B", "v", "is empty or holds"),
+        ("A\0B", "v", "is empty or holds"),
+        ("TOKEN", "nul\0inside", "`TOKEN` holds a NUL byte"),
+    ] {
+        let mut s = spec("bad-secret", "exec:///bin/true", &[]);
+        s.secret_env.insert(key.into(), SecretValue::new(value));
+        let why = invalid_spec(b.check(&s));
+        assert!(why.contains(want), "{key:?}: {why}");
+        assert!(!why.contains("nul\0inside"), "{why}");
+        let why = invalid_spec(b.deploy(s).await);
+        assert!(why.contains(want), "{key:?}: {why}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The backend contract as executable checks.
 //!
 //! Every backend's `tests/conformance.rs` calls [`run_all`] with a
-//! [`Fixture`] naming two programs its runtime can run; container engines
+//! [`Fixture`] naming the programs its runtime can run; container engines
 //! also run [`containers::run_all`]. The checks use fresh workload names
 //! with the fixture's prefix and remove what they create.
 
@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::{Backend, RuntimeError, RuntimeState, WorkloadName, WorkloadSpec};
+use crate::{
+    Backend, RuntimeError, RuntimeState, SecretValue, StdioHandle, WorkloadName, WorkloadSpec,
+};
 
 /// Programs the backend under test can run.
 #[derive(Debug, Clone)]
@@ -24,6 +26,11 @@ pub struct Fixture {
     pub stdio: (String, Vec<String>),
     /// A program that exits by itself at once with exit code 3.
     pub exits_with_3: (String, Vec<String>),
+    /// berth's test MCP server (`tests/fixtures/mcp-echo`) as a stdio
+    /// program, for the checks that ask the server what it was given
+    /// (its `env_sha256` tool). Every backend that runs real programs sets
+    /// it; `None` only for one that cannot (the in-memory fake).
+    pub mcp_echo: Option<(String, Vec<String>)>,
     /// How long to wait for anything the backend does.
     pub timeout: Duration,
 }
@@ -95,6 +102,9 @@ pub async fn run_all(backend: &dyn Backend, fx: &Fixture) {
     lifecycle(backend, fx).await;
     exit_code_is_reported(backend, fx).await;
     unknown_names_are_not_found(backend, fx).await;
+    if let Some(server) = &fx.mcp_echo {
+        secret_env_reaches_the_server(backend, fx, server).await;
+    }
 }
 
 /// deploy → running → attach → stop → deploy again → logs → remove.
@@ -203,4 +213,236 @@ pub async fn unknown_names_are_not_found(b: &dyn Backend, fx: &Fixture) {
     assert!(nf(b.logs(&name, 10).await.map(drop)), "logs");
     assert!(nf(b.attach(&name).await.map(drop)), "attach");
     assert!(nf(b.wait(&name).await.map(drop)), "wait");
+}
+
+// === secret_env ===
+
+/// Text in every secret value [`with_secret_env`] sets, and in nothing
+/// else of the spec: a check that it does not appear somewhere (an
+/// engine's inspect, a command line, labels, logs) is a check that no
+/// secret value does.
+pub const SECRET_MARKER: &str = "berth-conformance-secret-";
+
+/// The environment [`with_secret_env`] gives a spec: (name, plain value,
+/// secret value, the lowercase hex SHA-256 of what the server must see or
+/// `unset`). The digests are of the values' UTF-8 bytes (`printf %s VALUE |
+/// sha256sum`).
+const ENV_CASES: &[(&str, Option<&str>, Option<&str>, &str)] = &[
+    // A plain variable reaches the server as it is.
+    (
+        "BERTH_CONF_PLAIN",
+        Some("plain-only-value"),
+        None,
+        "bbde0feafba135cd26ebea186809ee7c0e4ff03bc8e03ff1dda2490b436288b3",
+    ),
+    // A secret, with characters a shell, a `KEY=VALUE` list or JSON would
+    // trip over.
+    (
+        "BERTH_CONF_SECRET",
+        None,
+        Some("berth-conformance-secret-3f9c1e7a = \"$HOME\" 'x'\nline 2"),
+        "0be0bd7946ac5e80ee53574a2a01ca5142a2e425b0c7c1a89b85639ff5e7507f",
+    ),
+    // A secret wins over a plain variable of the same name.
+    (
+        "BERTH_CONF_BOTH",
+        Some("plain-loses"),
+        Some("berth-conformance-secret-wins-8b2d"),
+        "d030bef44703f39056db2f957dfee5584228f9fc2f382fa9278e75abf223488d",
+    ),
+    // An empty secret is set, and empty.
+    (
+        "BERTH_CONF_EMPTY_SECRET",
+        None,
+        Some(""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
+    // Nothing else is invented.
+    ("BERTH_CONF_NEVER_SET", None, None, "unset"),
+];
+
+/// `spec` with the plain and secret environment variables whose digests
+/// [`secret_env_reaches_the_server`] expects; every non-empty secret value
+/// contains [`SECRET_MARKER`].
+pub fn with_secret_env(mut spec: WorkloadSpec) -> WorkloadSpec {
+    for (name, plain, secret, _) in ENV_CASES {
+        if let Some(v) = plain {
+            spec.env.insert((*name).to_owned(), (*v).to_owned());
+        }
+        if let Some(v) = secret {
+            spec.secret_env
+                .insert((*name).to_owned(), SecretValue::new(*v));
+        }
+    }
+    spec
+}
+
+/// The value [`secret_env_reaches_the_server`] gives `BERTH_CONF_SECRET`
+/// on its second deploy, and its digest.
+const ROTATED: (&str, &str) = (
+    "berth-conformance-secret-rotated-51c0",
+    "5110e802e42054dc0e31917abee79852dd8a7fbed826c776262011c662039fea",
+);
+
+/// A question to the test server: the `tools/call` of `env_sha256` with
+/// `id` for variable `name`, and the digest its answer must hold.
+struct EnvCall {
+    id: u32,
+    name: &'static str,
+    request: String,
+    want: &'static str,
+}
+
+impl EnvCall {
+    fn new(id: u32, name: &'static str, want: &'static str) -> Self {
+        let request = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"env_sha256\",\"arguments\":{{\"name\":\"{name}\"}}}}}}"
+        );
+        Self {
+            id,
+            name,
+            request,
+            want,
+        }
+    }
+}
+
+/// The calls that check every variable of [`with_secret_env`], with ids
+/// from 100 on.
+fn env_calls() -> Vec<EnvCall> {
+    (100..)
+        .zip(ENV_CASES)
+        .map(|(id, (name, _, _, want))| EnvCall::new(id, name, want))
+        .collect()
+}
+
+/// Checks the answers to `calls`: `answers` holds each id's answer line.
+fn check_env_answers(
+    calls: &[EnvCall],
+    answers: &std::collections::BTreeMap<u32, String>,
+    on: &str,
+) {
+    for call in calls {
+        let name = call.name;
+        let answer = answers
+            .get(&call.id)
+            .unwrap_or_else(|| panic!("{on}: no answer about {name}"));
+        assert!(
+            answer.contains(&format!("\"text\":\"{}\"", call.want)),
+            "{on}: the server's {name} is not what the spec set (want digest {}): {answer}",
+            call.want
+        );
+        assert!(
+            !answer.contains(SECRET_MARKER),
+            "{on}: a secret value came back: {answer}"
+        );
+    }
+}
+
+/// A spec's `env` and `secret_env` reach the server as its environment,
+/// a secret winning over a plain variable of the same name; no secret
+/// value shows in what the backend reports (labels, logs) nor on the
+/// command line of the process it reports. A changed secret value reaches
+/// the server at its next deploy (after a stop, as a restart does).
+///
+/// `server` is berth's test MCP server (`tests/fixtures/mcp-echo`), asked
+/// over stdio with its `env_sha256` tool, which answers digests, never
+/// values.
+pub async fn secret_env_reaches_the_server(
+    b: &dyn Backend,
+    fx: &Fixture,
+    server: &(String, Vec<String>),
+) {
+    let mut spec = with_secret_env(spec(fx, "secret-env", server));
+    let name = spec.name.clone();
+    let _ = b.remove(&name).await;
+    b.deploy(spec.clone())
+        .await
+        .expect("deploy with secret_env");
+    let info = eventually_running(b, &name, fx.timeout).await;
+
+    let mut io = b.attach(&name).await.expect("attach");
+    let calls = env_calls();
+    let answers = mcp_over_stdio(&mut io, &calls, fx.timeout).await;
+    check_env_answers(&calls, &answers, b.kind());
+
+    let shown = format!("{info:?} {:?}", b.list().await.expect("list"));
+    assert!(!shown.contains(SECRET_MARKER), "reported: {shown}");
+    let logs = b.logs(&name, 1000).await.expect("logs");
+    assert!(!logs.contains(SECRET_MARKER), "logged: {logs}");
+    // The process the backend reports, when this host can see it.
+    if let Some(pid) = info.pid
+        && let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+    {
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(
+            !cmdline.contains(SECRET_MARKER),
+            "on the command line: {cmdline}"
+        );
+    }
+
+    // A rotated secret: stop, deploy again with the new value. (The
+    // server's stdin closes first: stdio servers exit then.)
+    drop(io);
+    b.stop(&name).await.expect("stop");
+    spec.secret_env
+        .insert("BERTH_CONF_SECRET".to_owned(), SecretValue::new(ROTATED.0));
+    b.deploy(spec).await.expect("deploy with a rotated secret");
+    eventually_running(b, &name, fx.timeout).await;
+    let mut io = b.attach(&name).await.expect("attach after the redeploy");
+    let calls = [EnvCall::new(200, "BERTH_CONF_SECRET", ROTATED.1)];
+    let answers = mcp_over_stdio(&mut io, &calls, fx.timeout).await;
+    check_env_answers(&calls, &answers, &format!("{} after a rotation", b.kind()));
+    drop(io);
+    b.remove(&name).await.expect("remove");
+}
+
+/// Initializes an MCP session on `io` and sends `calls`; the answers by
+/// id.
+async fn mcp_over_stdio(
+    io: &mut StdioHandle,
+    calls: &[EnvCall],
+    timeout: Duration,
+) -> std::collections::BTreeMap<u32, String> {
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"berth-conformance","version":"0"}}}"#;
+    let mut session = vec![r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#];
+    session.extend(calls.iter().map(|c| c.request.as_str()));
+    let mut answers = std::collections::BTreeMap::new();
+    let exchange = async {
+        let mut lines = BufReader::new(&mut io.stdout).lines();
+        io.stdin.write_all(initialize.as_bytes()).await?;
+        io.stdin.write_all(b"\n").await?;
+        io.stdin.flush().await?;
+        // The initialize answer first, then the rest of the session.
+        while let Some(l) = lines.next_line().await? {
+            if l.replace(' ', "").contains("\"id\":1,") {
+                break;
+            }
+        }
+        for line in &session {
+            io.stdin.write_all(line.as_bytes()).await?;
+            io.stdin.write_all(b"\n").await?;
+        }
+        io.stdin.flush().await?;
+        while answers.len() < calls.len() {
+            let Some(l) = lines.next_line().await? else {
+                break;
+            };
+            let compact = l.replace(' ', "");
+            if let Some(call) = calls
+                .iter()
+                .find(|c| compact.contains(&format!("\"id\":{},", c.id)))
+            {
+                answers.insert(call.id, l);
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    let exchanged = tokio::time::timeout(timeout, exchange).await;
+    match exchanged {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => panic!("MCP session over stdio failed: {err}"),
+        Err(_) => panic!("MCP session over stdio: no answers in time ({answers:?})"),
+    }
+    answers
 }

@@ -11,6 +11,8 @@ async fn fake_backend_conforms() {
         prefix: "conf".into(),
         stdio: ("fake://echo".into(), vec![]),
         exits_with_3: ("fake://exit".into(), vec!["3".into()]),
+        // The fake runs no programs: it cannot ask a server what it got.
+        mcp_echo: None,
         timeout: Duration::from_secs(5),
     };
     run_all(&FakeBackend::new(), &fx).await;

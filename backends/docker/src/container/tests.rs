@@ -1,7 +1,7 @@
 //! Tests of the create body and of reading the engine's inspect answers.
 
 use berth_container::labels::{is_managed, is_ours, workload_of};
-use berth_runtime_api::Mount as SpecMount;
+use berth_runtime_api::{Mount as SpecMount, SecretValue};
 use bollard::models::{ContainerConfig, NetworkSettings};
 
 use super::*;
@@ -192,6 +192,30 @@ fn http_body_publishes_on_loopback_without_limits() {
         )]))
     );
     assert!(!body.labels.expect("labels").contains_key("berth.instance"));
+}
+
+#[test]
+fn secret_env_is_in_the_environment_after_env_and_nowhere_else() {
+    let mut spec = spec();
+    spec.env.insert("TOKEN".into(), "plain".into());
+    spec.secret_env
+        .insert("TOKEN".into(), SecretValue::new("s3cret-wins"));
+    spec.secret_env
+        .insert("API_KEY".into(), SecretValue::new("s3cret = \"two\""));
+    let body = create_body(&spec, "localhost/x:1", &LIMITS, None);
+    assert_eq!(
+        body.env,
+        Some(vec![
+            "API_KEY=s3cret = \"two\"".to_owned(),
+            "MCP_PORT=8080".to_owned(),
+            "TOKEN=s3cret-wins".to_owned(),
+        ])
+    );
+    let elsewhere = format!(
+        "{:?} {:?} {:?} {:?}",
+        body.cmd, body.entrypoint, body.labels, body.host_config
+    );
+    assert!(!elsewhere.contains("s3cret"), "{elsewhere}");
 }
 
 #[test]

@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use berth_runtime_api::{RuntimeState, Transport, WorkloadName, WorkloadSpec};
+use berth_runtime_api::{RuntimeState, SecretValue, Transport, WorkloadName, WorkloadSpec};
 use serde_json::json;
 
 use berth_container::ContainerConfig;
 
 use super::*;
 use crate::PodmanConfig;
+use crate::secrets::EnvSecret;
 
 /// The create body for `spec` as JSON, with the limits `config` sets.
 fn create_body(
@@ -17,8 +18,21 @@ fn create_body(
     init_path: Option<&str>,
     relay: Option<RelaySetup>,
 ) -> serde_json::Value {
+    create_body_with_secrets(spec, config, init_path, relay, &[])
+}
+
+fn create_body_with_secrets(
+    spec: &WorkloadSpec,
+    config: &PodmanConfig,
+    init_path: Option<&str>,
+    relay: Option<RelaySetup>,
+    secrets: &[EnvSecret],
+) -> serde_json::Value {
     let limits = config.container.check().expect("valid settings");
-    serde_json::to_value(CreateBody::new(spec, config, &limits, init_path, relay)).unwrap()
+    serde_json::to_value(CreateBody::new(
+        spec, config, &limits, init_path, relay, secrets,
+    ))
+    .unwrap()
 }
 
 fn spec() -> WorkloadSpec {
@@ -35,7 +49,7 @@ fn stdio_body_runs_the_relay() {
     spec.args.clear();
     let relay = RelaySetup {
         binary: "/var/lib/berth/podman/berth-stdio-relay".into(),
-        io_dir: "/var/lib/berth/podman/fetch".into(),
+        io_dir: Some("/var/lib/berth/podman/fetch".into()),
         command: vec!["/mcp-echo".into(), "--quiet".into()],
     };
     let body = create_body(&spec, &PodmanConfig::default(), None, Some(relay));
@@ -79,6 +93,111 @@ fn stdio_body_runs_the_relay() {
             ]
         })
     );
+}
+
+/// The secrets of [`spec`] with `TOKEN` (over a plain `TOKEN`), `API_KEY`
+/// and an empty `EMPTY`, as deploy stores them.
+fn spec_with_secrets() -> (WorkloadSpec, Vec<EnvSecret>) {
+    let mut spec = spec();
+    spec.env.insert("TOKEN".into(), "plain-loses".into());
+    spec.env.insert("EMPTY".into(), "plain-loses".into());
+    for (k, v) in [
+        ("TOKEN", "s3cret-1"),
+        ("API_KEY", "s3cret-2"),
+        ("EMPTY", ""),
+    ] {
+        spec.secret_env.insert(k.into(), SecretValue::new(v));
+    }
+    let secrets = ["API_KEY", "TOKEN"]
+        .map(|t| EnvSecret {
+            target: t.into(),
+            secret: format!("berth-env-0123456789ab-fetch-{t}"),
+        })
+        .to_vec();
+    (spec, secrets)
+}
+
+#[test]
+fn stdio_body_hands_secrets_to_the_relay_as_files() {
+    let (mut spec, secrets) = spec_with_secrets();
+    spec.args.clear();
+    let relay = RelaySetup {
+        binary: "/var/lib/berth/podman/berth-stdio-relay".into(),
+        io_dir: Some("/var/lib/berth/podman/fetch".into()),
+        command: vec!["/mcp-echo".into()],
+    };
+    let body =
+        create_body_with_secrets(&spec, &PodmanConfig::default(), None, Some(relay), &secrets);
+    assert_eq!(
+        body["entrypoint"],
+        json!([
+            "/.berth/relay",
+            "--env",
+            "API_KEY=/run/secrets/berth-env-0123456789ab-fetch-API_KEY",
+            "--env",
+            "TOKEN=/run/secrets/berth-env-0123456789ab-fetch-TOKEN",
+            "/.berth/io/stdio.sock",
+            "--"
+        ])
+    );
+    assert_eq!(body["command"], json!(["/mcp-echo"]));
+    assert_eq!(
+        body["secrets"],
+        json!([
+            {"Source": "berth-env-0123456789ab-fetch-API_KEY", "Target": "berth-env-0123456789ab-fetch-API_KEY", "Mode": 0o444},
+            {"Source": "berth-env-0123456789ab-fetch-TOKEN", "Target": "berth-env-0123456789ab-fetch-TOKEN", "Mode": 0o444}
+        ])
+    );
+    // A secret's plain namesake is left out; an empty secret is a plain,
+    // empty variable.
+    assert_eq!(body["env"], json!({"EMPTY": "", "MCP_PORT": "8080"}));
+    assert_eq!(body["stdin"], json!(false));
+    assert_eq!(body["labels"]["berth.stdio"], json!("relay"));
+    assert!(!body.to_string().contains("s3cret"), "{body}");
+}
+
+#[test]
+fn http_body_with_secrets_runs_the_relay_in_exec_mode() {
+    let (mut spec, secrets) = spec_with_secrets();
+    spec.transport = Transport::StreamableHttp;
+    spec.target_port = Some(8080);
+    let relay = RelaySetup {
+        binary: "/var/lib/berth/podman/berth-stdio-relay".into(),
+        io_dir: None,
+        command: vec!["/mcp-echo".into(), "--http".into(), "0.0.0.0:8080".into()],
+    };
+    let body =
+        create_body_with_secrets(&spec, &PodmanConfig::default(), None, Some(relay), &secrets);
+    assert_eq!(
+        body["entrypoint"],
+        json!([
+            "/.berth/relay",
+            "--env",
+            "API_KEY=/run/secrets/berth-env-0123456789ab-fetch-API_KEY",
+            "--env",
+            "TOKEN=/run/secrets/berth-env-0123456789ab-fetch-TOKEN",
+            "--exec",
+            "--"
+        ])
+    );
+    assert_eq!(
+        body["command"],
+        json!(["/mcp-echo", "--http", "0.0.0.0:8080"])
+    );
+    assert_eq!(
+        body["mounts"],
+        json!([{"destination": "/.berth/relay", "source": "/var/lib/berth/podman/berth-stdio-relay",
+            "type": "bind", "options": ["ro", "rbind"]}]),
+        "no socket directory"
+    );
+    assert_eq!(body["stdin"], json!(true), "as any HTTP container");
+    assert_eq!(
+        body["labels"].get("berth.stdio"),
+        None,
+        "no stdio to attach"
+    );
+    assert_eq!(body["portmappings"][0]["container_port"], json!(8080));
+    assert!(!body.to_string().contains("s3cret"), "{body}");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::eventually_running;
+use super::{check_env_answers, env_calls, eventually_running, with_secret_env};
 use crate::{
     Backend, RuntimeError, RuntimeState, StdioHandle, Transport, WorkloadName, WorkloadSpec,
 };
@@ -68,6 +68,7 @@ pub async fn run_all<B: Backend>(connect: impl AsyncFn() -> B, fx: &ContainerFix
     an_absent_image_is_named(&b, fx).await;
     logs_hold_stderr_and_honour_tail(&b, fx).await;
     invalid_packages_and_other_schemes_are_refused(&b, fx).await;
+    secret_env_reaches_an_http_server(&b, fx).await;
     drop(b);
     reattach_after_a_restart_of_berth(&connect, fx).await;
     containers_outlive_the_backend(&connect, fx).await;
@@ -114,6 +115,50 @@ pub async fn http_is_published_on_loopback_only(b: &dyn Backend, fx: &ContainerF
     let last = b.logs(&name, 1).await.expect("logs");
     assert_eq!(last.lines().count(), 1, "{last:?}");
 
+    b.remove(&name).await.expect("remove");
+}
+
+/// A spec's `env` and `secret_env` reach an HTTP server too (the
+/// runtime suite asks a stdio one), a secret winning over a plain variable
+/// of the same name.
+pub async fn secret_env_reaches_an_http_server(b: &dyn Backend, fx: &ContainerFixture) {
+    let name = fx.name("http-secret-env");
+    let _ = b.remove(&name).await;
+    let deployed = b
+        .deploy(with_secret_env(fx.http(&name)))
+        .await
+        .expect("deploy with secret_env");
+    let endpoint = deployed.http_endpoint.expect("an endpoint");
+    eventually_running(b, &name, fx.timeout).await;
+
+    let answer = initialize(endpoint, fx.timeout).await;
+    let session = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session id in {answer}"));
+    post_mcp(
+        endpoint,
+        &session,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        "",
+        fx.timeout,
+    )
+    .await;
+    let calls = env_calls();
+    let mut answers = std::collections::BTreeMap::new();
+    for call in &calls {
+        let until = format!("\"id\":{},", call.id);
+        let answer = post_mcp(endpoint, &session, &call.request, &until, fx.timeout).await;
+        answers.insert(call.id, answer);
+    }
+    check_env_answers(&calls, &answers, &format!("{} over HTTP", b.kind()));
     b.remove(&name).await.expect("remove");
 }
 
@@ -445,4 +490,44 @@ async fn initialize(addr: SocketAddr, timeout: Duration) -> String {
             }
         }
     }
+}
+
+/// POSTs one MCP message in session `session` to `/mcp` and returns the raw
+/// response, read until it contains `until` (to its end when `until` is
+/// empty).
+async fn post_mcp(
+    addr: SocketAddr,
+    session: &str,
+    body: &str,
+    until: &str,
+    timeout: Duration,
+) -> String {
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nMcp-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&seen).replace(' ', "");
+            if !until.is_empty() && text.contains(until) {
+                break;
+            }
+        }
+        std::io::Result::Ok(String::from_utf8_lossy(&seen).into_owned())
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("no answer at {addr}/mcp to {body}"))
+        .unwrap_or_else(|err| panic!("POST {addr}/mcp: {err}"));
+    assert!(answer.starts_with("HTTP/1.1 20"), "{body}: {answer}");
+    answer
 }

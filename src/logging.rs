@@ -22,6 +22,22 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// Libraries that write whole request bodies at debug level: bollard
+/// writes every Docker API body, a container's environment (so its
+/// secrets) included.
+pub const BODY_LOGGING_TARGETS: &[&str] = &["bollard", "podman_api", "containers_api"];
+
+/// Whether a log record may be written: nothing above INFO from
+/// [`BODY_LOGGING_TARGETS`], whatever `RUST_LOG` asks for.
+pub fn keeps(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= tracing::Level::INFO
+        || !BODY_LOGGING_TARGETS.iter().any(|t| {
+            meta.target()
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 /// A writer for `tracing_subscriber::fmt` that keeps each record on one
 /// line: the formatter writes a record, ending in one newline, per
 /// `write` call; newlines and other control characters before that end
@@ -75,6 +91,52 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn request_bodies_of_libraries_never_reach_the_log() {
+        use tracing_subscriber::prelude::*;
+        let out = Captured::default();
+        let writer = {
+            let out = out.clone();
+            move || out.clone()
+        };
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new("trace"))
+            .with(tracing_subscriber::filter::filter_fn(keeps))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(writer),
+            );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "bollard::docker", "{{\"Env\":[\"T=body-secret\"]}}");
+            tracing::trace!(target: "bollard", "bare-secret");
+            tracing::debug!(target: "podman_api::api", "podman-secret");
+            tracing::info!(target: "bollard::docker", "info-kept");
+            tracing::debug!(target: "bollardish", "lookalike-kept");
+            tracing::debug!(target: "berth::workloads", "berth-debug-kept");
+        });
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+        for gone in ["body-secret", "bare-secret", "podman-secret"] {
+            assert!(!text.contains(gone), "{gone}: {text}");
+        }
+        for kept in ["info-kept", "lookalike-kept", "berth-debug-kept"] {
+            assert!(text.contains(kept), "{kept}: {text}");
+        }
+    }
 
     #[test]
     fn a_record_stays_one_line() {

@@ -182,15 +182,23 @@ fn overrides(args: &ServeArgs) -> Figment {
 }
 
 fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // One record, one line: no request field can forge a log line.
-        .with_writer(|| berth::logging::OneLine(std::io::stderr().lock()));
+    // One record, one line: no request field can forge a log line.
+    let writer = || berth::logging::OneLine(std::io::stderr().lock());
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        // Whatever RUST_LOG says, no library writes request bodies (a
+        // container's environment, so secrets) into berth's log.
+        .with(tracing_subscriber::filter::filter_fn(berth::logging::keeps));
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
+            .init(),
     }
 }
 

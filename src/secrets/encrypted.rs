@@ -4,9 +4,15 @@
 //! What it improves over ToolHive's `encrypted` provider (spec 2.2.1): a
 //! versioned header with a real KDF (salted Argon2id instead of one unsalted
 //! SHA-256), the header authenticated as associated data, the key derived
-//! once per unlock (never per request), a password from the environment or a
-//! key file (no OS keyring, never a prompt), clear errors for a wrong
-//! password, a corrupt file or a newer format, and cross-process safe writes.
+//! once per unlock (never per request), a password handed down by `main`
+//! (`BERTH_SECRETS_PASSWORD`) or a key file (no OS keyring, never a prompt),
+//! clear errors for a wrong password, a corrupt file or a newer format, and
+//! cross-process safe writes.
+//!
+//! Names starting with [`RESERVED_PREFIX`] (`__berth_`) are berth's own
+//! (e.g. registry OAuth tokens): the [`SecretsProvider`] view refuses them
+//! and never lists them; berth reaches them through
+//! [`EncryptedStore::get_system`] and its siblings.
 //!
 //! # File format (version 1)
 //!
@@ -37,14 +43,12 @@
 //! `<file>.lock`, re-read and decrypt the current file (another process may
 //! have written), modify, re-encrypt with a fresh nonce and replace the file
 //! atomically ([`crate::state::write_atomic`]: temp file, fsync, rename,
-//! fsync of the directory, mode 0600). Reads use an in-memory copy refreshed
-//! when the file's (inode, size, mtime) changes.
+//! fsync of the directory, mode 0600). Reads use an in-memory copy, refreshed
+//! when the file's stamp (inode, size, mtime, header and nonce) changes.
 
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -53,127 +57,29 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use nix::fcntl::{Flock, FlockArg};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{Capabilities, SecretsError, SecretsProvider};
 
-/// The file magic.
-pub const MAGIC: &[u8; 8] = b"BERTHSEC";
-/// The format version this berth writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
-/// KDF id of Argon2id (version 0x13).
-pub const KDF_ARGON2ID: u8 = 1;
+mod format;
+mod key_file;
+
+pub use format::{FORMAT_VERSION, KDF_ARGON2ID, KdfParams, MAGIC};
+pub use key_file::PasswordSource;
+
+use format::{
+    BODY_OFFSET, DerivedKey, HEADER_LEN, Header, MAX_FILE_LEN, NONCE_LEN, SALT_LEN, SecretMap,
+    TAG_LEN, parse_plaintext, random_bytes, read_toolhive, serialize_plaintext,
+};
+use key_file::read_or_create_key_file;
+
 /// The longest secret name, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 /// The largest secret value, in bytes.
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
-/// Names starting with this are berth's own and refused.
+/// Names starting with this are berth's own: refused by the user-facing
+/// [`SecretsProvider`] view, reached with [`EncryptedStore::get_system`] etc.
 pub const RESERVED_PREFIX: &str = "__berth_";
-
-const SALT_LEN: usize = 16;
-const KCV_LEN: usize = 16;
-const CHECKSUM_LEN: usize = 8;
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
-const KCV_OFFSET: usize = 39;
-const CHECKSUM_OFFSET: usize = KCV_OFFSET + KCV_LEN; // 55
-const HEADER_LEN: usize = CHECKSUM_OFFSET + CHECKSUM_LEN; // 63
-const BODY_OFFSET: usize = HEADER_LEN + NONCE_LEN; // 75
-const MIN_FILE_LEN: usize = BODY_OFFSET + TAG_LEN;
-/// The largest store file read: every secret at its largest would not fit,
-/// but a store that large is no longer a small local store.
-const MAX_FILE_LEN: usize = 256 * 1024 * 1024;
-const KCV_CONTEXT: &[u8] = b"berth-secrets key check v1";
-/// Refuse KDF parameters beyond these (a damaged or hostile header must not
-/// make berth allocate gigabytes or spin for minutes): at most 1 GiB, 16
-/// passes, 16 lanes, and 4 GiB of memory passes in all (a few seconds).
-const MAX_M_COST: u32 = 1024 * 1024; // KiB
-const MAX_T_COST: u32 = 16;
-const MAX_P_COST: u32 = 16;
-const MAX_WORK: u64 = 4 * 1024 * 1024; // m_cost × t_cost, KiB
-
-/// Argon2id parameters, as recorded in a store's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KdfParams {
-    /// Memory in KiB.
-    pub m_cost: u32,
-    /// Iterations.
-    pub t_cost: u32,
-    /// Lanes.
-    pub p_cost: u32,
-}
-
-impl KdfParams {
-    /// What berth uses for new stores: 64 MiB, 3 passes, 1 lane — about
-    /// 0.1–0.5 s per unlock on a 2-core machine in a release build (see
-    /// `benches/secrets.rs`).
-    pub const PRODUCTION: KdfParams = KdfParams {
-        m_cost: 64 * 1024,
-        t_cost: 3,
-        p_cost: 1,
-    };
-
-    fn argon2(&self) -> Result<argon2::Argon2<'static>, String> {
-        if self.m_cost > MAX_M_COST
-            || self.t_cost > MAX_T_COST
-            || self.p_cost > MAX_P_COST
-            || u64::from(self.m_cost) * u64::from(self.t_cost) > MAX_WORK
-        {
-            return Err(format!(
-                "Argon2 parameters out of range (m_cost {}, t_cost {}, p_cost {})",
-                self.m_cost, self.t_cost, self.p_cost
-            ));
-        }
-        let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
-            .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
-        Ok(argon2::Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
-            params,
-        ))
-    }
-}
-
-/// Where the store's password comes from. The caller (the `App` wiring)
-/// fills this from `BERTH_SECRETS_PASSWORD` and its configured paths.
-#[derive(Clone)]
-pub struct PasswordSource {
-    /// An explicit password (e.g. `BERTH_SECRETS_PASSWORD`); wins when set.
-    pub password: Option<Zeroizing<String>>,
-    /// The key file read when there is no explicit password, created (32
-    /// random bytes, hex, mode 0600, parent 0700) when missing and the store
-    /// is new or empty.
-    pub key_file: PathBuf,
-}
-
-impl PasswordSource {
-    /// The default key file: `$XDG_CONFIG_HOME/berth/secrets.key`, else
-    /// `$HOME/.config/berth/secrets.key`; `None` when neither is set (or
-    /// both are empty or relative). `src/main.rs` passes the two variables:
-    /// nothing else reads the environment.
-    pub fn default_key_file(
-        xdg_config_home: Option<&OsStr>,
-        home: Option<&OsStr>,
-    ) -> Option<PathBuf> {
-        let absolute = |v: &&OsStr| Path::new(v).is_absolute();
-        let base = xdg_config_home
-            .filter(absolute)
-            .map(PathBuf::from)
-            .or_else(|| home.filter(absolute).map(|h| Path::new(h).join(".config")))?;
-        Some(base.join("berth").join("secrets.key"))
-    }
-}
-
-impl fmt::Debug for PasswordSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PasswordSource")
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("key_file", &self.key_file)
-            .finish()
-    }
-}
 
 /// Options of [`EncryptedStore::open_with`].
 #[derive(Debug, Clone, Copy)]
@@ -190,109 +96,6 @@ impl Default for StoreOptions {
         }
     }
 }
-
-/// The parsed, checksummed header.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Header {
-    kdf: KdfParams,
-    salt: [u8; SALT_LEN],
-    kcv: [u8; KCV_LEN],
-}
-
-impl Header {
-    fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
-        h[0..8].copy_from_slice(MAGIC);
-        h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        h[10] = KDF_ARGON2ID;
-        h[11..15].copy_from_slice(&self.kdf.m_cost.to_le_bytes());
-        h[15..19].copy_from_slice(&self.kdf.t_cost.to_le_bytes());
-        h[19..23].copy_from_slice(&self.kdf.p_cost.to_le_bytes());
-        h[23..39].copy_from_slice(&self.salt);
-        h[KCV_OFFSET..CHECKSUM_OFFSET].copy_from_slice(&self.kcv);
-        let sum = Sha256::digest(&h[..CHECKSUM_OFFSET]);
-        h[CHECKSUM_OFFSET..].copy_from_slice(&sum[..CHECKSUM_LEN]);
-        h
-    }
-
-    /// Parses the header of `bytes` (a whole, non-empty file).
-    fn decode(bytes: &[u8], path: &Path) -> Result<Header, SecretsError> {
-        let bad = |what: &str| {
-            SecretsError::Unavailable(format!(
-                "the secrets store {} is corrupt: {what}; the file was left untouched",
-                path.display()
-            ))
-        };
-        if bytes.len() < 8 || &bytes[0..8] != MAGIC {
-            return Err(bad("it is not a berth secrets file (bad magic)"));
-        }
-        if bytes.len() < 10 {
-            return Err(bad("it is truncated"));
-        }
-        let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
-            return Err(SecretsError::Unavailable(format!(
-                "the secrets store {} has format version {version}; this berth reads version \
-                 {FORMAT_VERSION} only (written by a newer berth?); the file was left untouched",
-                path.display()
-            )));
-        }
-        if bytes.len() < MIN_FILE_LEN {
-            return Err(bad("it is truncated"));
-        }
-        let sum = Sha256::digest(&bytes[..CHECKSUM_OFFSET]);
-        if bytes[CHECKSUM_OFFSET..HEADER_LEN] != sum[..CHECKSUM_LEN] {
-            return Err(bad("the header checksum does not match"));
-        }
-        if bytes[10] != KDF_ARGON2ID {
-            return Err(bad(&format!("unknown KDF id {}", bytes[10])));
-        }
-        let u32_at =
-            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-        let mut salt = [0u8; SALT_LEN];
-        salt.copy_from_slice(&bytes[23..39]);
-        let mut kcv = [0u8; KCV_LEN];
-        kcv.copy_from_slice(&bytes[KCV_OFFSET..CHECKSUM_OFFSET]);
-        Ok(Header {
-            kdf: KdfParams {
-                m_cost: u32_at(11),
-                t_cost: u32_at(15),
-                p_cost: u32_at(19),
-            },
-            salt,
-            kcv,
-        })
-    }
-}
-
-/// A derived key, with the header parameters it belongs to.
-struct DerivedKey {
-    kdf: KdfParams,
-    salt: [u8; SALT_LEN],
-    key: Zeroizing<[u8; 32]>,
-}
-
-impl DerivedKey {
-    fn derive(password: &[u8], kdf: KdfParams, salt: [u8; SALT_LEN]) -> Result<Self, String> {
-        let mut key = Zeroizing::new([0u8; 32]);
-        kdf.argon2()?
-            .hash_password_into(password, &salt, &mut key[..])
-            .map_err(|e| format!("key derivation failed: {e}"))?;
-        Ok(DerivedKey { kdf, salt, key })
-    }
-
-    fn kcv(&self) -> [u8; KCV_LEN] {
-        let mut h = Sha256::new();
-        h.update(KCV_CONTEXT);
-        h.update(&self.key[..]);
-        let d = h.finalize();
-        let mut out = [0u8; KCV_LEN];
-        out.copy_from_slice(&d[..KCV_LEN]);
-        out
-    }
-}
-
-type SecretMap = BTreeMap<String, Zeroizing<String>>;
 
 /// Identity of the file's content: inode, size, mtime and the first bytes
 /// (header and nonce). Every berth write draws a fresh random nonce, so a
@@ -416,12 +219,6 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> SecretsError {
     SecretsError::Unavailable(format!("{what} {}: {e}", path.display()))
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    rand::rng().fill_bytes(&mut b);
-    b
-}
-
 /// Reads the store file unless its stamp is `known`. An absent or empty
 /// file means "no secrets yet", as with ToolHive. The file is only ever
 /// replaced by rename, so what one open descriptor reads is one version.
@@ -467,38 +264,6 @@ fn read_file(path: &Path, known: Option<&Stamp>) -> Result<FileState, SecretsErr
         )));
     }
     Ok(FileState::Read(Content { bytes, stamp }))
-}
-
-fn parse_plaintext(plain: &[u8], path: &Path) -> Result<SecretMap, SecretsError> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        secrets: BTreeMap<String, String>,
-    }
-    let doc: Doc = serde_json::from_slice(plain).map_err(|e| {
-        SecretsError::Unavailable(format!(
-            "the secrets store {} decrypted but its content is not valid (line {}, column {}); \
-             the file was left untouched",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    Ok(doc
-        .secrets
-        .into_iter()
-        .map(|(k, v)| (k, Zeroizing::new(v)))
-        .collect())
-}
-
-fn serialize_plaintext(map: &SecretMap) -> Zeroizing<Vec<u8>> {
-    // Reserve enough up front that the buffer is not reallocated (which would
-    // leave an un-zeroized copy behind) in the common case.
-    let estimate: usize = map.iter().map(|(k, v)| 2 * (k.len() + v.len()) + 8).sum();
-    let mut buf = Zeroizing::new(Vec::with_capacity(estimate + 32));
-    let view: BTreeMap<&str, &str> = map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    serde_json::to_writer(&mut *buf, &serde_json::json!({ "secrets": view }))
-        .expect("serializing strings cannot fail");
-    buf
 }
 
 impl Inner {
@@ -708,98 +473,6 @@ impl Inner {
     }
 }
 
-/// The password from the key file, creating the key file when `may_create`
-/// (the store is absent or empty) and it is missing.
-fn read_or_create_key_file(
-    key_file: &Path,
-    may_create: bool,
-    store: &Path,
-) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
-    match fs::read(key_file) {
-        Ok(bytes) => {
-            let bytes = Zeroizing::new(bytes);
-            let trimmed = bytes.trim_ascii();
-            if trimmed.is_empty() {
-                return Err(SecretsError::Unavailable(format!(
-                    "the secrets key file {} is empty",
-                    key_file.display()
-                )));
-            }
-            if let Ok(meta) = fs::metadata(key_file)
-                && meta.mode() & 0o077 != 0
-            {
-                tracing::warn!(
-                    key_file = %key_file.display(),
-                    mode = format_args!("{:o}", meta.mode() & 0o777),
-                    "The secrets key file is readable by other users; chmod 600 it."
-                );
-            }
-            return Ok(Zeroizing::new(trimmed.to_vec()));
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("cannot read the secrets key file", key_file, e)),
-    }
-    if !may_create {
-        return Err(SecretsError::Denied(format!(
-            "the secrets store {} exists but there is no password: set BERTH_SECRETS_PASSWORD \
-             or restore the key file {}",
-            store.display(),
-            key_file.display()
-        )));
-    }
-    let dir = key_file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io_err("cannot create the directory", dir, e))?;
-    let secret: Zeroizing<[u8; 32]> = Zeroizing::new(random_bytes());
-    let hexed = Zeroizing::new(hex::encode(&secret[..]));
-    let password = Zeroizing::new(hexed.as_bytes().to_vec());
-    let mut line = Zeroizing::new(Vec::with_capacity(hexed.len() + 1));
-    line.extend_from_slice(hexed.as_bytes());
-    line.push(b'\n');
-    // Write a temporary file, then link it into place: the key file appears
-    // whole or not at all, and if another process linked its own first,
-    // theirs is used.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        key_file.file_name().unwrap_or_default().to_string_lossy(),
-        hex::encode(random_bytes::<8>())
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&line)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::hard_link(&tmp, key_file));
-    let _ = fs::remove_file(&tmp);
-    match written {
-        Ok(()) => {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-            tracing::info!(
-                key_file = %key_file.display(),
-                "Created a key file for the encrypted secrets store; keep it and back it up: \
-                 without it the secrets cannot be decrypted."
-            );
-            Ok(password)
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            read_or_create_key_file(key_file, false, store)
-        }
-        Err(e) => Err(io_err("cannot create the secrets key file", key_file, e)),
-    }
-}
-
 impl EncryptedStore {
     /// Opens (or creates) the store at `path` with the production KDF
     /// parameters. Blocking: it derives the key once (Argon2id, ~0.1–0.5 s);
@@ -945,43 +618,6 @@ impl EncryptedStore {
         .await
         .map_err(|e| SecretsError::Failed(format!("a secrets store read panicked: {e}")))?
     }
-}
-
-/// Decrypts a ToolHive `encrypted` store.
-fn read_toolhive(file: &Path, password: &str) -> Result<SecretMap, SecretsError> {
-    let meta =
-        fs::metadata(file).map_err(|e| io_err("cannot read the ToolHive secrets file", file, e))?;
-    if meta.len() > MAX_FILE_LEN as u64 {
-        return Err(SecretsError::Invalid(format!(
-            "the ToolHive secrets file {} is larger than {} MiB",
-            file.display(),
-            MAX_FILE_LEN >> 20
-        )));
-    }
-    let bytes = Zeroizing::new(
-        fs::read(file).map_err(|e| io_err("cannot read the ToolHive secrets file", file, e))?,
-    );
-    if bytes.is_empty() {
-        return Ok(SecretMap::new());
-    }
-    if bytes.len() < NONCE_LEN + TAG_LEN {
-        return Err(SecretsError::Invalid(format!(
-            "the ToolHive secrets file {} is truncated",
-            file.display()
-        )));
-    }
-    let key = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(password.as_bytes())));
-    let cipher = Aes256Gcm::new_from_slice(&key[..]).expect("32-byte key");
-    let mut buf = Zeroizing::new(bytes[NONCE_LEN..].to_vec());
-    cipher
-        .decrypt_in_place(Nonce::from_slice(&bytes[..NONCE_LEN]), b"", &mut *buf)
-        .map_err(|_| {
-            SecretsError::Denied(format!(
-                "wrong password for the ToolHive secrets file {} (or the file is damaged)",
-                file.display()
-            ))
-        })?;
-    parse_plaintext(&buf, file)
 }
 
 // === impl SecretsProvider ===

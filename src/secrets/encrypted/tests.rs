@@ -1,7 +1,11 @@
 //! Tests of the `encrypted` provider. All but one use tiny Argon2
 //! parameters ([`FAST`]) so that each unlock takes microseconds.
 
+use super::format::*;
 use super::*;
+use sha2::{Digest, Sha256};
+use std::ffi::OsStr;
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};

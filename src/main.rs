@@ -35,6 +35,23 @@ enum Command {
     /// Serve one stdio MCP server over streamable HTTP and SSE, with no API
     /// and no state: `berth bridge --port 8000 -- npx -y some-mcp-server`.
     Bridge(BridgeArgs),
+    /// Import the secrets of a ToolHive `encrypted` store into berth's
+    /// (same-named secrets are replaced). The ToolHive password is read
+    /// from TOOLHIVE_SECRETS_PASSWORD or the first line of standard input;
+    /// never prompted for.
+    ImportToolhiveSecrets(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// ToolHive's store (default: $XDG_DATA_HOME/toolhive/secrets_encrypted).
+    file: Option<PathBuf>,
+    /// Configuration file (its `[secrets]` section applies).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// berth's state directory (default: $XDG_STATE_HOME/berth).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +233,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Serve(args) => args,
+        Command::ImportToolhiveSecrets(args) => {
+            let config = config::load(
+                args.config.as_deref(),
+                default_config_file().as_deref(),
+                Figment::new(),
+            )?;
+            init_tracing(config.log_format);
+            return runtime(&config)?.block_on(import_toolhive(config, args));
+        }
         Command::Bridge(args) => {
             let config = config::load(
                 args.config.as_deref(),
@@ -353,6 +379,55 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     app.shutdown(Duration::from_secs(30)).await;
     info!("berth stopped.");
+    Ok(())
+}
+
+/// `berth import-toolhive-secrets`: ToolHive's store into berth's.
+async fn import_toolhive(config: Config, args: ImportArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let file = match args.file {
+        Some(f) => f,
+        None => env_path("XDG_DATA_HOME")
+            .or_else(|| home().map(|h| h.join(".local/share")))
+            .context("cannot find ToolHive's data directory: give the file")?
+            .join("toolhive/secrets_encrypted"),
+    };
+    let password = match std::env::var("TOOLHIVE_SECRETS_PASSWORD") {
+        Ok(p) if !p.is_empty() => zeroize::Zeroizing::new(p),
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                bail!(
+                    "give ToolHive's password on standard input or in TOOLHIVE_SECRETS_PASSWORD \
+                     (berth never prompts)"
+                );
+            }
+            let mut line = zeroize::Zeroizing::new(String::new());
+            stdin.read_line(&mut line)?;
+            zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+        }
+    };
+    let state_dir = match args.state_dir.or(config.state_dir.clone()) {
+        Some(dir) => dir,
+        None => default_state_dir()?,
+    };
+    let env = secrets_env();
+    let (store, key_file) =
+        berth::secrets::store_paths(&config.secrets, env.key_file.as_deref(), &state_dir);
+    let source = berth::secrets::encrypted::PasswordSource {
+        password: env.password,
+        key_file,
+    };
+    let store =
+        berth::secrets::encrypted::EncryptedStore::open_async(store, source, Default::default())
+            .await?;
+    let n = store.import_toolhive(&file, &password).await?;
+    println!(
+        "Imported {n} secret{} from {} into {}.",
+        if n == 1 { "" } else { "s" },
+        file.display(),
+        store.path().display()
+    );
     Ok(())
 }
 

@@ -7,7 +7,9 @@ pub mod encrypted;
 pub mod environment;
 mod service;
 
-pub use service::{ProviderKind, Secrets, SecretsConfig, SecretsEnv, check_reference, is_reserved};
+pub use service::{
+    ProviderKind, Secrets, SecretsConfig, SecretsEnv, check_reference, is_reserved, store_paths,
+};
 
 use async_trait::async_trait;
 

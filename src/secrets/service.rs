@@ -214,16 +214,10 @@ impl Secrets {
             Some(kind) => kind,
             None => configured,
         };
+        let (store, key_file) = store_paths(config, env.key_file.as_deref(), state_dir);
         let this = Arc::new(Self {
-            store: config
-                .store
-                .clone()
-                .unwrap_or_else(|| state_dir.join("secrets.berthsec")),
-            key_file: config
-                .key_file
-                .clone()
-                .or(env.key_file)
-                .unwrap_or_else(|| state_dir.join("secrets.key")),
+            store,
+            key_file,
             env_password: env.password,
             environment: Arc::new(Environment::new(env.variables)),
             fallback: config.environment_fallback,
@@ -511,4 +505,26 @@ fn read_choice(path: &Path) -> Option<ProviderKind> {
             None
         }
     }
+}
+
+/// Where the encrypted store and its key file are, as [`Secrets::open`]
+/// finds them: `[secrets] store` or `<state_dir>/secrets.berthsec`;
+/// `[secrets] key_file`, the default key file `main` found, or
+/// `<state_dir>/secrets.key`.
+pub fn store_paths(
+    config: &SecretsConfig,
+    default_key_file: Option<&Path>,
+    state_dir: &Path,
+) -> (PathBuf, PathBuf) {
+    (
+        config
+            .store
+            .clone()
+            .unwrap_or_else(|| state_dir.join("secrets.berthsec")),
+        config
+            .key_file
+            .clone()
+            .or_else(|| default_key_file.map(Path::to_path_buf))
+            .unwrap_or_else(|| state_dir.join("secrets.key")),
+    )
 }

@@ -430,3 +430,147 @@ async fn podman_workloads_get_secrets_that_podman_inspect_never_shows() {
     })
     .await;
 }
+
+/// How many lines of berth's log say it created the key file.
+fn key_file_notices(root: &Path) -> usize {
+    let log = std::fs::read_to_string(root.join("berth.log")).expect("log");
+    log.lines()
+        .filter(|l| l.contains("INFO") && l.contains("Created a key file"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_100_concurrent_writes_keeps_every_acknowledged_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::{Arc, Mutex};
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut b = start(root.path(), "", Some("process")).await;
+    // No password source on a headless machine: berth made a key file and
+    // said where, once, at INFO.
+    let key_file = root.path().join("config/berth/secrets.key");
+    let mode = std::fs::metadata(&key_file)
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(key_file_notices(root.path()), 1);
+    let log = std::fs::read_to_string(root.path().join("berth.log")).expect("log");
+    assert!(log.contains(&key_file.display().to_string()), "says where");
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (client, acked) = (client.clone(), acked.clone());
+        let url = format!("{}/api/v1beta/secrets/default/keys", b.base);
+        tasks.push(tokio::spawn(async move {
+            let key = format!("k{i:03}");
+            let r = client
+                .post(url)
+                .json(&json!({"key": key, "value": format!("value-{i}")}))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == 201) {
+                acked.lock().expect("lock").push(key);
+            }
+        }));
+    }
+    eventually(T, "some writes to be acknowledged", || async {
+        (acked.lock().expect("lock").len() >= 20).then_some(())
+    })
+    .await;
+    b.signal("-KILL");
+    let _ = b.child.wait();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() < 100, "the kill came during the writes");
+
+    let b = Berth::launch_args(root.path(), free_port(), Some("process"), &[], &[]).await;
+    let (code, body) = b
+        .req(reqwest::Method::GET, "/secrets/default/keys", None)
+        .await;
+    assert_eq!(code, 200, "the store opens: {body}");
+    let keys: Value = serde_json::from_str(&body).expect("json");
+    let listed: Vec<&str> = keys["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k["key"].as_str().expect("key"))
+        .collect();
+    for key in &acked {
+        assert!(
+            listed.contains(&key.as_str()),
+            "{key} was acknowledged but is gone"
+        );
+    }
+    // The same key file, and no second notice.
+    assert_eq!(key_file_notices(root.path()), 1);
+}
+
+/// A store in ToolHive's format: nonce ‖ AES-256-GCM(key = SHA-256 of the
+/// password, no associated data) of `{"secrets": …}` ‖ tag.
+fn toolhive_store(password: &str, secrets: &Value) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, KeyInit};
+    let key = Sha256::digest(password.as_bytes());
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&key).expect("key");
+    let nonce: [u8; 12] = rand::random();
+    let plain = serde_json::to_vec(&json!({ "secrets": secrets })).expect("json");
+    let mut out = nonce.to_vec();
+    out.extend(
+        cipher
+            .encrypt(aes_gcm::Nonce::from_slice(&nonce), plain.as_slice())
+            .expect("encrypt"),
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toolhive_store_is_imported_with_its_password() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let root = tempfile::tempdir().expect("tempdir");
+    let file = root.path().join("secrets_encrypted");
+    std::fs::write(
+        &file,
+        toolhive_store(
+            "thv password",
+            &json!({"github": "gh-imported-s3cr3t", "__thv_registry_x": "internal"}),
+        ),
+    )
+    .expect("write");
+    let import = |password: &str| {
+        let mut child = crate::serve::berth_cmd(root.path())
+            .args(["import-toolhive-secrets", file.to_str().expect("utf-8")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write");
+        child.wait_with_output().expect("wait")
+    };
+    let out = import("a wrong password");
+    assert!(!out.status.success(), "a wrong password is refused");
+    let out = import("thv password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Imported 1 secret"), "{said}");
+
+    let b = Berth::launch_args(root.path(), free_port(), Some("process"), &[], &[]).await;
+    let (code, body) = b
+        .req(reqwest::Method::GET, "/secrets/default/keys", None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json"),
+        json!({"keys": [{"key": "github"}]}),
+        "ToolHive's own secrets stay behind"
+    );
+}

@@ -145,5 +145,40 @@ fn main() {
             us(quantile(&sets, 0.5)),
             us(quantile(&sets, 0.99))
         );
+
+        // Baselines in the same run: the blocking-pool hop every get makes,
+        // and berth's plain atomic write of a file of the store's size
+        // (what any durable write costs here).
+        let mut hops = Vec::with_capacity(OPS);
+        for _ in 0..OPS {
+            let t = Instant::now();
+            tokio::task::spawn_blocking(|| std::hint::black_box(0))
+                .await
+                .expect("hop");
+            hops.push(t.elapsed());
+        }
+        let bytes = std::fs::read(&path).expect("read");
+        let plain = dir.path().join("plain");
+        let mut writes = Vec::with_capacity(OPS);
+        for _ in 0..OPS {
+            let t = Instant::now();
+            berth::state::write_atomic(&plain, &bytes).expect("write");
+            writes.push(t.elapsed());
+        }
+        hops.sort();
+        writes.sort();
+        let (get50, hop50) = (quantile(&gets, 0.5), quantile(&hops, 0.5));
+        let (set50, write50) = (quantile(&sets, 0.5), quantile(&writes, 0.5));
+        println!(
+            "baseline blocking-pool hop: p50 {:.1} µs -> get/hop {:.2}x",
+            us(hop50),
+            get50.as_secs_f64() / hop50.as_secs_f64()
+        );
+        println!(
+            "baseline write_atomic of {} bytes: p50 {:.1} µs -> set/write {:.2}x",
+            bytes.len(),
+            us(write50),
+            set50.as_secs_f64() / write50.as_secs_f64()
+        );
     });
 }

@@ -346,6 +346,32 @@ mod tests {
     }
 
     #[test]
+    fn secret_variables_are_not_configuration_and_never_inherited() {
+        Jail::expect_with(|jail| {
+            jail.set_env("BERTH_SECRET_GITHUB", "ghp-not-config");
+            jail.set_env("BERTH_SECRET_S__PROVIDER", "none");
+            jail.set_env("TOOLHIVE_SECRET_SLACK", "xoxb");
+            jail.set_env("BERTH_SECRETS__STORE", "/srv/berth/store");
+            let c = load(None, None, Figment::new()).expect("load");
+            assert_eq!(c.secrets.provider, "encrypted", "a secret is no key");
+            assert_eq!(
+                c.secrets.store.as_deref(),
+                Some(Path::new("/srv/berth/store"))
+            );
+            for name in [
+                "BERTH_SECRET_GITHUB",
+                "TOOLHIVE_SECRET_SLACK",
+                "BERTH_SECRETS_PASSWORD",
+                "BERTH_API_TOKEN",
+            ] {
+                assert!(!c.inherits_env(name), "{name}");
+            }
+            assert!(c.inherits_env("PATH"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn defaults_and_errors() {
         Jail::expect_with(|jail| {
             let c = load(None, Some(Path::new("absent.toml")), Figment::new()).expect("defaults");

@@ -528,3 +528,94 @@ pub fn store_paths(
             .unwrap_or_else(|| state_dir.join("secrets.key")),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_types_parse_and_print_back() {
+        for s in ["encrypted", "environment", "none", "plugin:vault"] {
+            assert_eq!(ProviderKind::parse(s).expect(s).to_string(), s);
+        }
+        for bad in ["", "1password", "plugin:", "Encrypted", "vault", "plugin"] {
+            assert!(
+                matches!(ProviderKind::parse(bad), Err(SecretsError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        let e = ProviderKind::parse("1password").unwrap_err().to_string();
+        assert!(e.contains("valid types"), "{e}");
+        let e = ProviderKind::parse("x\ny").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "one line: {e:?}");
+    }
+
+    #[test]
+    fn references_refuse_commas_controls_and_berths_own_names() {
+        for ok in ["github-token", "vault/team/token", "GITHUB", "a b"] {
+            check_reference(ok).expect(ok);
+        }
+        let long = "x".repeat(1025);
+        for bad in [
+            "",
+            "a,target=B",
+            "nul\0",
+            "line\nbreak",
+            "__berth_registry",
+            "vault/__berth_x",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(check_reference(bad), Err(SecretsError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hand_edited_choice_file_is_ignored_not_obeyed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(CHOICE_FILE);
+        assert_eq!(read_choice(&path), None, "absent");
+        for garbage in [
+            &b"not json"[..],
+            br#"{"provider_type": "1password"}"#,
+            br#"{"provider_type": "plugin:"}"#,
+            br#"{"provider_type": 7}"#,
+            b"",
+        ] {
+            std::fs::write(&path, garbage).expect("write");
+            assert_eq!(
+                read_choice(&path),
+                None,
+                "{}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+        std::fs::write(&path, br#"{"provider_type": "plugin:vault"}"#).expect("write");
+        assert_eq!(
+            read_choice(&path),
+            Some(ProviderKind::Plugin("vault".into()))
+        );
+    }
+
+    #[test]
+    fn store_paths_prefer_the_configuration_then_main_then_the_state_dir() {
+        let state = Path::new("/s");
+        let mut config = SecretsConfig::default();
+        assert_eq!(
+            store_paths(&config, None, state),
+            (state.join("secrets.berthsec"), state.join("secrets.key"))
+        );
+        assert_eq!(
+            store_paths(&config, Some(Path::new("/c/berth/secrets.key")), state).1,
+            Path::new("/c/berth/secrets.key")
+        );
+        config.store = Some("/x/store".into());
+        config.key_file = Some("/x/key".into());
+        assert_eq!(
+            store_paths(&config, Some(Path::new("/c/k")), state),
+            (PathBuf::from("/x/store"), PathBuf::from("/x/key"))
+        );
+    }
+}

@@ -39,7 +39,7 @@ use crate::auth::{BrowserGuard, GuardError};
 
 pub use middleware::{Chain, Decision, Identity, McpRequest, Middleware, MiddlewareFailure};
 pub use mux::{LogSink, Mux};
-pub use reverse::{HttpTarget, TargetError, check_header};
+pub use reverse::{HttpTarget, TargetError, check_header, check_header_name};
 
 /// Settings of the per-workload proxies (`[proxy]` in berth.toml).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

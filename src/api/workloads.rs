@@ -84,40 +84,55 @@ pub(super) async fn create_workload(
     ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<(StatusCode, Json<CreateWorkloadResponse>)> {
     resolve_server(&s, &mut req).await?;
-    check_secrets(&s, &req.secrets).await?;
+    check_request_secrets(&s, &req).await?;
     Ok((StatusCode::CREATED, Json(s.workloads.create(req).await?)))
 }
 
-/// Checks that every secret a request references exists now (each is read
+/// Checks that every secret a request references, as environment
+/// (`secrets`) or as a remote workload's header values
+/// (`header_forward.add_headers_from_secret`), exists now (each is read
 /// again at every start; the value is dropped here).
-async fn check_secrets(s: &AppState, refs: &[SecretParameter]) -> ApiResult<()> {
-    for r in refs {
-        let shown = crate::logging::escape_controls(&r.name);
-        crate::secrets::check_reference(&r.name)?;
-        match s.secrets.resolve(&r.name).await {
-            Ok(_) => {}
-            Err(SecretsError::NotFound(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "secret `{shown}` (for {}) does not exist in the secrets provider",
-                        crate::logging::escape_controls(&r.target)
-                    ),
-                ));
-            }
-            Err(SecretsError::NotSetUp) => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "secret `{shown}` cannot be read: no secrets provider is set up \
-                         (POST /api/v1beta/secrets)"
-                    ),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+async fn check_request_secrets(s: &AppState, req: &CreateRequest) -> ApiResult<()> {
+    check_secrets(s, &req.secrets).await?;
+    // A local workload's header references are refused by validation.
+    let Some(forward) = req.header_forward.as_ref().filter(|_| !req.url.is_empty()) else {
+        return Ok(());
+    };
+    crate::workloads::check_secret_headers(forward)?;
+    for (header, name) in &forward.add_headers_from_secret {
+        let header = crate::logging::escape_controls(header);
+        check_secret_exists(s, name, &format!("header {header}")).await?;
     }
     Ok(())
+}
+
+/// Checks that every secret reference exists now.
+async fn check_secrets(s: &AppState, refs: &[SecretParameter]) -> ApiResult<()> {
+    for r in refs {
+        crate::secrets::check_reference(&r.name)?;
+        check_secret_exists(s, &r.name, &crate::logging::escape_controls(&r.target)).await?;
+    }
+    Ok(())
+}
+
+/// A 400 naming secret `name` (used `what_for`) if it cannot be found.
+async fn check_secret_exists(s: &AppState, name: &str, what_for: &str) -> ApiResult<()> {
+    let shown = crate::logging::escape_controls(name);
+    match s.secrets.resolve(name).await {
+        Ok(_) => Ok(()),
+        Err(SecretsError::NotFound(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("secret `{shown}` (for {what_for}) does not exist in the secrets provider"),
+        )),
+        Err(SecretsError::NotSetUp) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "secret `{shown}` cannot be read: no secrets provider is set up \
+                 (POST /api/v1beta/secrets)"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Fills a request naming a registry `server` from its entry (run by
@@ -168,7 +183,7 @@ pub(super) async fn edit_workload(
     ApiJson(mut req): ApiJson<CreateRequest>,
 ) -> ApiResult<Json<CreateWorkloadResponse>> {
     resolve_server(&s, &mut req).await?;
-    check_secrets(&s, &req.secrets).await?;
+    check_request_secrets(&s, &req).await?;
     Ok(Json(s.workloads.edit(&name, req).await?))
 }
 

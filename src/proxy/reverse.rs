@@ -67,8 +67,9 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-real-ip",
 ];
 
-/// Checks a header a workload configuration wants to send upstream.
-pub fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), TargetError> {
+/// Checks the name of a header a workload configuration wants to send
+/// upstream: a valid HTTP header name that berth does not set itself.
+pub fn check_header_name(name: &str) -> Result<HeaderName, TargetError> {
     let lower = name.to_ascii_lowercase();
     if RESERVED_HEADERS.contains(&lower.as_str())
         || lower.starts_with("proxy-")
@@ -79,8 +80,13 @@ pub fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
             "hop-by-hop, forwarding and framing headers are set by berth",
         ));
     }
-    let header_name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| TargetError::HeaderName(name.to_owned(), "not a valid header name"))?;
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| TargetError::HeaderName(name.to_owned(), "not a valid header name"))
+}
+
+/// Checks a header a workload configuration wants to send upstream.
+pub fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), TargetError> {
+    let header_name = check_header_name(name)?;
     let header_value =
         HeaderValue::from_str(value).map_err(|_| TargetError::HeaderValue(name.to_owned()))?;
     Ok((header_name, header_value))
@@ -137,6 +143,18 @@ impl HttpTarget {
             headers,
             remote: true,
         })
+    }
+
+    /// Also sends header `name` with `value`, a secret's value, on every
+    /// request (replacing a configured header of that name). The value is
+    /// marked sensitive: `Debug` shows no value and HTTP/2 never indexes
+    /// it. An error names the header, never the value.
+    pub fn with_secret_header(mut self, name: &str, value: &str) -> Result<Self, TargetError> {
+        let (name, mut value) = check_header(name, value)?;
+        value.set_sensitive(true);
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
+        Ok(self)
     }
 
     /// The path clients use on the proxy for `url`: the remote URL's path,
@@ -335,5 +353,34 @@ mod tests {
             Err(TargetError::HeaderValue(_))
         ));
         assert!(check_header("bad name", "v").is_err());
+        assert!(check_header_name("X-Api-Key").is_ok());
+        assert!(check_header_name("Connection").is_err());
+    }
+
+    #[test]
+    fn secret_headers_are_sensitive_and_replace_configured_ones() {
+        let plain = [("X-Key".to_owned(), "plain".to_owned())];
+        let t = HttpTarget::remote("https://mcp.example.com/mcp", &plain)
+            .unwrap()
+            .with_secret_header("x-key", "s3cret-value")
+            .unwrap()
+            .with_secret_header("Authorization", "Bearer s3cret-token")
+            .unwrap();
+        assert_eq!(t.headers.len(), 2, "{:?}", t.headers);
+        assert!(t.headers.iter().all(|(_, v)| v.is_sensitive()));
+        assert_eq!(t.headers[0].1, "s3cret-value");
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let err = HttpTarget::remote("https://mcp.example.com/mcp", &[])
+            .unwrap()
+            .with_secret_header("X-Key", "line\nbreak s3cret")
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(
+            HttpTarget::remote("https://mcp.example.com/mcp", &[])
+                .unwrap()
+                .with_secret_header("Host", "v")
+                .is_err()
+        );
     }
 }

@@ -398,4 +398,4 @@ impl Workloads {
 
 pub use spec::{access_of, spec_for};
 pub use supervise::RestartPolicy;
-pub use validate::RESERVED_NAMES;
+pub use validate::{RESERVED_NAMES, check_secret_headers};

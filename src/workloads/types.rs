@@ -355,8 +355,9 @@ pub struct CreateRequest {
     #[schema(value_type = Option<Object>)]
     pub oauth_config: Option<serde_json::Value>,
     /// Headers a remote server expects: each one with a `default` is sent
-    /// with that value; a `required` one needs a value, from `default` or
-    /// `header_forward.add_plaintext_headers`.
+    /// with that value; a `required` one needs a value, from `default`,
+    /// `header_forward.add_plaintext_headers` or
+    /// `header_forward.add_headers_from_secret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Vec<RemoteHeader>>,
     /// Headers berth sets on every request to a remote server.
@@ -405,7 +406,12 @@ pub struct HeaderForward {
     /// origin is unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub add_plaintext_headers: BTreeMap<String, String>,
-    /// Header values from the secrets manager (not supported by berth yet).
+    /// Headers whose values come from the secrets manager: header name →
+    /// secret name (a reference, as in `secrets`). Only the references are
+    /// stored and shown; each is read at every start of the workload's
+    /// proxy (a rotated value is picked up by a restart) and its value is
+    /// kept in memory only. A header is given here or in
+    /// `add_plaintext_headers`, not in both.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub add_headers_from_secret: BTreeMap<String, String>,
 }
@@ -547,12 +553,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
     );
     flag(nonempty_json(&req.runtime_config), "runtime_config");
     flag(nonempty_json(&req.oauth_config), "oauth_config");
-    flag(
-        req.header_forward
-            .as_ref()
-            .is_some_and(|h| !h.add_headers_from_secret.is_empty()),
-        "header_forward.add_headers_from_secret",
-    );
     out
 }
 

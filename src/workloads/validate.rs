@@ -59,6 +59,17 @@ impl Workloads {
             let (forward, target) = remote_target(req)?;
             (forward, target)
         } else {
+            if req
+                .header_forward
+                .as_ref()
+                .is_some_and(|h| !h.add_headers_from_secret.is_empty())
+            {
+                return Err(WorkloadError::Invalid(
+                    "header_forward.add_headers_from_secret is for a remote workload ('url'): \
+                     berth sends those headers to the remote server"
+                        .into(),
+                ));
+            }
             (None, String::new())
         };
         let proxy_mode = match (transport, req.proxy_mode.as_str()) {
@@ -221,11 +232,13 @@ impl Workloads {
 }
 
 /// Checks a remote workload's URL and headers; returns the headers to
-/// store and the URL's `host[:port]`.
+/// store (values from secrets as references only) and the URL's
+/// `host[:port]`.
 pub(super) fn remote_target(
     req: &CreateRequest,
 ) -> Result<(Option<HeaderForward>, String), WorkloadError> {
     let mut forward = req.header_forward.clone().unwrap_or_default();
+    check_secret_headers(&forward)?;
     for h in req.headers.iter().flatten() {
         if h.name.is_empty() {
             return Err(WorkloadError::Invalid(
@@ -235,6 +248,7 @@ pub(super) fn remote_target(
         let given = forward
             .add_plaintext_headers
             .keys()
+            .chain(forward.add_headers_from_secret.keys())
             .any(|k| k.eq_ignore_ascii_case(&h.name));
         if !given && !h.default.is_empty() {
             forward
@@ -242,7 +256,8 @@ pub(super) fn remote_target(
                 .insert(h.name.clone(), h.default.clone());
         } else if !given && h.required {
             return Err(WorkloadError::Invalid(format!(
-                "header `{}` is required: give its value in header_forward.add_plaintext_headers",
+                "header `{}` is required: give its value in header_forward.add_plaintext_headers \
+                 or name a secret for it in header_forward.add_headers_from_secret",
                 h.name
             )));
         }
@@ -270,14 +285,54 @@ pub(super) fn remote_target(
     if url::Url::parse(&req.url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
         return Err(WorkloadError::Invalid(
             "credentials in the URL are not supported; send them as a header \
-             (header_forward.add_plaintext_headers)"
+             (header_forward.add_headers_from_secret)"
                 .into(),
         ));
     }
     HttpTarget::remote(&req.url, &headers).map_err(|e| WorkloadError::Invalid(e.to_string()))?;
     let host = super::model::host_port(&req.url);
-    let forward = (!forward.add_plaintext_headers.is_empty()).then_some(forward);
+    let forward = (!forward.add_plaintext_headers.is_empty()
+        || !forward.add_headers_from_secret.is_empty())
+    .then_some(forward);
     Ok((forward, host))
+}
+
+/// Checks `add_headers_from_secret`: each header name by the rules of a
+/// plaintext header, each secret name by those of a secret reference, and
+/// each header given once (a header also in `add_plaintext_headers`, or
+/// twice in another case, is refused). The secrets' existence is checked
+/// by the API (after this, so that a bad header is named as such) and
+/// again at each start.
+pub fn check_secret_headers(forward: &HeaderForward) -> Result<(), WorkloadError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (header, secret) in &forward.add_headers_from_secret {
+        let shown = crate::logging::escape_controls(header);
+        crate::proxy::check_header_name(header).map_err(|e| {
+            WorkloadError::Invalid(format!("header_forward.add_headers_from_secret: {e}"))
+        })?;
+        crate::secrets::check_reference(secret).map_err(|e| {
+            WorkloadError::Invalid(format!(
+                "header_forward.add_headers_from_secret: header `{shown}`: {e}"
+            ))
+        })?;
+        if forward
+            .add_plaintext_headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case(header))
+        {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{shown}` is given both in header_forward.add_plaintext_headers and \
+                 in header_forward.add_headers_from_secret: give it once"
+            )));
+        }
+        if !seen.insert(header.to_ascii_lowercase()) {
+            return Err(WorkloadError::Invalid(format!(
+                "header `{shown}` is given twice in header_forward.add_headers_from_secret \
+                 (header names are case-insensitive)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses control characters (a newline, above all) in the fields that

@@ -8,8 +8,9 @@ use berth_runtime_api::{RuntimeError, WorkloadName};
 
 use super::model::{MiddlewareSpec, Upstream, Workload};
 use super::permissions::Network;
+use super::types::HeaderForward;
 use super::*;
-use crate::proxy::{Chain, HttpTarget};
+use crate::proxy::{Chain, HttpTarget, TargetError};
 
 impl Workloads {
     /// The middleware chain of a workload (global plugins first).
@@ -76,14 +77,7 @@ impl Workloads {
         let addr = std::net::SocketAddr::new(host, config.port);
         let http = match &config.upstream {
             Upstream::Remote { url, headers } => {
-                let headers: Vec<(String, String)> = headers
-                    .iter()
-                    .flat_map(|h| h.add_plaintext_headers.clone())
-                    .collect();
-                Some(
-                    HttpTarget::remote(url, &headers)
-                        .map_err(|e| format!("invalid remote server: {e}"))?,
-                )
+                Some(self.remote_target(url, headers.as_ref()).await?)
             }
             Upstream::Stdio => None,
             Upstream::Local { host, port } => Some(match endpoint {
@@ -98,6 +92,52 @@ impl Workloads {
             .await
             .map(drop)
             .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))
+    }
+
+    /// Where a remote workload's proxy forwards: its URL, with its
+    /// plaintext headers and the current values of its header secrets
+    /// (read now, so a rotated value is picked up by a restart; held in
+    /// memory only). A secret that cannot be read fails the start with a
+    /// reason naming it, never its value.
+    async fn remote_target(
+        &self,
+        url: &str,
+        headers: Option<&HeaderForward>,
+    ) -> Result<HttpTarget, String> {
+        let plain: Vec<(String, String)> = headers
+            .iter()
+            .flat_map(|h| h.add_plaintext_headers.clone())
+            .collect();
+        let mut target =
+            HttpTarget::remote(url, &plain).map_err(|e| format!("invalid remote server: {e}"))?;
+        let refs = headers.map(|h| &h.add_headers_from_secret);
+        let Some(refs) = refs.filter(|r| !r.is_empty()) else {
+            return Ok(target);
+        };
+        let Some(secrets) = self.inner.settings.secrets.as_ref() else {
+            return Err(
+                "failed to start: the workload takes header values from secrets, \
+                 but berth has no secrets service"
+                    .into(),
+            );
+        };
+        for (header, secret) in refs {
+            let secret_shown = crate::logging::escape_controls(secret);
+            let header_shown = crate::logging::escape_controls(header);
+            let value = secrets.resolve(secret).await.map_err(|e| {
+                format!("failed to start: secret `{secret_shown}` (for header {header_shown}): {e}")
+            })?;
+            target = target
+                .with_secret_header(header, value.as_str())
+                .map_err(|e| match e {
+                    TargetError::HeaderValue(_) => format!(
+                        "failed to start: secret `{secret_shown}` (for header {header_shown}): \
+                         its value is not a valid HTTP header value"
+                    ),
+                    other => format!("failed to start: {other}"),
+                })?;
+        }
+        Ok(target)
     }
 
     /// Starts the proxy of an instance that runs, and attaches its stdio

@@ -11,6 +11,7 @@ mod registry;
 mod registry_login;
 mod registry_sources;
 mod remote;
+mod remote_secrets;
 mod runtimes;
 mod secrets;
 mod secrets_vault;

@@ -11,15 +11,15 @@ use crate::api::harness;
 
 /// What the upstream saw of one request.
 #[derive(Debug, Clone)]
-struct Seen {
-    path_and_query: String,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Seen {
+    pub(crate) path_and_query: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 /// A stand-in remote server: records each request and answers with a
 /// JSON-RPC result naming the path it was called on.
-async fn upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let app = axum::Router::new()
         .fallback(
@@ -62,7 +62,7 @@ async fn upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     (addr, seen)
 }
 
-fn header<'a>(s: &'a Seen, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(s: &'a Seen, name: &str) -> Option<&'a str> {
     s.headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -282,7 +282,7 @@ async fn remote_workloads_are_validated() {
         ),
         (
             json!({"name": "j", "url": "http://h/", "header_forward": {"add_headers_from_secret": {"X-Key": "k"}}}),
-            "add_headers_from_secret",
+            "secret `k` (for header X-Key) does not exist",
         ),
     ];
     for (body, want) in cases {

@@ -15,10 +15,10 @@ use zeroize::Zeroizing;
 
 use crate::api::{Harness, harness, harness_config, harness_secrets};
 
-const KEYS: &str = "/api/v1beta/secrets/default/keys";
+pub(crate) const KEYS: &str = "/api/v1beta/secrets/default/keys";
 
 /// Every form a leaked value could take.
-fn encodings(value: &str) -> Vec<String> {
+pub(crate) fn encodings(value: &str) -> Vec<String> {
     use base64::Engine as _;
     vec![
         value.to_owned(),
@@ -32,7 +32,7 @@ fn encodings(value: &str) -> Vec<String> {
 
 /// Fails if any file under `dir` (but `except`) holds `value` in any
 /// encoding.
-fn assert_no_file_has(dir: &Path, except: &Path, value: &str) {
+pub(crate) fn assert_no_file_has(dir: &Path, except: &Path, value: &str) {
     let forms = encodings(value);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -58,18 +58,18 @@ fn assert_no_file_has(dir: &Path, except: &Path, value: &str) {
     }
 }
 
-fn assert_no_value(text: &str, value: &str) {
+pub(crate) fn assert_no_value(text: &str, value: &str) {
     for form in encodings(value) {
         assert!(!text.contains(&form), "an answer shows the secret: {text}");
     }
 }
 
-async fn put(h: &Harness, key: &str, value: Value) -> crate::api::Resp {
+pub(crate) async fn put(h: &Harness, key: &str, value: Value) -> crate::api::Resp {
     h.call(Method::PUT, &format!("{KEYS}/{key}"), Some(value))
         .await
 }
 
-async fn delete(h: &Harness, key: &str) -> crate::api::Resp {
+pub(crate) async fn delete(h: &Harness, key: &str) -> crate::api::Resp {
     h.call(Method::DELETE, &format!("{KEYS}/{key}"), None).await
 }
 

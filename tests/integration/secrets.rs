@@ -32,7 +32,7 @@ fn encodings(value: &str) -> Vec<String> {
 
 /// Fails if any file under `dir` (but `except`) holds `value` in any
 /// encoding.
-fn assert_no_file_has(dir: &Path, except: &Path, value: &str) {
+pub(crate) fn assert_no_file_has(dir: &Path, except: &Path, value: &str) {
     let forms = encodings(value);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -222,10 +222,6 @@ impl AppBuilder {
             let cache = state_dir.join("plugin-cache");
             Some(Arc::new(load_plugins(host, entries, Some(cache)).await?))
         };
-        let registries = Arc::new(
-            crate::registry::Registries::open(&config.registries, &state_dir, plugins.clone())
-                .map_err(AppError::Registry)?,
-        );
         let secrets = crate::secrets::Secrets::open_with(
             &config.secrets,
             secrets_env,
@@ -234,6 +230,17 @@ impl AppBuilder {
             store_options,
         )
         .await?;
+        // The registries keep their login tokens in berth's own secrets.
+        let registries = Arc::new(
+            crate::registry::Registries::open(
+                &config.registries,
+                &state_dir,
+                plugins.clone(),
+                secrets.clone(),
+            )
+            .await
+            .map_err(AppError::Registry)?,
+        );
         let proxies = Arc::new(Proxies::new(config.proxy.clone()));
         let settings = Settings {
             secrets: Some(secrets.clone()),

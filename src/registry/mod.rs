@@ -316,25 +316,30 @@ impl Registries {
     /// The registries of berth.toml and those stored in `state_dir`
     /// (`registries.json`), plus the embedded `default` unless either
     /// replaces it. A stored registry that is no longer valid is skipped
-    /// with a warning.
-    pub fn open(
+    /// with a warning. Login tokens are kept in berth's own store of
+    /// `secrets` (opened now when it exists; a plaintext token file of an
+    /// earlier version is moved into it, see [`auth`]).
+    pub async fn open(
         configs: &[RegistryConfig],
         state_dir: &Path,
         plugins: Option<Arc<crate::plugins::Plugins>>,
+        secrets: Arc<crate::secrets::Secrets>,
     ) -> Result<Self, String> {
-        Self::open_with(configs, state_dir, plugins, None)
+        Self::open_with(configs, state_dir, plugins, secrets, None).await
     }
 
     /// As [`Registries::open`], with request options that replace the
     /// defaults (tests: short timeouts, loopback sources).
-    pub fn open_with(
+    pub async fn open_with(
         configs: &[RegistryConfig],
         state_dir: &Path,
         plugins: Option<Arc<crate::plugins::Plugins>>,
+        secrets: Arc<crate::secrets::Secrets>,
         fetch_override: Option<FetchOptions>,
     ) -> Result<Self, String> {
         let fetcher = Fetcher::new().map_err(|e| format!("registry HTTP client: {e}"))?;
-        let tokens = Arc::new(auth::TokenStore::new(state_dir));
+        let tokens = Arc::new(auth::TokenStore::new(state_dir, secrets));
+        tokens.load().await;
         let oauth = Arc::new(auth::OAuth::new(fetcher.clone(), tokens.clone()));
         let ctx = Arc::new(Ctx {
             fetcher,
@@ -456,6 +461,16 @@ impl Registries {
     ) -> Result<Vec<(String, String)>, RegistryError> {
         if !matches!(registry.source, Source::Url { .. } | Source::Api { .. }) {
             return Ok(Vec::new());
+        }
+        if self.tokens.get(&registry.name).is_none()
+            && let Err(e) = self.tokens.readable().await
+        {
+            // The token of a registry that needs a login may be in the
+            // store that cannot be opened: say so. Others go without.
+            if registry.auth.is_some() {
+                return Err(RegistryError::AuthRequired(e.to_string()));
+            }
+            tracing::debug!(registry = %registry.name, error = %e, "Registry read without a token.");
         }
         let Some(mut token) = self.tokens.get(&registry.name) else {
             return Ok(Vec::new());
@@ -793,6 +808,7 @@ impl Registries {
                 "the token must be printable ASCII without spaces, at most 16 KiB".into(),
             ));
         }
+        self.tokens.ensure().await.map_err(token_error)?;
         self.tokens
             .put(
                 registry,
@@ -803,7 +819,7 @@ impl Registries {
                     kind: if r.auth.is_some() { "oauth" } else { "bearer" }.to_owned(),
                 },
             )
-            .map_err(|e| RegistryError::Save(e.to_string()))?;
+            .map_err(token_error)?;
         Ok(())
     }
 
@@ -816,6 +832,8 @@ impl Registries {
                 "Registry OAuth not configured; call PUT /api/v1beta/registry/{registry} with a client ID and issuer URL first, or log in with {{\"token\": …}}"
             )));
         };
+        // Where the token will be kept must work before the user approves.
+        self.tokens.ensure().await.map_err(token_error)?;
         self.oauth
             .start_login(&r.name, cfg)
             .await
@@ -826,11 +844,7 @@ impl Registries {
     pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
         let r = self.get(registry)?;
         let cancelled = self.oauth.cancel(&r.name);
-        let had = self
-            .tokens
-            .remove(&r.name)
-            .map_err(|e| RegistryError::Save(e.to_string()))?
-            || cancelled;
+        let had = self.tokens.remove(&r.name).map_err(token_error)? || cancelled;
         if !had && r.auth.is_none() {
             return Err(RegistryError::Invalid(format!(
                 "Registry OAuth not configured and no token stored for `{registry}`; call PUT /api/v1beta/registry/{registry} with auth, or log in with a token, first"
@@ -838,6 +852,12 @@ impl Registries {
         }
         Ok(had)
     }
+}
+
+/// A token that could not be read or kept: berth's secrets store cannot
+/// be used (503, with the reason).
+fn token_error(e: auth::TokenError) -> RegistryError {
+    RegistryError::Unavailable(e.to_string())
 }
 
 fn req_sources(req: &SourceRequest) -> usize {

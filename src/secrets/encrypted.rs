@@ -40,8 +40,10 @@
 //! # Concurrency
 //!
 //! Writes take an in-process async mutex and an exclusive `flock` on
-//! `<file>.lock`, re-read and decrypt the current file (another process may
-//! have written), modify, re-encrypt with a fresh nonce and replace the file
+//! `<file>.lock` (the blocking system writes take the `flock` only, which
+//! excludes every other write too: each opens its own file description),
+//! re-read and decrypt the current file (another process may have
+//! written), modify, re-encrypt with a fresh nonce and replace the file
 //! atomically ([`crate::state::write_atomic`]: temp file, fsync, rename,
 //! fsync of the directory, mode 0600). Reads use an in-memory copy, refreshed
 //! when the file's stamp (inode, size, mtime, header and nonce) changes.
@@ -684,6 +686,34 @@ impl EncryptedStore {
     pub async fn list_system(&self) -> Result<Vec<String>, SecretsError> {
         self.list_where(|name| name.starts_with(RESERVED_PREFIX))
             .await
+    }
+
+    /// [`EncryptedStore::set_system`] for a caller that cannot await (the
+    /// registry keeps a token under its own lock, so that a logout never
+    /// races a login's write). It blocks the calling thread on the
+    /// cross-process lock and the file (the key is already derived): keep
+    /// it to small, rare writes.
+    pub fn set_system_blocking(&self, name: &str, value: &str) -> Result<(), SecretsError> {
+        validate_system_name(name)?;
+        validate_value(name, value)?;
+        let name = name.to_owned();
+        let value = Zeroizing::new(value.to_owned());
+        self.inner.mutate(move |map| {
+            map.insert(name, value);
+            Ok((true, ()))
+        })
+    }
+
+    /// [`EncryptedStore::delete_system`] for a caller that cannot await;
+    /// blocks as [`EncryptedStore::set_system_blocking`] does. `NotFound`
+    /// when absent.
+    pub fn delete_system_blocking(&self, name: &str) -> Result<(), SecretsError> {
+        validate_system_name(name)?;
+        let key = name.to_owned();
+        self.inner.mutate(move |map| match map.remove(&key) {
+            Some(_) => Ok((true, ())),
+            None => Err(SecretsError::NotFound(key)),
+        })
     }
 
     async fn get_checked(&self, name: &str) -> Result<String, SecretsError> {

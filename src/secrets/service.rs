@@ -7,6 +7,12 @@
 //! the first start: no setup call, no keyring, no prompt. A store that
 //! cannot be opened (wrong password, damaged file) does not stop berth: the
 //! secrets routes answer with the reason and every other route works.
+//!
+//! berth's own secrets (registry OAuth tokens) always live in the built-in
+//! encrypted store at the configured path, whatever the user's default
+//! provider is ([`Secrets::system_store`]): a user's Vault plugin or the
+//! environment is not where berth keeps its tokens. When the default
+//! provider is that store, both are one instance (one key derivation).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -167,6 +173,18 @@ pub struct Secrets {
     active: RwLock<Active>,
     setup: tokio::sync::Mutex<()>,
     api_writes: tokio::sync::Mutex<()>,
+    /// berth's own store, once opened. Never held while waiting for
+    /// `active` (which may be held while waiting for it).
+    system: tokio::sync::Mutex<SystemStore>,
+}
+
+/// The cache behind [`Secrets::system_store`].
+#[derive(Default)]
+struct SystemStore {
+    store: Option<Arc<EncryptedStore>>,
+    /// The last failure to open it, and when (tried again after
+    /// [`RETRY_EVERY`]: each try costs one key derivation).
+    failed: Option<(SecretsError, Instant)>,
 }
 
 impl fmt::Debug for Secrets {
@@ -232,6 +250,7 @@ impl Secrets {
             }),
             setup: tokio::sync::Mutex::new(()),
             api_writes: tokio::sync::Mutex::new(()),
+            system: tokio::sync::Mutex::default(),
         });
         let provider = this.activate(&kind, None).await;
         if let Err(e) = &provider
@@ -265,16 +284,77 @@ impl Secrets {
             ProviderKind::Environment => Ok(self.environment.clone()),
             ProviderKind::Plugin(name) => self.plugin(name),
             ProviderKind::Encrypted => {
-                let source = PasswordSource {
-                    // A password given at setup is the caller's explicit
-                    // choice: it is tried before BERTH_SECRETS_PASSWORD.
-                    password: password.cloned().or_else(|| self.env_password.clone()),
-                    key_file: self.key_file.clone(),
-                };
-                let store =
-                    EncryptedStore::open_async(self.store.clone(), source, self.store_options)
-                        .await?;
-                Ok(Arc::new(store))
+                let store = self.open_store(password).await?;
+                // berth's own secrets share this instance when none is open.
+                let mut system = self.system.lock().await;
+                if system.store.is_none() {
+                    system.store = Some(store.clone());
+                    system.failed = None;
+                }
+                Ok(store)
+            }
+        }
+    }
+
+    /// Opens the encrypted store at the configured path (one key
+    /// derivation, off the async threads).
+    async fn open_store(
+        &self,
+        password: Option<&Zeroizing<String>>,
+    ) -> Result<Arc<EncryptedStore>, SecretsError> {
+        let source = PasswordSource {
+            // A password given at setup is the caller's explicit choice: it
+            // is tried before BERTH_SECRETS_PASSWORD.
+            password: password.cloned().or_else(|| self.env_password.clone()),
+            key_file: self.key_file.clone(),
+        };
+        let store =
+            EncryptedStore::open_async(self.store.clone(), source, self.store_options).await?;
+        Ok(Arc::new(store))
+    }
+
+    /// berth's own store: the built-in encrypted store at
+    /// [`Secrets::store_path`], unlocked as the `encrypted` provider is
+    /// (`BERTH_SECRETS_PASSWORD`, the key file, or the password given at
+    /// setup), whichever provider is the default. Its names start with
+    /// `__berth_` and are reached with [`EncryptedStore::get_system`] and
+    /// its siblings; the user's view never lists them.
+    ///
+    /// Opened once (creating it, and its key file, when neither exists)
+    /// and kept; the instance of the default provider when that is the
+    /// encrypted store. A store that cannot be opened (wrong password,
+    /// damaged file) is the reason, tried again at most every two seconds.
+    pub async fn system_store(&self) -> Result<Arc<EncryptedStore>, SecretsError> {
+        if let Some(store) = &self.system.lock().await.store {
+            return Ok(store.clone());
+        }
+        // Read before taking `system`: `active` is held by callers that
+        // wait for `system` (activate).
+        let password = {
+            let active = self.active.read().await;
+            match active.kind {
+                ProviderKind::Encrypted => active.password.clone(),
+                _ => None,
+            }
+        };
+        let mut system = self.system.lock().await;
+        if let Some(store) = &system.store {
+            return Ok(store.clone());
+        }
+        if let Some((e, at)) = &system.failed
+            && at.elapsed() < RETRY_EVERY
+        {
+            return Err(e.clone());
+        }
+        match self.open_store(password.as_ref()).await {
+            Ok(store) => {
+                system.store = Some(store.clone());
+                system.failed = None;
+                Ok(store)
+            }
+            Err(e) => {
+                system.failed = Some((e.clone(), Instant::now()));
+                Err(e)
             }
         }
     }

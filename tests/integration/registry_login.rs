@@ -12,9 +12,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use berth::secrets::SecretsEnv;
 use serde_json::{Value, json};
+use zeroize::Zeroizing;
 
-use crate::api::{Harness, harness};
+use crate::api::{Harness, harness, harness_secrets};
+use crate::secrets::assert_no_file_has;
 use crate::support::eventually;
 
 const CLIENT_ID: &str = "berth-cli";
@@ -250,6 +253,27 @@ async fn login(h: &Harness) -> Value {
     r.json()
 }
 
+/// The names of berth's own secrets in the encrypted store.
+async fn system_tokens(h: &Harness) -> Vec<String> {
+    let store = h.berth.secrets.system_store().await.expect("system store");
+    store.list_system().await.expect("list")
+}
+
+/// Fails if a file of the state directory but the encrypted store holds
+/// one of `values`, or the user's secret listing shows berth's own.
+async fn assert_tokens_hidden(h: &Harness, values: &[&str]) {
+    assert!(!h.dir.path().join("registry-tokens.json").exists());
+    for v in values {
+        assert_no_file_has(h.dir.path(), h.berth.secrets.store_path(), v);
+    }
+    let r = h.get("/api/v1beta/secrets/default/keys").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!r.text.contains("__berth"), "{}", r.text);
+    for v in values {
+        assert!(!r.text.contains(v), "{}", r.text);
+    }
+}
+
 /// Expires the stored access token (as time would), keeping its refresh
 /// token.
 fn expire(h: &Harness) {
@@ -394,12 +418,9 @@ async fn a_registry_logs_in_with_the_device_flow_and_refreshes_its_token() {
         !config.contains("at-1") && !config.contains("rt-1"),
         "{config}"
     );
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(h.dir.path().join("registry-tokens.json"))
-            .expect("token file")
-            .permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600);
+    // Kept as berth's own secrets: in no plaintext file, in no listing.
+    assert_tokens_hidden(&h, &["\"at-1\"", "\"rt-1\""]).await;
+    assert_eq!(system_tokens(&h).await, ["__berth_registry_default"]);
 
     // The API registry lists through the token.
     let r = h
@@ -461,6 +482,8 @@ async fn a_registry_logs_in_with_the_device_flow_and_refreshes_its_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert!(h.berth.registries.tokens.get("default").is_none());
     assert_eq!(info(&h).await["auth_status"], "configured");
+    assert_eq!(system_tokens(&h).await, Vec::<String>::new());
+    assert_tokens_hidden(&h, &["\"at-2\"", "\"rt-2\""]).await;
 
     // A denied login ends its flow and leaves the registry configured: the
     // next login starts a new flow with a new code.
@@ -568,4 +591,120 @@ async fn a_login_without_oauth_or_with_a_failing_identity_provider_is_refused() 
     )
     .await;
     assert_eq!(info(&h).await["auth_status"], "configured");
+}
+
+fn password(p: &str) -> SecretsEnv {
+    SecretsEnv {
+        password: Some(Zeroizing::new(p.into())),
+        ..SecretsEnv::default()
+    }
+}
+
+fn write_token_file(path: &std::path::Path) {
+    let legacy = json!({"default": {"access_token": "legacy-canary-access",
+        "refresh_token": "legacy-canary-refresh", "kind": "oauth"}});
+    std::fs::write(path, legacy.to_string()).expect("token file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plaintext_token_file_of_an_earlier_berth_moves_into_the_secrets_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let legacy = dir.path().join("registry-tokens.json");
+    write_token_file(&legacy);
+    let h = harness_secrets(dir, SecretsEnv::default(), |_| {}).await;
+    assert!(!legacy.exists(), "deleted once moved");
+    let t = h.berth.registries.tokens.get("default").expect("moved");
+    assert_eq!(t.access_token, "legacy-canary-access");
+    assert_eq!(t.refresh_token.as_deref(), Some("legacy-canary-refresh"));
+    assert_eq!(system_tokens(&h).await, ["__berth_registry_default"]);
+    assert_tokens_hidden(&h, &["legacy-canary-access", "legacy-canary-refresh"]).await;
+    assert_eq!(info(&h).await["auth_status"], "authenticated");
+
+    let r = h.post("/api/v1beta/registry/auth/logout", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(system_tokens(&h).await, Vec::<String>::new());
+    assert_eq!(info(&h).await["auth_status"], "none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_stays_while_the_secrets_store_cannot_be_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    {
+        let h = harness_secrets(dir, password("the right password"), |_| {}).await;
+        // Keep the directory (and its store) for the next berths.
+        let _ = h.dir.keep();
+    }
+    let store = path.join("secrets.berthsec");
+    let state = tempfile::TempDir::new_in(&path).expect("dir");
+    let legacy = state.path().join("registry-tokens.json");
+    write_token_file(&legacy);
+    let h = harness_secrets(state, password("a wrong password"), |c| {
+        c.secrets.store = Some(store.clone());
+    })
+    .await;
+    assert!(legacy.exists(), "the file stays until its tokens are moved");
+    assert!(h.berth.registries.tokens.get("default").is_none());
+
+    // A registry that needs a login says why it cannot have one.
+    let (idp, api, _) = start().await;
+    let r = put_default(
+        &h,
+        json!({"api_url": api, "allow_private_ip": true,
+            "auth": {"issuer": idp.base(), "client_id": CLIENT_ID}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = h
+        .post(
+            "/api/v1beta/registry/auth/login",
+            json!({"registry": "default"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("wrong password"), "{}", r.text);
+    assert!(r.text.contains("registry tokens"), "{}", r.text);
+    assert!(idp.device_forms.lock().expect("lock").is_empty(), "no flow");
+    let r = h
+        .post("/api/v1beta/registry/default/refresh", json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.json()["code"], "registry_auth_required");
+    assert!(r.text.contains("wrong password"), "{}", r.text);
+    let r = h.post("/api/v1beta/registry/auth/logout", json!({})).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("wrong password"), "{}", r.text);
+    assert!(legacy.exists());
+    let Harness {
+        app,
+        berth,
+        fake,
+        workloads,
+        dir,
+    } = h;
+    drop((app, berth, fake, workloads));
+    let moved = dir.keep();
+
+    // The next start with the right password moves it.
+    let state = tempfile::TempDir::new_in(&path).expect("dir");
+    std::fs::rename(
+        moved.join("registry-tokens.json"),
+        state.path().join("registry-tokens.json"),
+    )
+    .expect("token file");
+    let h = harness_secrets(state, password("the right password"), |c| {
+        c.secrets.store = Some(store.clone());
+    })
+    .await;
+    assert!(!h.dir.path().join("registry-tokens.json").exists());
+    assert_eq!(
+        h.berth
+            .registries
+            .tokens
+            .get("default")
+            .expect("moved")
+            .access_token,
+        "legacy-canary-access"
+    );
+    std::fs::remove_dir_all(&path).expect("cleanup");
 }

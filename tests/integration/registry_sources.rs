@@ -325,13 +325,9 @@ async fn an_api_registry_that_needs_a_token_says_so_and_takes_one() {
     assert_eq!(info["auth_type"], "bearer");
     assert!(!info.to_string().contains("good\""), "{info}");
     assert!(server.pages.load(Ordering::SeqCst) >= 1);
-    let tokens = h2.dir.path().join("registry-tokens.json");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&tokens)
-            .expect("token file")
-            .permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600);
+    // Kept in the encrypted secrets store, in no plaintext file.
+    assert!(!h2.dir.path().join("registry-tokens.json").exists());
+    crate::secrets::assert_no_file_has(h2.dir.path(), h2.berth.secrets.store_path(), "\"good\"");
     let config = std::fs::read_to_string(h2.dir.path().join("registries.json")).expect("stored");
     assert!(
         !config.contains("good"),

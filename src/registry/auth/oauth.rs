@@ -652,8 +652,6 @@ impl<'c> AsyncHttpClient<'c> for Http<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     fn token(access: &str, refresh: Option<&str>) -> Token {
@@ -755,7 +753,7 @@ mod tests {
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
         let dir = tempfile::tempdir().expect("dir");
-        let tokens = Arc::new(TokenStore::new(dir.path()));
+        let tokens = Arc::new(super::super::tests::opened(dir.path(), "encrypted").await);
         let oauth = OAuth::new(Fetcher::new().expect("fetcher"), tokens.clone());
         let auth = oauth
             .configure(AuthConfig {
@@ -780,14 +778,16 @@ mod tests {
 
     #[test]
     fn scopes_default_and_bad_ones_are_refused() {
-        let oauth = OAuth::new(
-            Fetcher::new().expect("fetcher"),
-            Arc::new(TokenStore::new(Path::new("/nonexistent"))),
-        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let secrets = rt.block_on(super::super::tests::secrets(dir.path(), "none", "pw"));
+        let oauth = OAuth::new(
+            Fetcher::new().expect("fetcher"),
+            Arc::new(TokenStore::new(dir.path(), secrets)),
+        );
         let err = rt
             .block_on(oauth.configure(AuthConfig {
                 issuer: "https://idp.example.com".into(),

@@ -475,3 +475,49 @@ async fn a_sealed_server_is_unavailable() {
     let err = s.list().await.expect_err("sealed");
     check_error(&err, unavailable, &secrets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workload_reference_names_the_vault_plugin_while_encrypted_stays_the_default() {
+    use axum::http::StatusCode as Http;
+    use berth_runtime_api::WorkloadName;
+
+    let bao = OpenBao::start().await;
+    let entry: PluginConfig = serde_json::from_value(json!({
+        "name": "vault", "kind": "secrets-provider", "path": wasm("secrets-vault-kv"),
+        "config": {"address": bao.address(), "token": bao.token(), "prefix": "berth/ref"},
+        "permissions": {"allow_http": [bao.host_port()], "allow_private": true}
+    }))
+    .expect("plugin config");
+    let h = crate::api::harness_config(|c| c.plugins = vec![entry]).await;
+    provider(&bao, bao.token(), "berth/ref")
+        .set("gh", VALUE2)
+        .await
+        .expect("set in OpenBao");
+    let r = h.get("/api/v1beta/secrets/default").await;
+    assert_eq!(r.json()["provider_type"], "encrypted", "{}", r.text);
+
+    let r = h
+        .create(
+            json!({"name": "wv", "image": "fake://echo", "transport": "stdio",
+            "secrets": [{"name": "vault/gh", "target": "GH_TOKEN"}]}),
+        )
+        .await;
+    assert_eq!(r.status, Http::CREATED, "{}", r.text);
+    h.wait_status("wv", "running").await;
+    let spec = h
+        .fake
+        .spec_of(&WorkloadName::parse("wv").expect("name"))
+        .expect("spec");
+    assert_eq!(spec.secret_env["GH_TOKEN"].expose(), VALUE2);
+    let got = h.get("/api/v1beta/workloads/wv").await;
+    assert!(!got.text.contains(VALUE2), "{}", got.text);
+
+    let r = h
+        .create(
+            json!({"name": "wv2", "image": "fake://echo", "transport": "stdio",
+            "secrets": [{"name": "vault/missing", "target": "T"}]}),
+        )
+        .await;
+    assert_eq!(r.status, Http::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("vault/missing"), "{}", r.text);
+}

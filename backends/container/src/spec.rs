@@ -17,7 +17,7 @@ use crate::Package;
 ///
 /// `engine` names the backend in the messages (`docker`, `podman`).
 pub fn check_spec(spec: &WorkloadSpec, engine: &str) -> Result<(), RuntimeError> {
-    check_secret_env(spec)?;
+    spec.check_secret_env()?;
     let invalid = |why: String| Err(RuntimeError::InvalidSpec(why));
     check_image(&spec.image, engine)?;
     if spec.transport != Transport::Stdio && spec.target_port.is_none() {
@@ -46,25 +46,6 @@ pub fn check_spec(spec: &WorkloadSpec, engine: &str) -> Result<(), RuntimeError>
             "mount source {:?} is not UTF-8, which the {engine} API cannot carry",
             m.source
         ));
-    }
-    Ok(())
-}
-
-/// Refuses secret environment variables an environment cannot carry: an
-/// empty name, a name with `=` or a NUL byte, a value with a NUL byte. The
-/// message names the variable, never its value.
-fn check_secret_env(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
-    for (key, value) in &spec.secret_env {
-        if key.is_empty() || key.contains(['=', '\0']) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "secret environment variable name {key:?} is empty or holds `=` or a NUL byte"
-            )));
-        }
-        if value.expose().contains('\0') {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "the value of secret environment variable `{key}` holds a NUL byte, which an environment cannot carry"
-            )));
-        }
     }
     Ok(())
 }

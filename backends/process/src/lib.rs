@@ -430,25 +430,6 @@ fn check_confinement(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// Refuses secret variables an environment cannot carry: an empty name,
-/// a name with `=` or a NUL byte, a value with a NUL byte. The message
-/// names the variable, never the value.
-fn check_secret_env(spec: &WorkloadSpec) -> Result<(), RuntimeError> {
-    for (key, value) in &spec.secret_env {
-        if key.is_empty() || key.contains(['=', '\0']) {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "secret environment variable name {key:?} is empty or holds `=` or a NUL byte"
-            )));
-        }
-        if value.expose().contains('\0') {
-            return Err(RuntimeError::InvalidSpec(format!(
-                "the value of secret environment variable `{key}` holds a NUL byte, which an environment cannot carry"
-            )));
-        }
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Backend for ProcessBackend {
     fn kind(&self) -> &'static str {
@@ -465,7 +446,7 @@ impl Backend for ProcessBackend {
 
     fn check(&self, spec: &WorkloadSpec) -> Result<(), RuntimeError> {
         check_confinement(spec)?;
-        check_secret_env(spec)?;
+        spec.check_secret_env()?;
         command::resolve(&self.config, &spec.image, &spec.args).map(drop)
     }
 
@@ -478,7 +459,7 @@ impl Backend for ProcessBackend {
 
     async fn deploy(&self, spec: WorkloadSpec) -> Result<WorkloadInfo, RuntimeError> {
         check_confinement(&spec)?;
-        check_secret_env(&spec)?;
+        spec.check_secret_env()?;
         let invocation = command::resolve(&self.config, &spec.image, &spec.args)?;
         let name = spec.name.clone();
         if self.lock().get(&name).is_some_and(Instance::is_running) {

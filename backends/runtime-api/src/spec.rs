@@ -114,6 +114,26 @@ impl WorkloadSpec {
         }
     }
 
+    /// Refuses secret environment variables an environment cannot carry:
+    /// an empty name, a name with `=` or a NUL byte, a value with a NUL
+    /// byte. The message names the variable, never its value. Every
+    /// backend checks this before it deploys.
+    pub fn check_secret_env(&self) -> Result<(), crate::RuntimeError> {
+        for (key, value) in &self.secret_env {
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(crate::RuntimeError::InvalidSpec(format!(
+                    "secret environment variable name {key:?} is empty or holds `=` or a NUL byte"
+                )));
+            }
+            if value.expose().contains('\0') {
+                return Err(crate::RuntimeError::InvalidSpec(format!(
+                    "the value of secret environment variable `{key}` holds a NUL byte, which an environment cannot carry"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the spec asks for anything beyond an unrestricted default
     /// runtime: mounts, or a network other than [`NetworkAccess::Full`].
     /// A backend that cannot enforce these must refuse such a spec

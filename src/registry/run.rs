@@ -48,6 +48,25 @@ pub fn image_for(server: &Server, runtime: &str) -> Option<String> {
         .or_else(|| server.package_ref())
 }
 
+/// Gives `req` the defaults of the entry's environment variables it does
+/// not set (as a plain variable or as a secret's target); returns the
+/// required ones still missing.
+pub fn fill_env(server: &Server, req: &mut CreateRequest) -> Vec<super::model::EnvVar> {
+    let mut missing = Vec::new();
+    for var in server.env_vars() {
+        if req.env_vars.contains_key(&var.name) || req.secrets.iter().any(|s| s.target == var.name)
+        {
+            continue;
+        }
+        if !var.default.is_empty() {
+            req.env_vars.insert(var.name, var.default);
+        } else if var.required {
+            missing.push(var);
+        }
+    }
+    missing
+}
+
 /// Fills `req` from `server` of registry `registry`. `available` are the
 /// runtimes this berth has, the default first.
 pub fn apply(
@@ -104,25 +123,20 @@ pub fn apply(
         }
         Kind::Local => {}
     }
-    let mut missing = Vec::new();
-    if server.kind == Kind::Local {
-        for var in server.env_vars() {
-            if req.env_vars.contains_key(&var.name)
-                || req.secrets.iter().any(|s| s.target == var.name)
-            {
-                continue;
-            }
-            if !var.default.is_empty() {
-                req.env_vars.insert(var.name, var.default);
-            } else if var.required {
-                missing.push(if var.description.is_empty() {
+    let missing: Vec<String> = if server.kind == Kind::Local {
+        fill_env(server, req)
+            .into_iter()
+            .map(|var| {
+                if var.description.is_empty() {
                     var.name
                 } else {
                     format!("{} ({})", var.name, var.description)
-                });
-            }
-        }
-    }
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     if !missing.is_empty() {
         return Err(RegistryError::Invalid(format!(
             "server `{name}` needs environment variable{} {}: give {} in env_vars (or as the target of a secret)",

@@ -167,19 +167,10 @@ impl Workloads {
             req.secrets.push(s);
         }
         if server.kind == EntryKind::Local {
-            let mut missing = Vec::new();
-            for var in server.env_vars() {
-                if req.env_vars.contains_key(&var.name)
-                    || req.secrets.iter().any(|s| s.target == var.name)
-                {
-                    continue;
-                }
-                if !var.default.is_empty() {
-                    req.env_vars.insert(var.name, var.default);
-                } else if var.required {
-                    missing.push(var.name);
-                }
-            }
+            let missing: Vec<String> = crate::registry::run::fill_env(&server, &mut req)
+                .into_iter()
+                .map(|var| var.name)
+                .collect();
             if !missing.is_empty() {
                 return Err(refuse(format!(
                     "version {version} needs the environment variable{} {}: give {} in `env`",

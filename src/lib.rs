@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod egress;
 pub mod groups;

@@ -1,0 +1,1 @@
+//! Safe edits of a client's configuration file.

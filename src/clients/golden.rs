@@ -65,6 +65,19 @@ fn lossless(layout: Layout) -> bool {
 fn every_client_writes_its_golden_files() {
     let mut failures = Vec::new();
     for client in CLIENTS {
+        // One client's panic is reported with the others' results.
+        let one = std::panic::catch_unwind(|| check_client(client));
+        match one {
+            Ok(mut f) => failures.append(&mut f),
+            Err(_) => failures.push(format!("{}: panicked", client.id)),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn check_client(client: &ClientDef) -> Vec<String> {
+    let mut failures = Vec::new();
+    {
         let dir = dir(client);
         let key = client.servers_key;
         let check = |what: &str, got: Result<String, _>, want: &str, failures: &mut Vec<String>| {
@@ -117,5 +130,5 @@ fn every_client_writes_its_golden_files() {
             Err(e) => failures.push(format!("{} entries: {e}", client.id)),
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    failures
 }

@@ -4,6 +4,7 @@
 //! place that picks status codes is [`error`].
 
 pub mod error;
+mod clients;
 mod groups;
 mod json;
 mod openapi;
@@ -55,6 +56,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1beta/x/berth/plugins", plugins::routes())
         .nest("/api/v1beta/registry", registry::routes())
         .nest("/api/v1beta/secrets", secrets::routes())
+        .nest("/api/v1beta/clients", clients::routes())
+        .nest("/api/v1beta/discovery", clients::discovery_routes())
         .nest("/registry", registry::v01_routes())
         .nest(
             "/api/v1beta/x/berth/registries",

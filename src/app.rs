@@ -81,6 +81,8 @@ pub struct App {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// The workload service.
     pub workloads: Workloads,
+    /// The MCP clients' configuration files.
+    pub clients: Arc<crate::clients::Clients>,
     /// Who may call the management API.
     pub access: Access,
     /// Random per-process nonce sent on `/health`, so that a client can
@@ -107,6 +109,7 @@ pub struct AppBuilder {
     nonce: Option<String>,
     secrets_env: crate::secrets::SecretsEnv,
     store_options: crate::secrets::encrypted::StoreOptions,
+    home: Option<PathBuf>,
 }
 
 impl App {
@@ -122,12 +125,14 @@ impl App {
             nonce: None,
             secrets_env: Default::default(),
             store_options: Default::default(),
+            home: None,
         }
     }
 
     /// Lets running workload operations finish (up to `grace`), lets every
     /// runtime shut down its instances, and closes the proxies.
     pub async fn shutdown(&self, grace: Duration) {
+        self.clients.stop();
         self.workloads.shutdown(grace).await;
         self.proxies.stop_all().await;
     }
@@ -178,6 +183,14 @@ impl AppBuilder {
         self
     }
 
+    /// The home directory of the user whose MCP clients berth configures
+    /// (`[clients] home` wins over it); without either, client
+    /// registration is refused.
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
+        self
+    }
+
     /// A fixed `/health` nonce (tests); random otherwise.
     pub fn nonce(mut self, nonce: impl Into<String>) -> Self {
         self.nonce = Some(nonce.into());
@@ -196,6 +209,7 @@ impl AppBuilder {
             nonce,
             secrets_env,
             store_options,
+            home,
         } = self;
         let state_dir = state_dir.ok_or(AppError::NoStateDir)?;
         let store = Store::open(&state_dir).map_err(|source| AppError::State {
@@ -257,6 +271,14 @@ impl AppBuilder {
             settings,
         )
         .await?;
+        // After the workloads: it lists them, and repairs the files at once.
+        let clients = crate::clients::Clients::open(
+            config.clients.home.as_deref().or(home.as_deref()),
+            &state_dir,
+            groups.clone(),
+            workloads.clone(),
+        );
+        clients.start().await;
         let nonce = nonce.unwrap_or_else(|| {
             (0..16)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
@@ -272,6 +294,7 @@ impl AppBuilder {
             registries,
             secrets,
             workloads,
+            clients,
             access,
             nonce: nonce.into(),
         }))

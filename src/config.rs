@@ -56,6 +56,8 @@ pub struct Config {
     pub registries: Vec<crate::registry::RegistryConfig>,
     /// The secrets providers (`[secrets]`).
     pub secrets: crate::secrets::SecretsConfig,
+    /// The MCP clients' configuration files (`[clients]`).
+    pub clients: crate::clients::ClientsConfig,
     /// Threads of berth's async runtime (API, proxies, egress); `0` means
     /// half the machine's cores, at least one. The proxies share the
     /// machine with the MCP servers and their clients: on the 2-core
@@ -89,6 +91,7 @@ impl Default for Config {
             plugins: Vec::new(),
             registries: Vec::new(),
             secrets: Default::default(),
+            clients: Default::default(),
             worker_threads: 0,
             upgrade_ready_timeout_secs: crate::workloads::upgrade::DEFAULT_READY_TIMEOUT.as_secs(),
         }
@@ -247,6 +250,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "worker_threads",
     "upgrade_ready_timeout_secs",
     "secrets",
+    "clients",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;

@@ -172,6 +172,47 @@ impl Groups {
         Ok(out)
     }
 
+    /// Adds `client` to group `name`'s registered clients (once). Returns
+    /// whether it was added.
+    pub fn register_client(&self, name: &str, client: &str) -> Result<bool, GroupError> {
+        self.change_clients(name, |clients| {
+            if clients.iter().any(|c| c == client) {
+                false
+            } else {
+                clients.push(client.to_owned());
+                clients.sort();
+                true
+            }
+        })
+    }
+
+    /// Removes `client` from group `name`'s registered clients. Returns
+    /// whether it was there.
+    pub fn unregister_client(&self, name: &str, client: &str) -> Result<bool, GroupError> {
+        self.change_clients(name, |clients| {
+            let before = clients.len();
+            clients.retain(|c| c != client);
+            clients.len() != before
+        })
+    }
+
+    fn change_clients(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Vec<String>) -> bool,
+    ) -> Result<bool, GroupError> {
+        validate_name(name)?;
+        let _guard = self.lock.lock().expect("group lock");
+        let mut group = self
+            .read(name)?
+            .ok_or_else(|| GroupError::NotFound(name.to_owned()))?;
+        let changed = f(&mut group.registered_clients);
+        if changed {
+            self.store.write(Kind::Group, name, &group)?;
+        }
+        Ok(changed)
+    }
+
     /// Removes group `name`'s record; its workloads must have been dealt
     /// with by the caller.
     pub fn remove(&self, name: &str) -> Result<(), GroupError> {
@@ -237,6 +278,19 @@ mod tests {
         assert!(matches!(
             groups.remove(DEFAULT_GROUP),
             Err(GroupError::DeleteDefault)
+        ));
+        assert!(groups.register_client("b", "vscode").expect("register"));
+        assert!(!groups.register_client("b", "vscode").expect("again"));
+        assert!(groups.register_client("b", "cursor").expect("register"));
+        assert_eq!(
+            groups.get("b").expect("get").registered_clients,
+            ["cursor", "vscode"]
+        );
+        assert!(groups.unregister_client("b", "vscode").expect("unregister"));
+        assert!(!groups.unregister_client("b", "vscode").expect("again"));
+        assert!(matches!(
+            groups.register_client("nope", "vscode"),
+            Err(GroupError::NotFound(_))
         ));
         groups.remove("b").expect("remove");
         assert!(matches!(groups.get("b"), Err(GroupError::NotFound(_))));

@@ -340,13 +340,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => default_state_dir()?,
     };
     let base_env = base_env(&config);
-    let app = berth::app::App::builder(config)
+    let mut builder = berth::app::App::builder(config)
         .state_dir(&state_dir)
         .discover(engine_sockets(), base_env)
         .secrets_env(secrets_env())
-        .access(access)
-        .build()
-        .await?;
+        .access(access);
+    if let Some(home) = home() {
+        builder = builder.home(home);
+    }
+    let app = builder.build().await?;
     let runtimes = app.runtimes.names().join(",");
     let router = api::router(app.clone());
 

@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_runtime_api::RuntimeError;
 
+use crate::clients::ClientError;
 use crate::groups::GroupError;
 use crate::plugins::PluginError;
 use crate::registry::RegistryError;
@@ -98,6 +99,19 @@ impl From<GroupError> for ApiError {
             GroupError::NotFound(_) => StatusCode::NOT_FOUND,
             GroupError::AlreadyExists(_) => StatusCode::CONFLICT,
             _ => return Self::internal(&err),
+        };
+        Self::new(status, err.to_string())
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(err: ClientError) -> Self {
+        let status = match err {
+            ClientError::Unsupported { .. } | ClientError::Invalid(_) | ClientError::File { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            ClientError::NoHome => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Group(g) => return g.into(),
         };
         Self::new(status, err.to_string())
     }

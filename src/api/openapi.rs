@@ -6,7 +6,7 @@ use std::fmt::Write;
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 
-use super::{groups, plugins, registry, secrets, system, workloads};
+use super::{clients, groups, plugins, registry, secrets, system, workloads};
 
 /// The OpenAPI 3.1 document of every route berth serves.
 #[derive(OpenApi)]
@@ -30,6 +30,9 @@ use super::{groups, plugins, registry, secrets, system, workloads};
         registry::official_list, registry::official_get,
         secrets::setup, secrets::provider, secrets::list_keys, secrets::create_key,
         secrets::update_key, secrets::delete_key,
+        clients::list_clients, clients::register_client, clients::register_clients,
+        clients::unregister_clients, clients::unregister_client,
+        clients::unregister_client_group, clients::discover_clients,
     ),
     tags(
         (name = "system", description = "Health and API description"),
@@ -39,6 +42,8 @@ use super::{groups, plugins, registry, secrets, system, workloads};
         (name = "groups", description = "Groups of workloads"),
         (name = "registry", description = "Registries of MCP servers"),
         (name = "secrets", description = "Secrets providers and their keys (values are never returned)"),
+        (name = "clients", description = "MCP clients whose configuration files list berth's servers"),
+        (name = "discovery", description = "MCP clients found on this machine"),
         (name = "plugins", description = "berth extension: WebAssembly plugins"),
         (name = "runtimes", description = "berth extension: the runtimes workloads run on"),
     )

@@ -38,6 +38,8 @@ impl Workloads {
             tracing::error!(workload = %name, error = %error_chain(&err), "Cannot persist a workload status.");
         }
         e.status = next;
+        drop(table);
+        self.changed();
     }
 
     pub(super) fn set_status(

@@ -299,6 +299,8 @@ impl Workloads {
             return;
         }
         table.remove(name);
+        drop(table);
+        self.changed();
         info!(workload = %name, "Workload deleted.");
     }
 
@@ -356,6 +358,8 @@ impl Workloads {
                 && let Some(e) = table.get_mut(name)
             {
                 e.config = old;
+                drop(table);
+                self.changed();
             }
         }
         if let Some(edited) = edited {

@@ -160,6 +160,9 @@ struct Inner {
     journal: journal::Journal,
     table: Mutex<BTreeMap<WorkloadName, Entry>>,
     tasks: TaskTracker,
+    /// Bumped after every change of a workload's status, configuration or
+    /// existence; see [`Workloads::changes`].
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The workload service; cheap to clone.
@@ -267,6 +270,7 @@ impl Workloads {
                 settings,
                 table: Mutex::new(table),
                 tasks: TaskTracker::new(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         };
         let weak = Arc::downgrade(&this.inner);
@@ -389,6 +393,18 @@ impl Workloads {
             .map(|e| e.config.clone())
             .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
         self.backend_for(&config)
+    }
+
+    /// A counter bumped after every change of a workload's status,
+    /// configuration or existence: the one way other services (client
+    /// configuration) learn that the list of workloads changed. Receivers
+    /// read the list again; they never see the change itself.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkloadName, Entry>> {

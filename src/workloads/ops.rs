@@ -64,6 +64,7 @@ impl Workloads {
             );
             config
         };
+        self.changed();
         self.wlog(&name, &format!("created (image {})", config.image));
         info!(workload = %name, image = %config.image, port = config.port, "Workload created.");
         self.spawn_op(name.clone(), Op::Start);
@@ -151,6 +152,7 @@ impl Workloads {
             }
             (old, config)
         };
+        self.changed();
         Ok((name, old, config))
     }
 
@@ -306,6 +308,8 @@ impl Workloads {
                     e.config = config;
                 }
             }
+            drop(table);
+            self.changed();
         }
         self.inner.groups.remove(name)?;
         Ok(())

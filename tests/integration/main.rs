@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod bodies;
+mod clients;
 mod openapi;
 mod plugins;
 mod registry;

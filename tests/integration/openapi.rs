@@ -71,6 +71,8 @@ async fn covers_the_reference_for_the_paths_it_serves() {
             || p.starts_with("/api/v1beta/workloads")
             || p.starts_with("/api/v1beta/registry")
             || p.starts_with("/registry/")
+            || p.starts_with("/api/v1beta/clients")
+            || p == "/api/v1beta/discovery/clients"
     };
     for (method, path) in theirs.iter().filter(|(_, p)| in_scope(p)) {
         assert!(
@@ -129,6 +131,12 @@ async fn covers_the_reference_for_the_paths_it_serves() {
         "github_com_stacklok_toolhive_pkg_workloads_upgrade.EnvVarDrift",
         "github_com_stacklok_toolhive_pkg_workloads_upgrade.EnvVarInfo",
         "github_com_stacklok_toolhive_pkg_workloads_upgrade.StringChange",
+        "github_com_stacklok_toolhive_pkg_client.RegisteredClient",
+        "github_com_stacklok_toolhive_pkg_client.ClientAppStatus",
+        "pkg_api_v1.bulkClientRequest",
+        "pkg_api_v1.clientStatusResponse",
+        "pkg_api_v1.createClientRequest",
+        "pkg_api_v1.createClientResponse",
     ] {
         let missing: Vec<_> = their_schema(name)
             .difference(&ours_schema(name))

@@ -3,8 +3,8 @@
 //! Only this module knows HTTP. Handlers hold no business rules; the one
 //! place that picks status codes is [`error`].
 
-pub mod error;
 mod clients;
+pub mod error;
 mod groups;
 mod json;
 mod openapi;

@@ -79,7 +79,9 @@ pub(super) struct ClientStatusResponse {
 #[utoipa::path(get, path = "/api/v1beta/clients", tag = "clients",
     responses((status = 200, description = "OK", body = Vec<RegisteredClient>),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn list_clients(State(s): State<AppState>) -> ApiResult<Json<Vec<RegisteredClient>>> {
+pub(super) async fn list_clients(
+    State(s): State<AppState>,
+) -> ApiResult<Json<Vec<RegisteredClient>>> {
     Ok(Json(s.clients.list()?))
 }
 
@@ -102,7 +104,7 @@ pub(super) async fn register_client(
     }
     let groups = s
         .clients
-        .register(std::slice::from_ref(&req.name), &req.groups)
+        .register(vec![req.name.clone()], req.groups)
         .await?;
     Ok(Json(CreateClientResponse {
         name: req.name,
@@ -120,7 +122,7 @@ pub(super) async fn register_clients(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<BulkClientRequest>,
 ) -> ApiResult<Json<Vec<CreateClientResponse>>> {
-    s.clients.register(&req.names, &req.groups).await?;
+    s.clients.register(req.names.clone(), req.groups).await?;
     Ok(Json(
         req.names
             .into_iter()
@@ -143,8 +145,8 @@ pub(super) async fn unregister_clients(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<BulkClientRequest>,
 ) -> ApiResult<StatusCode> {
-    let groups = (!req.groups.is_empty()).then_some(req.groups.as_slice());
-    s.clients.unregister(&req.names, groups).await?;
+    let groups = (!req.groups.is_empty()).then_some(req.groups);
+    s.clients.unregister(req.names, groups).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,7 +160,7 @@ pub(super) async fn unregister_client(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.clients.unregister(&[name], None).await?;
+    s.clients.unregister(vec![name], None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -174,9 +176,7 @@ pub(super) async fn unregister_client_group(
     State(s): State<AppState>,
     Path((name, group)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.clients
-        .unregister(&[name], Some(std::slice::from_ref(&group)))
-        .await?;
+    s.clients.unregister(vec![name], Some(vec![group])).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,7 +185,9 @@ pub(super) async fn unregister_client_group(
 #[utoipa::path(get, path = "/api/v1beta/discovery/clients", tag = "discovery",
     responses((status = 200, description = "OK", body = ClientStatusResponse),
         (status = 500, description = "Internal Server Error", body = String)))]
-pub(super) async fn discover_clients(State(s): State<AppState>) -> ApiResult<Json<ClientStatusResponse>> {
+pub(super) async fn discover_clients(
+    State(s): State<AppState>,
+) -> ApiResult<Json<ClientStatusResponse>> {
     Ok(Json(ClientStatusResponse {
         clients: s.clients.discover()?,
     }))

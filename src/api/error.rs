@@ -107,9 +107,9 @@ impl From<GroupError> for ApiError {
 impl From<ClientError> for ApiError {
     fn from(err: ClientError) -> Self {
         let status = match err {
-            ClientError::Unsupported { .. } | ClientError::Invalid(_) | ClientError::File { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ClientError::Unsupported { .. }
+            | ClientError::Invalid(_)
+            | ClientError::File { .. } => StatusCode::BAD_REQUEST,
             ClientError::NoHome => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::Group(g) => return g.into(),
         };

@@ -38,7 +38,6 @@
 //!   error messages name paths, never file content.
 
 // Until the client sync that calls it lands.
-#![cfg_attr(not(test), expect(dead_code, reason = "the client sync is its caller"))]
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Permissions};

@@ -163,7 +163,9 @@ pub struct Clients {
     workloads: Workloads,
     record_path: PathBuf,
     /// Serializes passes: one file edit at a time, the record with it.
-    pass: tokio::sync::Mutex<Record>,
+    /// Passes run on blocking threads (`blocking`): they read group files
+    /// and may wait for another program's lock on a client file.
+    pass: Mutex<Record>,
     status: Mutex<BTreeMap<String, ClientStatus>>,
     /// The record as last saved, so that a pass that changed nothing does
     /// not write it.
@@ -233,12 +235,24 @@ impl Clients {
             groups,
             workloads,
             record_path,
-            pass: tokio::sync::Mutex::new(record),
+            pass: Mutex::new(record),
             status: Mutex::default(),
             saved: Mutex::default(),
             stopped: Default::default(),
             os: Os::current(),
         })
+    }
+
+    /// Runs `f` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Self) -> T + Send + 'static,
+    ) -> T {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || f(&this)).await {
+            Ok(out) => out,
+            Err(err) => std::panic::resume_unwind(err.into_panic()),
+        }
     }
 
     /// Brings every file in step now (repairing drift from while berth was
@@ -342,6 +356,15 @@ impl Clients {
     /// their files. Every name, every group and every file is checked
     /// before anything is recorded. Returns the groups used.
     pub async fn register(
+        self: &Arc<Self>,
+        names: Vec<String>,
+        groups: Vec<String>,
+    ) -> Result<Vec<String>, ClientError> {
+        self.blocking(move |this| this.register_now(&names, &groups))
+            .await
+    }
+
+    fn register_now(
         &self,
         names: &[String],
         groups: &[String],
@@ -367,7 +390,7 @@ impl Clients {
                 }
             }
         }
-        let mut record = self.pass.lock().await;
+        let mut record = self.pass.lock().expect("client pass");
         let snapshot = self.snapshot()?;
         for def in defs {
             self.sync(&mut record, &snapshot, def);
@@ -380,6 +403,15 @@ impl Clients {
     /// removes berth's entries from their files where no group of theirs
     /// needs them any more.
     pub async fn unregister(
+        self: &Arc<Self>,
+        names: Vec<String>,
+        groups: Option<Vec<String>>,
+    ) -> Result<(), ClientError> {
+        self.blocking(move |this| this.unregister_now(&names, groups.as_deref()))
+            .await
+    }
+
+    fn unregister_now(
         &self,
         names: &[String],
         groups: Option<&[String]>,
@@ -409,7 +441,7 @@ impl Clients {
                 }
             }
         }
-        let mut record = self.pass.lock().await;
+        let mut record = self.pass.lock().expect("client pass");
         let snapshot = self.snapshot()?;
         for def in defs {
             self.sync(&mut record, &snapshot, def);
@@ -441,8 +473,12 @@ impl Clients {
 
     /// Brings every registered client's file, and every file that still
     /// holds entries of berth's, in step.
-    pub async fn sync_all(&self) {
-        let mut record = self.pass.lock().await;
+    pub async fn sync_all(self: &Arc<Self>) {
+        self.blocking(Self::sync_all_now).await;
+    }
+
+    fn sync_all_now(&self) {
+        let mut record = self.pass.lock().expect("client pass");
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
@@ -626,9 +662,7 @@ impl Clients {
             if changes.is_empty() {
                 return Ok(None);
             }
-            def.layout
-                .apply(text, def.servers_key, &changes)
-                .map(Some)
+            def.layout.apply(text, def.servers_key, &changes).map(Some)
         })
         .map_err(|e| e.to_string())?;
         for note in notes {

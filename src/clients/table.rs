@@ -103,6 +103,9 @@ pub(crate) struct ClientDef {
     pub(crate) url: UrlField,
     pub(crate) types: Option<Types>,
     pub(crate) shape: Shape,
+    /// Whether the client has a legacy SSE client (without one, a server
+    /// whose proxy speaks SSE is not written and the status says why).
+    pub(crate) speaks_sse: bool,
     pub(crate) supports_skills: bool,
     pub(crate) supports_plugins: bool,
 }
@@ -132,6 +135,7 @@ const fn json(
         url: UrlField::Always(url),
         types,
         shape: Shape::Plain,
+        speaks_sse: true,
         supports_skills: true,
         supports_plugins: false,
     }
@@ -235,6 +239,7 @@ pub(crate) const CLIENTS: &[ClientDef] = &[
         url: UrlField::Always("uri"),
         types: t("streamable_http", "sse"),
         shape: Shape::Goose,
+        speaks_sse: true,
         supports_skills: true,
         supports_plugins: false,
     },
@@ -253,6 +258,7 @@ pub(crate) const CLIENTS: &[ClientDef] = &[
         url: UrlField::Always("url"),
         types: t("streamable-http", "sse"),
         shape: Shape::Named,
+        speaks_sse: true,
         supports_skills: false,
         supports_plugins: false,
     },
@@ -319,11 +325,15 @@ pub(crate) const CLIENTS: &[ClientDef] = &[
             sse: None,
         }),
         shape: Shape::Named,
+        speaks_sse: false,
         supports_skills: true,
         supports_plugins: false,
     },
+    // Codex speaks streamable HTTP only: an SSE URL would be read as a
+    // streamable endpoint and fail.
     plugins(ClientDef {
         layout: Layout::TomlTables,
+        speaks_sse: false,
         ..json(
             "codex",
             Home(".codex/config.toml"),
@@ -420,6 +430,12 @@ impl ClientDef {
     /// The entry for `server`, or `None` (with the reason) when the client
     /// cannot speak the server's proxy mode.
     pub(crate) fn entry(&self, server: &Server) -> Result<Map<String, Value>, String> {
+        if server.mode == Mode::Sse && !self.speaks_sse {
+            return Err(format!(
+                "{} cannot speak the SSE transport that `{}`'s proxy serves",
+                self.id, server.name
+            ));
+        }
         let kind = match (self.types, server.mode) {
             (None, _) => None,
             (Some(t), Mode::Streamable) => Some((t.key, t.streamable)),
@@ -537,6 +553,11 @@ mod tests {
             Ok(r#"{"url":"http://127.0.0.1:1/sse#ev"}"#)
         );
         assert!(entry("mistral-vibe", &sse).is_err());
+        assert!(entry("codex", &sse).is_err());
+        assert_eq!(
+            entry("codex", &http).as_deref(),
+            Ok(r#"{"url":"http://127.0.0.1:2/mcp"}"#)
+        );
         assert_eq!(
             entry("goose", &http).as_deref(),
             Ok(

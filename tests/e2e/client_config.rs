@@ -93,7 +93,10 @@ fn user_vscode_file(home: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_files_follow_the_workloads_and_a_hand_edit_is_repaired() {
     let echo = crate::proxy::mcp_echo();
-    let bin = echo.strip_prefix("exec://").expect("exec:// path").to_owned();
+    let bin = echo
+        .strip_prefix("exec://")
+        .expect("exec:// path")
+        .to_owned();
     let upstream = free_port();
     let _server = tokio::process::Command::new(&bin)
         .args(["--http", &format!("127.0.0.1:{upstream}")])

@@ -94,10 +94,14 @@ async fn shapes_and_codes() {
 
     // Unsupported names are 400 naming the valid ones, before anything is
     // recorded, whatever the route.
-    for name in ["nope", "xcode", "claude-desktop", "../../etc/passwd", "VSCODE"] {
-        let r = h
-            .post("/api/v1beta/clients", json!({"name": name}))
-            .await;
+    for name in [
+        "nope",
+        "xcode",
+        "claude-desktop",
+        "../../etc/passwd",
+        "VSCODE",
+    ] {
+        let r = h.post("/api/v1beta/clients", json!({"name": name})).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name}: {}", r.text);
         assert!(r.text.contains("unsupported client type"), "{}", r.text);
         assert!(r.text.contains("claude-code, windsurf"), "{}", r.text);
@@ -141,7 +145,9 @@ async fn shapes_and_codes() {
     assert!(registered(&h).is_empty(), "nothing recorded");
 
     // Register one: the default group when none is named; 200 echoing it.
-    let r = h.post("/api/v1beta/clients", json!({"name": "vscode"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "vscode"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json(), json!({"name": "vscode", "groups": ["default"]}));
     // No workload yet: no file is created.
@@ -329,12 +335,7 @@ async fn files_follow_the_workloads_of_the_registered_groups() {
     wait_files(&home, json!({}), "a deleted").await;
 
     // Unregistering takes berth's entries out and leaves the file.
-    let r = h
-        .post(
-            "/api/v1beta/workloads/s/restart",
-            json!({}),
-        )
-        .await;
+    let r = h.post("/api/v1beta/workloads/s/restart", json!({})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     h.wait_status("s", "running").await;
     wait_files(&home, json!({"s": s}), "s again").await;
@@ -359,7 +360,9 @@ async fn bad_files_are_refused_or_reported_and_never_changed() {
     let cursor = cursor_file(&home);
     std::fs::create_dir_all(cursor.parent().expect("dir")).expect("dir");
     std::fs::write(&cursor, "{ \"mcpServers\": { oops").expect("write");
-    let r = h.post("/api/v1beta/clients", json!({"name": "cursor"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "cursor"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert!(r.text.contains("mcp.json"), "{}", r.text);
     assert!(r.text.contains("JSON"), "{}", r.text);
@@ -371,14 +374,18 @@ async fn bad_files_are_refused_or_reported_and_never_changed() {
 
     // The servers key of the wrong shape: refused too.
     std::fs::write(&cursor, "{\"mcpServers\": [1, 2]}").expect("write");
-    let r = h.post("/api/v1beta/clients", json!({"name": "cursor"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "cursor"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 
     // Read-only file: refused, unchanged.
     let before = "{\"mcpServers\": {}}";
     std::fs::write(&cursor, before).expect("write");
     std::fs::set_permissions(&cursor, std::fs::Permissions::from_mode(0o444)).expect("chmod");
-    let r = h.post("/api/v1beta/clients", json!({"name": "cursor"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "cursor"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
     assert_eq!(std::fs::read_to_string(&cursor).expect("read"), before);
 
@@ -423,7 +430,9 @@ async fn bad_files_are_refused_or_reported_and_never_changed() {
     std::fs::create_dir_all(vscode.parent().expect("dir")).expect("dir");
     let mine = "{\n  // mine\n  \"servers\": {\n    \"w\": {\"url\": \"https://mine.example/mcp\"}\n  }\n}\n";
     std::fs::write(&vscode, mine).expect("write");
-    let r = h.post("/api/v1beta/clients", json!({"name": "vscode"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "vscode"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(std::fs::read_to_string(&vscode).expect("read"), mine);
     let list = h.get("/api/v1beta/clients").await.json();
@@ -438,19 +447,21 @@ async fn bad_files_are_refused_or_reported_and_never_changed() {
 
     // A file broken after registration: reported in the status, untouched.
     std::fs::write(&real, "{ broken").expect("write");
-    let r = h
-        .post("/api/v1beta/workloads/w/restart", json!({}))
-        .await;
+    let r = h.post("/api/v1beta/workloads/w/restart", json!({})).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    eventually(Duration::from_secs(5), "the error in the status", || async {
-        let list = h.get("/api/v1beta/clients").await.json();
-        let claude = list
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == "claude-code")?
-            .clone();
-        (claude["status"]["state"] == "error").then_some(claude)
-    })
+    eventually(
+        Duration::from_secs(5),
+        "the error in the status",
+        || async {
+            let list = h.get("/api/v1beta/clients").await.json();
+            let claude = list
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == "claude-code")?
+                .clone();
+            (claude["status"]["state"] == "error").then_some(claude)
+        },
+    )
     .await;
     assert_eq!(std::fs::read_to_string(&real).expect("read"), "{ broken");
 }
@@ -465,7 +476,9 @@ async fn drift_is_repaired_and_a_changed_entry_of_a_gone_server_is_left() {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         h.wait_status(n, "running").await;
     }
-    let r = h.post("/api/v1beta/clients", json!({"name": "cursor"})).await;
+    let r = h
+        .post("/api/v1beta/clients", json!({"name": "cursor"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let path = cursor_file(&home);
     let v = servers(&path, "mcpServers");
@@ -500,7 +513,10 @@ async fn drift_is_repaired_and_a_changed_entry_of_a_gone_server_is_left() {
     );
     h.wait_status("gone", "running").await;
     h.berth.clients.sync_all().await;
-    assert_eq!(servers(&path, "mcpServers")["gone"]["headers"]["X-Mine"], "1");
+    assert_eq!(
+        servers(&path, "mcpServers")["gone"]["headers"]["X-Mine"],
+        "1"
+    );
     // Removed by hand: restored.
     let mut value = parse_jsonc(&std::fs::read_to_string(&path).expect("read"));
     value["mcpServers"]
@@ -509,5 +525,9 @@ async fn drift_is_repaired_and_a_changed_entry_of_a_gone_server_is_left() {
         .remove("keep");
     std::fs::write(&path, serde_json::to_string_pretty(&value).expect("json")).expect("write");
     h.berth.clients.sync_all().await;
-    assert_eq!(servers(&path, "mcpServers")["keep"]["url"], keep, "restored");
+    assert_eq!(
+        servers(&path, "mcpServers")["keep"]["url"],
+        keep,
+        "restored"
+    );
 }

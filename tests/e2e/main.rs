@@ -16,6 +16,7 @@ mod engine_restart;
 mod packages;
 mod plugins;
 mod proxy;
+mod real_clients;
 mod secrets;
 mod security;
 mod serve;

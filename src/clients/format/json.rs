@@ -65,8 +65,10 @@
 //!     the new member goes on the line after the old last member's line
 //!     (after that line's comments); it ends with a comma when the old last
 //!     member had one;
-//!   - if the object had no members, the new member goes on the line after
-//!     the `{` and ends with a comma when the file uses trailing commas;
+//!   - if the object had no members, the new member goes on a new line
+//!     after the `{` and after any comments inside the object, the
+//!     whitespace that was before the `}` follows it, and it ends with a
+//!     comma when the file uses trailing commas;
 //!   - an object that was written on one line (such as `{}`) is first
 //!     spread over lines: each existing member on its own line at depth 2,
 //!     the closing `}` on a line of its own at depth 1;
@@ -406,11 +408,8 @@ fn text_of(nodes: &[CstNode]) -> String {
 fn runs(children: &[CstNode]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
     let inner = &children[1..children.len() - 1];
     let lead = inner.iter().take_while(|n| is_space(n)).count();
-    let trail = if lead == inner.len() {
-        0
-    } else {
-        inner.iter().rev().take_while(|n| is_space(n)).count()
-    };
+    // With nothing but whitespace inside, both are all of it.
+    let trail = inner.iter().rev().take_while(|n| is_space(n)).count();
     (1..1 + lead, children.len() - 1 - trail..children.len() - 1)
 }
 
@@ -734,6 +733,20 @@ mod tests {
         assert_eq!(
             out,
             format!("{{\n  \"mcpServers\": {{\n\n\n    \"x\": 1,\n{NEW_2}\n\n  }}\n}}")
+        );
+    }
+
+    #[test]
+    fn into_an_object_of_only_comments_or_blank_lines() {
+        let text = "{\n  \"mcpServers\": {\n    // none yet\n  }\n}\n";
+        assert_eq!(
+            round_trip(text),
+            format!("{{\n  \"mcpServers\": {{\n    // none yet\n{NEW_2}\n  }}\n}}\n")
+        );
+        let text = "{\n  \"mcpServers\": {\n\n  }\n}\n";
+        assert_eq!(
+            add(text, "new").unwrap(),
+            format!("{{\n  \"mcpServers\": {{\n{NEW_2}\n\n  }}\n}}\n")
         );
     }
 

@@ -657,3 +657,298 @@ fn value_json(v: &toml_edit::Value) -> Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: &[(&str, Value)]) -> Entry {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn url(u: &str) -> Entry {
+        entry(&[("url", u.into())])
+    }
+
+    fn named(name: &str, u: &str) -> Entry {
+        entry(&[("name", name.into()), ("url", u.into())])
+    }
+
+    fn add(name: &str, e: Entry) -> Change {
+        (name.to_owned(), Some(e))
+    }
+
+    fn del(name: &str) -> Change {
+        (name.to_owned(), None)
+    }
+
+    fn tables(text: &str, changes: &[Change]) -> Result<String, FormatError> {
+        apply(text, "mcp_servers", changes, false)
+    }
+
+    fn array(text: &str, changes: &[Change]) -> Result<String, FormatError> {
+        apply(text, "mcp_servers", changes, true)
+    }
+
+    fn is_shape(r: Result<impl std::fmt::Debug, FormatError>, words: &str) {
+        match r {
+            Err(FormatError::Shape(m)) => assert!(m.contains(words), "{m}"),
+            other => panic!("expected a shape error with {words:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_file_gets_implicit_parent_and_blank_lines_between() {
+        let got = tables(
+            "",
+            &[add("a", url("http://x/1")), add("b", url("http://x/2"))],
+        );
+        assert_eq!(
+            got.unwrap(),
+            "[mcp_servers.a]\nurl = \"http://x/1\"\n\n[mcp_servers.b]\nurl = \"http://x/2\"\n"
+        );
+    }
+
+    #[test]
+    fn names_and_strings_are_quoted_and_escaped() {
+        let e = entry(&[
+            ("url", "a\"b\\c\td\u{1}é".into()),
+            ("odd key", true.into()),
+            ("n", 7.into()),
+        ]);
+        let got = tables("", &[add("my server", e.clone()), add("ünï", url("u"))]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers.\"my server\"]\nurl = \"a\\\"b\\\\c\\td\\u0001é\"\n\"odd key\" = true\nn = 7\n\n[mcp_servers.\"ünï\"]\nurl = \"u\"\n"
+        );
+        let back = entries(&got, "mcp_servers", false).unwrap();
+        assert_eq!(back["my server"], Value::Object(e));
+    }
+
+    #[test]
+    fn added_after_the_last_server_and_removed_again_byte_for_byte() {
+        let input = "# top\nmodel = \"m\"\n\n[mcp_servers.mine]\ncommand = \"x\" # keep\n\n[mcp_servers.mine.env]\nK = \"v\"\n\n# about profiles\n[profiles.p]\nmodel = \"n\"\n";
+        let got = tables(input, &[add("fetch", url("http://x/f"))]).unwrap();
+        assert_eq!(
+            got,
+            "# top\nmodel = \"m\"\n\n[mcp_servers.mine]\ncommand = \"x\" # keep\n\n[mcp_servers.mine.env]\nK = \"v\"\n\n[mcp_servers.fetch]\nurl = \"http://x/f\"\n\n# about profiles\n[profiles.p]\nmodel = \"n\"\n"
+        );
+        assert_eq!(tables(&got, &[del("fetch")]).unwrap(), input);
+        // Removing what is not there changes nothing.
+        assert_eq!(tables(input, &[del("nothing")]).unwrap(), input);
+    }
+
+    #[test]
+    fn explicit_parent_header_is_kept_and_servers_go_after_it() {
+        let input = "[mcp_servers]\n\n[other]\nx = 1\n";
+        let got = tables(input, &[add("f", url("u"))]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers]\n\n[mcp_servers.f]\nurl = \"u\"\n\n[other]\nx = 1\n"
+        );
+        assert_eq!(tables(&got, &[del("f")]).unwrap(), input);
+    }
+
+    #[test]
+    fn replaced_in_place_with_comments_above_kept_and_subtables_gone() {
+        let input = "[mcp_servers.a]\nurl = \"old\"\n\n# about b\n[mcp_servers.b]\nurl = \"old\"\nenabled = false # off\n\n[mcp_servers.b.env]\nK = \"v\"\n\n[mcp_servers.c]\nurl = \"c\"\n";
+        let got = tables(input, &[add("b", url("new"))]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers.a]\nurl = \"old\"\n\n# about b\n[mcp_servers.b]\nurl = \"new\"\n\n[mcp_servers.c]\nurl = \"c\"\n"
+        );
+        let got = tables(input, &[del("b")]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers.a]\nurl = \"old\"\n\n[mcp_servers.c]\nurl = \"c\"\n"
+        );
+    }
+
+    #[test]
+    fn crlf_files_get_crlf() {
+        let input = "a = 1\r\n\r\n[mcp_servers.x]\r\nurl = \"x\"\r\n";
+        let got = tables(input, &[add("y", url("y")), add("x", url("x2"))]).unwrap();
+        assert_eq!(
+            got,
+            "a = 1\r\n\r\n[mcp_servers.x]\r\nurl = \"x2\"\r\n\r\n[mcp_servers.y]\r\nurl = \"y\"\r\n"
+        );
+    }
+
+    #[test]
+    fn no_final_newline_stays_so() {
+        let input = "a = 1";
+        let got = tables(input, &[add("y", url("y"))]).unwrap();
+        assert_eq!(got, "a = 1\n\n[mcp_servers.y]\nurl = \"y\"");
+        assert_eq!(tables(&got, &[del("y")]).unwrap(), input);
+        // Replacing the last server of such a file.
+        let again = tables(&got, &[add("y", url("z"))]).unwrap();
+        assert_eq!(again, "a = 1\n\n[mcp_servers.y]\nurl = \"z\"");
+    }
+
+    #[test]
+    fn trailing_comments_stay_at_the_end() {
+        let input = "[mcp_servers.a]\nurl = \"a\"\n\n# the end\n";
+        let got = tables(input, &[add("b", url("b"))]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers.a]\nurl = \"a\"\n\n[mcp_servers.b]\nurl = \"b\"\n\n# the end\n"
+        );
+    }
+
+    #[test]
+    fn array_items_matched_by_name() {
+        let input = "x = 1\n\n# mine\n[[mcp_servers]]\nname = \"a\"\ncommand = \"c\"\n\n# old b\n[[mcp_servers]]\nname = \"b\"\nurl = \"old\"\n\n[[mcp_servers]]\ncommand = \"nameless\"\n\n[other]\ny = 2\n";
+        let got = array(
+            input,
+            &[add("b", named("b", "new")), add("c", named("c", "c"))],
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            "x = 1\n\n# mine\n[[mcp_servers]]\nname = \"a\"\ncommand = \"c\"\n\n# old b\n[[mcp_servers]]\nname = \"b\"\nurl = \"new\"\n\n[[mcp_servers]]\ncommand = \"nameless\"\n\n[[mcp_servers]]\nname = \"c\"\nurl = \"c\"\n\n[other]\ny = 2\n"
+        );
+        let found = entries(&got, "mcp_servers", true).unwrap();
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        let back = array(&got, &[del("c")]).unwrap();
+        assert_eq!(
+            array(&back, &[del("b")]).unwrap(),
+            "x = 1\n\n# mine\n[[mcp_servers]]\nname = \"a\"\ncommand = \"c\"\n\n[[mcp_servers]]\ncommand = \"nameless\"\n\n[other]\ny = 2\n"
+        );
+    }
+
+    #[test]
+    fn array_duplicates_are_folded_into_the_first() {
+        let input = "[[mcp_servers]]\nname = \"a\"\nurl = \"1\"\n\n[[mcp_servers]]\nname = \"a\"\nurl = \"2\"\n";
+        let got = array(input, &[add("a", named("a", "3"))]).unwrap();
+        assert_eq!(got, "[[mcp_servers]]\nname = \"a\"\nurl = \"3\"\n");
+        assert_eq!(array(input, &[del("a")]).unwrap(), "");
+    }
+
+    #[test]
+    fn array_item_subtables_go_with_it() {
+        let input = "[[mcp_servers]]\nname = \"a\"\n\n[mcp_servers.env]\nK = \"v\"\n\n[[mcp_servers]]\nname = \"b\"\n";
+        let got = array(input, &[add("a", named("a", "u"))]).unwrap();
+        assert_eq!(
+            got,
+            "[[mcp_servers]]\nname = \"a\"\nurl = \"u\"\n\n[[mcp_servers]]\nname = \"b\"\n"
+        );
+    }
+
+    #[test]
+    fn parse_errors_have_line_and_column() {
+        let err = tables("a = 1\nb = = 2\n", &[]).unwrap_err();
+        match err {
+            FormatError::Parse { format, message } => {
+                assert_eq!(format, "TOML");
+                assert!(message.starts_with("line 2, column 5"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            entries("[a]\n[a]\n", "mcp_servers", false),
+            Err(FormatError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        is_shape(
+            tables("mcp_servers = \"x\"\n", &[add("a", url("u"))]),
+            "a string",
+        );
+        is_shape(
+            entries("mcp_servers = 1\n", "mcp_servers", false),
+            "an integer",
+        );
+        is_shape(
+            tables("[mcp_servers]\nfetch = \"x\"\n", &[]),
+            "`mcp_servers.fetch` holds a string",
+        );
+        is_shape(
+            array("mcp_servers = [1, 2]\n", &[add("a", named("a", "u"))]),
+            "not tables",
+        );
+        is_shape(
+            array(
+                "[mcp_servers.a]\nurl = \"u\"\n",
+                &[add("a", named("a", "u"))],
+            ),
+            "array of tables",
+        );
+        is_shape(
+            tables("[[mcp_servers]]\nname = \"a\"\n", &[add("a", url("u"))]),
+            "a table per server",
+        );
+        // Fields berth cannot write.
+        is_shape(
+            tables("", &[add("a", entry(&[("f", 1.5.into())]))]),
+            "cannot write",
+        );
+    }
+
+    #[test]
+    fn inline_tables_are_read_but_not_rewritten() {
+        let inline = "mcp_servers = { fetch = { url = \"u\" } }\n";
+        let found = entries(inline, "mcp_servers", false).unwrap();
+        assert_eq!(found["fetch"], Value::Object(url("u")));
+        is_shape(tables(inline, &[add("new", url("n"))]), "inline table");
+        is_shape(tables(inline, &[del("fetch")]), "inline table");
+        // Removing a server that is not there is no change.
+        assert_eq!(tables(inline, &[del("other")]).unwrap(), inline);
+
+        // One inline server among tables: the others can be edited.
+        let mixed = "[mcp_servers]\nfetch = { url = \"u\" }\n";
+        is_shape(tables(mixed, &[add("fetch", url("n"))]), "inline table");
+        let got = tables(mixed, &[add("b", url("b"))]).unwrap();
+        assert_eq!(
+            got,
+            "[mcp_servers]\nfetch = { url = \"u\" }\n\n[mcp_servers.b]\nurl = \"b\"\n"
+        );
+
+        // Dotted keys.
+        let dotted = "mcp_servers.fetch.url = \"u\"\n";
+        assert_eq!(
+            entries(dotted, "mcp_servers", false).unwrap()["fetch"],
+            Value::Object(url("u"))
+        );
+        is_shape(tables(dotted, &[del("fetch")]), "dotted keys");
+
+        let inline_array = "mcp_servers = [{ name = \"a\", url = \"u\" }]\n";
+        assert_eq!(
+            entries(inline_array, "mcp_servers", true).unwrap()["a"],
+            Value::Object(named("a", "u"))
+        );
+        is_shape(
+            array(inline_array, &[add("b", named("b", "u"))]),
+            "inline array",
+        );
+    }
+
+    #[test]
+    fn hostile_inputs_fail_cleanly() {
+        // Deep nesting: an error, not a stack overflow.
+        let deep = format!("a = {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            tables(&deep, &[add("a", url("u"))]),
+            Err(FormatError::Parse { .. })
+        ));
+        let deep_inline = format!("a = {}1{}\n", "{b = ".repeat(50_000), "}".repeat(50_000));
+        assert!(matches!(
+            entries(&deep_inline, "k", false),
+            Err(FormatError::Parse { .. })
+        ));
+        // A huge string is carried along.
+        let big = format!("big = \"{}\"\n", "x".repeat(4 << 20));
+        let got = tables(&big, &[add("a", url("u"))]).unwrap();
+        assert!(got.starts_with(&big));
+        // Not UTF-8 cannot reach here (a &str); a BOM is kept.
+        let bom = "\u{feff}a = 1\n";
+        assert_eq!(
+            tables(bom, &[add("a", url("u"))]).unwrap(),
+            "\u{feff}a = 1\n\n[mcp_servers.a]\nurl = \"u\"\n"
+        );
+    }
+}

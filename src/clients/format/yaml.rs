@@ -62,7 +62,8 @@
 //!   the new entry is written in flow style inside it.
 //! - A server that is there already is replaced where it is (comments
 //!   above it stay; comments inside the old entry go with it); removing a
-//!   server removes its lines. Removing the last server leaves an empty
+//!   server removes its lines, the comment lines above it stay (they are
+//!   the user's; berth never writes comments). Removing the last server leaves an empty
 //!   collection (`extensions: {}` / `mcpServers: []`), never removes the
 //!   key.
 //! - Line ends follow the file (CRLF files get CRLF).
@@ -74,7 +75,10 @@
 //!
 //! Parse errors (`FormatError::Parse`): invalid YAML (tabs for
 //! indentation, unclosed flow collections, duplicate keys, …), more than
-//! one document, alias bombs and nesting deeper than 128.
+//! one document, alias bombs, nesting deeper than 128 levels, and more
+//! than 1000 unclosed `[`/`{` counted naively (libyaml is quadratic in
+//! flow nesting; brackets in strings count too, so real files are far
+//! below that).
 //! Shape errors: a root that is not a mapping, a servers key that holds
 //! anything else than a mapping (map layout) or a sequence (list layout),
 //! a servers collection written as an alias or with a tag, and an edit
@@ -152,9 +156,34 @@ pub(super) fn apply(
     Ok(edited)
 }
 
+/// More unclosed brackets than this, counted naively, are refused unread.
+const MAX_BRACKETS: usize = 1000;
+
 /// The strict reading of `text`; empty text and text of only comments are
 /// `null`.
 fn read(text: &str) -> Result<Yaml, FormatError> {
+    // libyaml takes time quadratic in the depth of nested flow collections
+    // (a minute for 100,000 `[`): a cheap count first. Brackets inside
+    // strings and comments are counted too, so the bound is far above the
+    // 128 levels the reader allows anyway.
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKETS {
+                    return Err(FormatError::Parse {
+                        format: "YAML",
+                        message: format!(
+                            "more than {MAX_BRACKETS} unclosed `[` and `{{`: recursion limit exceeded"
+                        ),
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let parsed =
         catch_unwind(|| serde_norway::from_str::<Yaml>(text)).map_err(|_| FormatError::Parse {
             format: "YAML",
@@ -481,5 +510,339 @@ fn json(v: &Yaml) -> Value {
             Value::Object(out)
         }
         Yaml::Tagged(t) => json(&t.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn entry(fields: &[(&str, Value)]) -> Entry {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    fn e(name: &str, u: &str) -> Entry {
+        entry(&[("name", name.into()), ("url", u.into())])
+    }
+
+    fn add(name: &str, u: &str) -> Change {
+        (name.to_owned(), Some(e(name, u)))
+    }
+
+    fn del(name: &str) -> Change {
+        (name.to_owned(), None)
+    }
+
+    fn map(text: &str, changes: &[Change]) -> Result<String, FormatError> {
+        apply(text, "ext", changes, false)
+    }
+
+    fn list(text: &str, changes: &[Change]) -> Result<String, FormatError> {
+        apply(text, "ext", changes, true)
+    }
+
+    /// Adding `f` and removing it again gives `text` back.
+    fn round_trip(text: &str, is_list: bool) -> String {
+        let added = apply(text, "ext", &[add("f", "u")], is_list).unwrap();
+        assert_eq!(
+            apply(&added, "ext", &[del("f")], is_list).unwrap(),
+            text,
+            "added:\n{added}"
+        );
+        added
+    }
+
+    fn is_parse(r: Result<impl std::fmt::Debug, FormatError>) -> String {
+        match r {
+            Err(FormatError::Parse { format, message }) => {
+                assert_eq!(format, "YAML");
+                message
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    fn is_shape(r: Result<impl std::fmt::Debug, FormatError>, words: &str) {
+        match r {
+            Err(FormatError::Shape(m)) => assert!(m.contains(words), "{m}"),
+            other => panic!("expected a shape error with {words:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_and_comment_only_files() {
+        assert_eq!(
+            map("", &[add("a", "u"), add("b", "v")]).unwrap(),
+            "ext:\n  a:\n    name: a\n    url: u\n  b:\n    name: b\n    url: v\n"
+        );
+        assert_eq!(
+            list("", &[add("a", "u"), add("b", "v")]).unwrap(),
+            "ext:\n  - name: a\n    url: u\n  - name: b\n    url: v\n"
+        );
+        assert_eq!(
+            map("# only a comment\n", &[add("a", "u")]).unwrap(),
+            "# only a comment\next:\n  a:\n    name: a\n    url: u\n"
+        );
+        assert_eq!(
+            list("# no newline", &[add("a", "u")]).unwrap(),
+            "# no newline\next:\n  - name: a\n    url: u\n"
+        );
+        assert_eq!(map("", &[del("a")]).unwrap(), "");
+    }
+
+    #[test]
+    fn missing_or_null_key_is_added_at_the_end() {
+        assert_eq!(
+            map("x: 1\n", &[add("a", "u")]).unwrap(),
+            "x: 1\next:\n  a:\n    name: a\n    url: u\n"
+        );
+        assert_eq!(
+            list("ext:\ny: 2\n", &[add("a", "u")]).unwrap(),
+            "ext:\n  - name: a\n    url: u\ny: 2\n"
+        );
+        assert_eq!(
+            map("ext: ~\n", &[add("a", "u")]).unwrap(),
+            "ext:\n  a:\n    name: a\n    url: u\n"
+        );
+    }
+
+    #[test]
+    fn block_map_with_comments_round_trips() {
+        let text = "# top\nx: 1\next:\n  # mine\n  mine:\n    cmd: x # inline\n\n  # between\n  other: {a: 1}\n# tail\nz: [1, 2]\n";
+        let added = round_trip(text, false);
+        assert_eq!(
+            added,
+            "# top\nx: 1\next:\n  # mine\n  mine:\n    cmd: x # inline\n\n  # between\n  other: {a: 1}\n  f:\n    name: f\n    url: u\n# tail\nz: [1, 2]\n"
+        );
+    }
+
+    #[test]
+    fn replaced_in_place() {
+        let text = "ext:\n  a:\n    old: 1\n  # about b\n  b:\n    old: 2\n  c: {}\n";
+        assert_eq!(
+            map(text, &[add("b", "u")]).unwrap(),
+            "ext:\n  a:\n    old: 1\n  # about b\n  b:\n    name: b\n    url: u\n  c: {}\n"
+        );
+        // The comment above a removed entry stays.
+        assert_eq!(
+            map(text, &[del("b")]).unwrap(),
+            "ext:\n  a:\n    old: 1\n  # about b\n  c: {}\n"
+        );
+    }
+
+    #[test]
+    fn odd_indentation_is_followed() {
+        let text = "ext:\n     a:\n        k: 1\n";
+        assert_eq!(
+            round_trip(text, false),
+            "ext:\n     a:\n        k: 1\n     f:\n       name: f\n       url: u\n"
+        );
+        let text = "ext:\n- name: a\n  k: 1\nz: 1\n";
+        assert_eq!(
+            round_trip(text, true),
+            "ext:\n- name: a\n  k: 1\n- name: f\n  url: u\nz: 1\n"
+        );
+    }
+
+    #[test]
+    fn flow_style_stays_flow() {
+        let added = round_trip("ext: {a: {k: 1}}\n", false);
+        assert_eq!(added, "ext: {a: {k: 1}, f: {name: f, url: u}}\n");
+        let added = round_trip("ext: [{name: a}]\n", true);
+        assert_eq!(added, "ext: [{name: a}, {name: f, url: u}]\n");
+        round_trip("{ext: {a: 1}, b: 2}\n", false);
+    }
+
+    #[test]
+    fn crlf_is_kept() {
+        let text = "x: 1\r\next:\r\n  a:\r\n    k: 1\r\n";
+        let added = round_trip(text, false);
+        assert_eq!(
+            added,
+            "x: 1\r\next:\r\n  a:\r\n    k: 1\r\n  f:\r\n    name: f\r\n    url: u\r\n"
+        );
+        let added = round_trip("ext:\r\n  - name: a\r\n", true);
+        assert_eq!(
+            added,
+            "ext:\r\n  - name: a\r\n  - name: f\r\n    url: u\r\n"
+        );
+    }
+
+    #[test]
+    fn document_markers_quoted_keys_block_scalars_and_no_final_newline() {
+        round_trip("%YAML 1.2\n---\next:\n  a: 1\n...\n", false);
+        round_trip("---\n\"ext\":\n  'a b': 1\n", false);
+        round_trip(
+            "long: |\n  line 1\n  line 2\nfolded: >-\n  a\n  b\next:\n  a:\n    d: |\n      x\n      y\n",
+            false,
+        );
+        let added = round_trip("ext:\n  a: 1", false);
+        assert!(added.starts_with("ext:\n  a: 1\n  f:\n"), "{added}");
+    }
+
+    #[test]
+    fn anchors_and_aliases_elsewhere_are_kept() {
+        let text = "base: &b {k: 1}\next:\n  a: *b\n  c:\n    <<: *b\n    j: 2\nother: *b\n";
+        round_trip(text, false);
+        let found = entries(text, "ext", false).unwrap();
+        assert_eq!(found["a"], serde_json::json!({"k": 1}));
+        // The servers key itself an alias: read, but not edited.
+        let text = "base: &b {a: {k: 1}}\next: *b\n";
+        assert!(entries(text, "ext", false).unwrap().contains_key("a"));
+        is_shape(map(text, &[add("f", "u")]), "alias or a tag");
+    }
+
+    #[test]
+    fn data_json_cannot_hold_does_no_harm() {
+        let text = "1: one\n? [a, b]\n: c\nn: .nan\nt: !custom {x: 1}\nd: 2001-12-14\next:\n  s:\n    2: two\n    true: yes\n";
+        round_trip(text, false);
+        let found = entries(text, "ext", false).unwrap();
+        assert_eq!(found["s"], serde_json::json!({"2": "two", "true": "yes"}));
+    }
+
+    #[test]
+    fn list_matched_by_name() {
+        let text = "ext:\n  # mine\n  - name: a\n    cmd: x\n  - just a string\n  - name: b\n    old: 1\n  - cmd: nameless\n";
+        let got = list(text, &[add("b", "u"), add("c", "v")]).unwrap();
+        assert_eq!(
+            got,
+            "ext:\n  # mine\n  - name: a\n    cmd: x\n  - just a string\n  - name: b\n    url: u\n  - cmd: nameless\n  - name: c\n    url: v\n"
+        );
+        let found = entries(&got, "ext", true).unwrap();
+        assert_eq!(found.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            list(&got, &[del("b"), del("c")]).unwrap(),
+            "ext:\n  # mine\n  - name: a\n    cmd: x\n  - just a string\n  - cmd: nameless\n"
+        );
+        // Duplicates fold into the first.
+        let dup = "ext:\n  - name: a\n    k: 1\n  - name: a\n    k: 2\n";
+        assert_eq!(
+            list(dup, &[add("a", "u")]).unwrap(),
+            "ext:\n  - name: a\n    url: u\n"
+        );
+        assert_eq!(list(dup, &[del("a")]).unwrap(), "ext: []\n");
+    }
+
+    #[test]
+    fn removing_the_last_server_leaves_an_empty_collection() {
+        assert_eq!(
+            map("ext:\n  a: 1\nz: 1\n", &[del("a")]).unwrap(),
+            "ext: {}\nz: 1\n"
+        );
+    }
+
+    #[test]
+    fn values_are_quoted_when_they_must_be() {
+        let e = entry(&[
+            ("name", "true".into()),
+            ("url", "http://h:1/sse#x".into()),
+            ("empty", "".into()),
+            ("n", "123".into()),
+            ("colon", "a: b".into()),
+            ("quote", "it's".into()),
+            ("i", 60.into()),
+            ("b", false.into()),
+        ]);
+        let got = map("", &[("true".into(), Some(e.clone()))]).unwrap();
+        assert_eq!(
+            got,
+            "ext:\n  'true':\n    name: 'true'\n    url: http://h:1/sse#x\n    empty: ''\n    n: '123'\n    colon: 'a: b'\n    quote: \"it's\"\n    i: 60\n    b: false\n"
+        );
+        assert_eq!(
+            entries(&got, "ext", false).unwrap()["true"],
+            Value::Object(e)
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_is_a_parse_error() {
+        let m = is_parse(map("a: [1, 2\nb: }\n", &[add("f", "u")]));
+        assert!(m.contains("line"), "{m}");
+        // Tabs for indentation: yaml-edit would accept it, the strict reader does not.
+        is_parse(map("ext:\n\ta: 1\n", &[add("f", "u")]));
+        is_parse(entries("a: 1\na: 2\n", "ext", false));
+        is_parse(map("---\na: 1\n---\nb: 2\n", &[add("f", "u")]));
+        is_parse(entries("a: *nothing\n", "ext", false));
+    }
+
+    #[test]
+    fn wrong_shapes() {
+        is_shape(map("- a\n- b\n", &[add("f", "u")]), "a list");
+        is_shape(map("just text\n", &[]), "a string");
+        is_shape(map("ext: 3\n", &[add("f", "u")]), "a number");
+        is_shape(map("ext: [1]\n", &[add("f", "u")]), "a mapping of servers");
+        is_shape(list("ext: {a: 1}\n", &[add("f", "u")]), "a list of servers");
+        is_shape(entries("ext: !!str x\n", "ext", true), "a list of servers");
+        is_shape(
+            map("", &[("f".into(), Some(entry(&[("x", 1.5.into())])))]),
+            "cannot write",
+        );
+    }
+
+    #[test]
+    fn alias_bomb_is_refused_quickly() {
+        let mut bomb = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            let (prev, next) = (w[0], w[1]);
+            bomb.push_str(&format!("{next}: &{next} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        }
+        let start = Instant::now();
+        let m = is_parse(map(&bomb, &[add("f", "u")]));
+        assert!(m.contains("repetition limit"), "{m}");
+        is_parse(entries(&bomb, "ext", false));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        for (i, deep) in [
+            format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("a: {}1{}\n", "{b: ".repeat(20_000), "}".repeat(20_000)),
+            (0..5_000)
+                .map(|i| format!("{}k:\n", " ".repeat(i)))
+                .collect(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let start = Instant::now();
+            let m = is_parse(map(&deep, &[add("f", "u")]));
+            assert!(m.contains("recursion limit"), "case {i}: {m}");
+            assert!(start.elapsed() < Duration::from_secs(5), "case {i}");
+        }
+        // Just under the bracket count: the reader's own limit.
+        let m = is_parse(entries(
+            &format!("a: {}{}\n", "[".repeat(999), "]".repeat(999)),
+            "ext",
+            false,
+        ));
+        assert!(m.contains("recursion limit"), "{m}");
+        // 120 levels of block mappings are read and edited (yaml-edit
+        // recurses; this runs on a test thread's small stack).
+        let block: String = (0..120)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
+        round_trip(
+            &format!("{block}{}v: 1\next:\n  a: 1\n", "  ".repeat(120)),
+            false,
+        );
+        // 100 levels are fine, and edited.
+        let ok = format!("a: {}{}\next: {{}}\n", "[".repeat(100), "]".repeat(100));
+        round_trip(&ok, false);
+    }
+
+    #[test]
+    fn huge_scalars_are_carried_along() {
+        let text = format!("big: {}\next:\n  a: 1\n", "x".repeat(4 << 20));
+        let added = map(&text, &[add("f", "u")]).unwrap();
+        assert!(added.starts_with(&text));
     }
 }

@@ -11,6 +11,7 @@ mod toml;
 mod yaml;
 
 /// Whether the YAML writer keeps comments and formatting (see `yaml.rs`).
+#[cfg(test)]
 pub(crate) const YAML_LOSSLESS: bool = true;
 
 /// How a client's file holds its servers.

@@ -33,7 +33,7 @@ pub(crate) enum Place {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Os {
     Linux,
-    MacOs,
+    Mac,
     Windows,
 }
 
@@ -41,7 +41,7 @@ impl Os {
     /// The platform berth was built for.
     pub(crate) const fn current() -> Self {
         if cfg!(target_os = "macos") {
-            Self::MacOs
+            Self::Mac
         } else if cfg!(windows) {
             Self::Windows
         } else {
@@ -52,7 +52,7 @@ impl Os {
     fn app_data(self) -> &'static str {
         match self {
             Self::Linux => ".config",
-            Self::MacOs => "Library/Application Support",
+            Self::Mac => "Library/Application Support",
             Self::Windows => "AppData/Roaming",
         }
     }
@@ -493,7 +493,7 @@ mod tests {
             Path::new("/home/u/.config/Code/User/mcp.json")
         );
         assert_eq!(
-            vscode.path(home, Os::MacOs),
+            vscode.path(home, Os::Mac),
             Path::new("/home/u/Library/Application Support/Code/User/mcp.json")
         );
         assert_eq!(
@@ -502,7 +502,7 @@ mod tests {
         );
         let goose = find("goose").expect("goose");
         assert_eq!(
-            goose.path(home, Os::MacOs),
+            goose.path(home, Os::Mac),
             Path::new("/home/u/.config/goose/config.yaml")
         );
         assert_eq!(

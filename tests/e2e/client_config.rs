@@ -15,8 +15,9 @@ use crate::support::eventually;
 /// Name → URL of every server in VS Code's file (`servers`, JSONC).
 fn vscode_servers(home: &Path) -> Option<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(home.join(".config/Code/User/mcp.json")).ok()?;
-    let value = jsonc_parser::parse_to_serde_value(&text, &Default::default())
-        .expect("VS Code's file stays valid JSONC")?;
+    let value = jsonc_parser::cst::CstRootNode::parse(&text, &Default::default())
+        .expect("VS Code's file stays valid JSONC")
+        .to_serde_value()?;
     Some(
         value["servers"]
             .as_object()?

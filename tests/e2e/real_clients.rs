@@ -533,7 +533,12 @@ async fn codex_lists_what_berth_wrote() {
     let empty = golden(&CODEX, "empty.expected");
     let (out, servers) = codex_list(&bin, "empty.expected", &empty).await;
     codex_checks("empty.expected", &out, &servers);
-    assert_eq!(servers.len(), codex_written().count(), "codex: {}", out.show());
+    assert_eq!(
+        servers.len(),
+        codex_written().count(),
+        "codex: {}",
+        out.show()
+    );
 
     let (_, before) = codex_list(&bin, "user.input", &golden(&CODEX, "user.input")).await;
     let expected = golden(&CODEX, "user.expected");

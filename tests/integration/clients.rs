@@ -27,8 +27,9 @@ fn cursor_file(home: &Path) -> PathBuf {
 }
 
 fn parse_jsonc(text: &str) -> Value {
-    jsonc_parser::parse_to_serde_value(text, &Default::default())
+    jsonc_parser::cst::CstRootNode::parse(text, &Default::default())
         .expect("valid JSONC")
+        .to_serde_value()
         .expect("a value")
 }
 

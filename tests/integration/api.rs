@@ -90,6 +90,21 @@ async fn build_with(
     .await
 }
 
+/// The harness over the state directory `dir` (prepared by the test),
+/// with a configuration changed by `tweak`.
+pub(crate) async fn harness_dir(
+    dir: tempfile::TempDir,
+    tweak: impl FnOnce(&mut Config),
+) -> Harness {
+    build_with(
+        dir,
+        vec![Arc::new(FakeBackend::new())],
+        default_access(),
+        tweak,
+    )
+    .await
+}
+
 /// The harness in `dir` with what `main` would read from the environment
 /// for the secrets providers.
 pub(crate) async fn harness_secrets(

@@ -532,3 +532,67 @@ async fn drift_is_repaired_and_a_changed_entry_of_a_gone_server_is_left() {
         "restored"
     );
 }
+
+/// A hand-edited record of berth's entries (`<state>/clients.json`) can
+/// neither stop berth nor send its edits elsewhere: unknown clients are
+/// dropped, a recorded path is only compared with the client's own path,
+/// and a record that does not parse is replaced.
+#[tokio::test]
+async fn a_hostile_record_changes_nothing_outside_the_clients_files() {
+    let outside = tempfile::tempdir().expect("outside");
+    let victim = outside.path().join("victim.json");
+    let victim_text = "{\"mcpServers\": {\"w\": {\"url\": \"http://127.0.0.1:9/mcp\"}}}";
+    std::fs::write(&victim, victim_text).expect("write");
+    let home = tempfile::tempdir().expect("home").keep();
+    let cursor = cursor_file(&home);
+    std::fs::create_dir_all(cursor.parent().expect("dir")).expect("dir");
+    let mine = "{\"mcpServers\": {\"mine\": {\"url\": \"https://mine.example/mcp\"}}}\n";
+    std::fs::write(&cursor, mine).expect("write");
+    for record in [
+        "{ not json".to_owned(),
+        json!({"clients": {
+            "../../etc": {"path": "/etc/passwd", "entries": {"root": {}}},
+            // Claims the user's entry, but for another file: the record's
+            // path is not the client's, so nothing is owned.
+            "cursor": {"path": victim, "entries": {
+                "w": {"url": "http://127.0.0.1:9/mcp"},
+                "mine": {"url": "https://mine.example/mcp"}}},
+        }})
+        .to_string(),
+    ] {
+        std::fs::write(&cursor, mine).expect("write");
+        let dir = tempfile::tempdir().expect("state");
+        std::fs::write(dir.path().join("clients.json"), &record).expect("record");
+        let home = home.clone();
+        let h = crate::api::harness_dir(dir, move |c| c.clients.home = Some(home)).await;
+        let r = h
+            .post("/api/v1beta/clients", json!({"name": "cursor"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = h
+            .create(json!({"name": "w", "image": "fake://echo", "transport": "stdio"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        h.wait_status("w", "running").await;
+        h.berth.clients.sync_all().await;
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), victim_text);
+        let v = servers(&cursor, "mcpServers");
+        assert_eq!(v["mine"]["url"], "https://mine.example/mcp", "{v}");
+        assert!(
+            v["w"]["url"]
+                .as_str()
+                .expect("w")
+                .starts_with("http://127.0.0.1:")
+        );
+        // Unregistered: berth's entry leaves, the user's stays.
+        assert_eq!(
+            delete(&h, "/api/v1beta/clients/cursor").await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            servers(&cursor, "mcpServers"),
+            json!({"mine": {"url": "https://mine.example/mcp"}})
+        );
+        assert!(!Path::new("/etc/passwd.lock").exists());
+    }
+}

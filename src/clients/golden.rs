@@ -61,6 +61,31 @@ fn lossless(layout: Layout) -> bool {
     !matches!(layout, Layout::YamlMap | Layout::YamlList) || super::format::YAML_LOSSLESS
 }
 
+/// The user's file and its expectation with CRLF line ends (when they
+/// have LF ones), and with a comment line first (after a BOM).
+fn variants(
+    client: &ClientDef,
+    input: &str,
+    expected: &str,
+) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    if !input.contains('\r') {
+        let crlf = |t: &str| t.replace('\n', "\r\n");
+        out.push(("user, CRLF", crlf(input), crlf(expected)));
+    }
+    let nl = if input.contains("\r\n") { "\r\n" } else { "\n" };
+    let marker = match client.layout {
+        Layout::JsonMap => "//",
+        _ => "#",
+    };
+    let comment = |t: &str| match t.strip_prefix('\u{feff}') {
+        Some(rest) => format!("\u{feff}{marker} kept by berth{nl}{rest}"),
+        None => format!("{marker} kept by berth{nl}{t}"),
+    };
+    out.push(("user, comment first", comment(input), comment(expected)));
+    out
+}
+
 #[test]
 fn every_client_writes_its_golden_files() {
     let mut failures = Vec::new();
@@ -105,6 +130,17 @@ fn check_client(client: &ClientDef) -> Vec<String> {
             &expected,
             &mut failures,
         );
+        // Variants of the hand-written pair, made by the same mechanical
+        // change on both sides: every client's file also with CRLF line
+        // ends and with a comment line of the user's at the top.
+        for (what, input, expected) in variants(client, &input, &expected) {
+            check(
+                what,
+                client.layout.apply(&input, key, &adds(client)),
+                &expected,
+                &mut failures,
+            );
+        }
         // A file without the servers key keeps the (empty) key berth added.
         let had_key = client
             .layout

@@ -390,12 +390,7 @@ impl Clients {
                 }
             }
         }
-        let mut record = self.pass.lock().expect("client pass");
-        let snapshot = self.snapshot()?;
-        for def in defs {
-            self.sync(&mut record, &snapshot, def);
-        }
-        self.save(&record);
+        self.sync_clients(&defs)?;
         Ok(groups)
     }
 
@@ -441,6 +436,12 @@ impl Clients {
                 }
             }
         }
+        self.sync_clients(&defs)
+    }
+
+    /// One pass over the files of `defs` (a registration's answer reflects
+    /// its files).
+    fn sync_clients(&self, defs: &[&'static ClientDef]) -> Result<(), ClientError> {
         let mut record = self.pass.lock().expect("client pass");
         let snapshot = self.snapshot()?;
         for def in defs {

@@ -154,6 +154,15 @@ async fn client_files_follow_the_workloads_and_a_hand_edit_is_repaired() {
     assert_eq!(running.len(), 3, "{running:?}");
     assert!(running["beta"].contains("/sse#beta"), "{running:?}");
     files_list(&home, &running, "the three servers of the group").await;
+    // The real Codex reads the file berth wrote.
+    let codex_text = std::fs::read_to_string(home.join(".codex/config.toml")).expect("codex file");
+    let read = crate::real_clients::codex_reads(&codex_text).await;
+    let want: BTreeMap<String, String> = running
+        .iter()
+        .filter(|(_, url)| !url.contains("/sse"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(read, want, "what Codex lists from berth's file");
     // The user's comments and line ends are kept.
     let text = std::fs::read_to_string(&vscode_file).expect("read");
     assert!(text.starts_with("// my servers\r\n"), "{text}");

@@ -485,6 +485,25 @@ async fn codex_list(bin: &Path, file: &str, config: &str) -> (Run, Vec<Value>) {
     (out, servers)
 }
 
+/// Name → URL of every server the real Codex lists from `config` (the text
+/// of a `~/.codex/config.toml` berth wrote through its API).
+pub(crate) async fn codex_reads(config: &str) -> std::collections::BTreeMap<String, String> {
+    let bin = binary(&CODEX);
+    let (_, servers) = codex_list(&bin, "berth's file", config).await;
+    servers
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["transport"]["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
 /// The servers berth writes for Codex: it has no SSE client, so the SSE
 /// server is not written (`ClientDef::speaks_sse`).
 fn codex_written() -> impl Iterator<Item = &'static Written> {

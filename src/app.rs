@@ -278,7 +278,7 @@ impl AppBuilder {
             groups.clone(),
             workloads.clone(),
         );
-        clients.start().await;
+        clients.start();
         let nonce = nonce.unwrap_or_else(|| {
             (0..16)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))

@@ -68,7 +68,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating, mode 0700) the state directory `root`.
+    /// Opens (creating, mode 0700) the state directory `root`, and removes
+    /// the temporary files an interrupted write left. Only here: while
+    /// berth runs, a temporary file may be a write in flight.
     pub fn open(root: &Path) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
             path: root.to_owned(),
@@ -82,6 +84,15 @@ impl Store {
             "logs",
         ] {
             fs::create_dir_all(root.join(dir)).map_err(io)?;
+            for entry in fs::read_dir(root.join(dir)).map_err(io)?.flatten() {
+                if entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|f| f.starts_with('.') && f.contains(".tmp"))
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
         }
         set_mode(root, 0o700).map_err(io)?;
         Ok(Self {
@@ -145,8 +156,9 @@ impl Store {
         }
     }
 
-    /// Names of all documents of `kind`, sorted. Leftover temporary files of
-    /// an interrupted write are removed.
+    /// Names of all documents of `kind`, sorted. Temporary files are not
+    /// documents (and are never removed here: a concurrent write may own
+    /// one; [`Store::open`] sweeps leftovers).
     pub fn list(&self, kind: Kind) -> Result<Vec<String>, StateError> {
         let dir = self.root.join(kind.dir());
         let io = |source| StateError::Io {
@@ -158,10 +170,6 @@ impl Store {
             let entry = entry.map_err(io)?;
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };
-            if file.starts_with('.') && file.contains(".tmp") {
-                let _ = fs::remove_file(entry.path());
-                continue;
-            }
             if let Some(name) = file.strip_suffix(".json")
                 && !name.is_empty()
                 && !name.starts_with('.')
@@ -259,8 +267,13 @@ mod tests {
         fs::write(dir.path().join("groups/.c.json.tmp-1"), b"{").expect("fake leftover");
         assert_eq!(store.list(Kind::Group).expect("list"), ["a", "b"]);
         assert!(
+            dir.path().join("groups/.c.json.tmp-1").exists(),
+            "a listing never removes a temporary file (a write may own it)"
+        );
+        Store::open(dir.path()).expect("reopen");
+        assert!(
             !dir.path().join("groups/.c.json.tmp-1").exists(),
-            "leftover temp removed"
+            "leftover temp removed at open"
         );
         let a: serde_json::Value = store.read(Kind::Group, "a").expect("read").expect("some");
         assert_eq!(a["n"], 3);
@@ -272,6 +285,30 @@ mod tests {
         store.remove(Kind::Group, "a").expect("remove");
         store.remove(Kind::Group, "a").expect("remove absent");
         assert_eq!(store.list(Kind::Group).expect("list"), ["b"]);
+    }
+
+    /// A listing running beside writes never breaks them (it once removed
+    /// their temporary files).
+    #[test]
+    fn listing_while_writing_never_fails_a_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lister = {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.list(Kind::Group).expect("list");
+                }
+            })
+        };
+        for i in 0..500 {
+            store
+                .write(Kind::Group, "g", &serde_json::json!({"n": i}))
+                .expect("a write beside a listing");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        lister.join().expect("lister");
     }
 
     #[test]

@@ -255,15 +255,19 @@ impl Clients {
         }
     }
 
-    /// Brings every file in step now (repairing drift from while berth was
-    /// stopped), then keeps them in step with the workloads in the
-    /// background, for as long as the service lives.
-    pub async fn start(self: &Arc<Self>) {
+    /// Brings every file in step in the background, first at once
+    /// (repairing drift from while berth was stopped), then after each
+    /// change of the workloads, for as long as the service lives. The
+    /// first pass is not awaited: `App::build` returns while it runs, as
+    /// the workloads' own recovery does.
+    pub fn start(self: &Arc<Self>) {
         let mut changes = self.workloads.changes();
         changes.mark_unchanged();
-        self.sync_all().await;
         let weak: Weak<Self> = Arc::downgrade(self);
+        let first = self.clone();
         tokio::spawn(async move {
+            first.sync_all().await;
+            drop(first);
             while changes.changed().await.is_ok() {
                 tokio::time::sleep(SETTLE).await;
                 changes.mark_unchanged();

@@ -596,3 +596,31 @@ async fn a_hostile_record_changes_nothing_outside_the_clients_files() {
         assert!(!Path::new("/etc/passwd.lock").exists());
     }
 }
+
+/// A `[clients] home` that is not a usable directory turns client
+/// configuration off, with a 503 that says why; discovery still answers.
+#[tokio::test]
+async fn an_unusable_home_refuses_registration_and_writes_nothing() {
+    let file = tempfile::NamedTempFile::new().expect("file");
+    for home in [
+        PathBuf::from("/nonexistent/berth-home"),
+        file.path().to_owned(),
+    ] {
+        let h = harness_config(|c| c.clients.home = Some(home.clone())).await;
+        let r = h
+            .post("/api/v1beta/clients", json!({"name": "cursor"}))
+            .await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+        assert!(r.text.contains("[clients] home"), "{}", r.text);
+        assert!(registered(&h).is_empty());
+        let r = h.get("/api/v1beta/discovery/clients").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(
+            r.json()["clients"]
+                .as_array()
+                .expect("clients")
+                .iter()
+                .all(|c| c["installed"] == false)
+        );
+    }
+}

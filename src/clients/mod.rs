@@ -290,6 +290,16 @@ impl Clients {
         })
     }
 
+    /// The clients `names` names: at least one, every one supported.
+    fn defs(names: &[String]) -> Result<Vec<&'static ClientDef>, ClientError> {
+        if names.is_empty() {
+            return Err(ClientError::Invalid(
+                "at least one client name is required".into(),
+            ));
+        }
+        names.iter().map(|n| Self::def(n)).collect()
+    }
+
     fn home(&self) -> Result<&Home, ClientError> {
         self.home.as_ref().ok_or(ClientError::NoHome)
     }
@@ -373,15 +383,7 @@ impl Clients {
         names: &[String],
         groups: &[String],
     ) -> Result<Vec<String>, ClientError> {
-        if names.is_empty() {
-            return Err(ClientError::Invalid(
-                "at least one client name is required".into(),
-            ));
-        }
-        let defs = names
-            .iter()
-            .map(|n| Self::def(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        let defs = Self::defs(names)?;
         let groups = self.groups_of(groups)?;
         let home = self.home()?;
         for def in &defs {
@@ -415,15 +417,7 @@ impl Clients {
         names: &[String],
         groups: Option<&[String]>,
     ) -> Result<(), ClientError> {
-        if names.is_empty() {
-            return Err(ClientError::Invalid(
-                "at least one client name is required".into(),
-            ));
-        }
-        let defs = names
-            .iter()
-            .map(|n| Self::def(n))
-            .collect::<Result<Vec<_>, _>>()?;
+        let defs = Self::defs(names)?;
         let groups = match groups {
             Some(g) => {
                 for name in g {

@@ -810,3 +810,9 @@ fn lost_events_are_reported_at_most_every_ten_seconds() {
     );
     assert_eq!(f.due(t0 + Duration::from_secs(30)), None, "all reported");
 }
+
+#[test]
+fn the_log_is_shared_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<AuditLog>();
+}

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod browser;
+pub mod cedar;
 pub mod oidc;
 pub mod token;
 

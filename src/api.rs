@@ -44,6 +44,9 @@ pub struct Access {
     pub guard: Option<Arc<BrowserGuard>>,
     /// The bearer token every route but `/health` requires, if any.
     pub token: Option<ApiToken>,
+    /// The validator of the access tokens every route but `/health`
+    /// requires (`[api] auth = "oidc"`), if any.
+    pub oidc: Option<crate::auth::oidc::Validator>,
 }
 
 /// The whole API as one router.
@@ -54,6 +57,10 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1beta/workloads", workloads::routes())
         .nest("/api/v1beta/groups", groups::routes())
         .nest("/api/v1beta/x/berth/plugins", plugins::routes())
+        .nest(
+            "/api/v1beta/x/berth/workloads",
+            workloads::extension_routes(),
+        )
         .nest("/api/v1beta/registry", registry::routes())
         .nest("/api/v1beta/secrets", secrets::routes())
         .nest("/api/v1beta/clients", clients::routes())
@@ -82,6 +89,56 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The browser guard, then the token, then the declared body length.
+/// Checks an API request's access token (`[api] auth = "oidc"`).
+async fn check_oidc(
+    validator: &crate::auth::oidc::Validator,
+    authorization: Option<String>,
+) -> Result<(), Response> {
+    use crate::auth::oidc::AuthnError;
+    let refuse = |error: &str, why: &str| {
+        let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, why).into_response();
+        let challenge = format!(
+            "Bearer realm=\"berth\", error=\"{error}\", error_description=\"{}\"",
+            why.chars()
+                .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+                .collect::<String>()
+        );
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    };
+    let token = authorization.as_deref().and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        let token = token.trim();
+        (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    });
+    let Some(token) = token else {
+        return Err(refuse(
+            "invalid_request",
+            "an access token is required: `Authorization: Bearer <token>`",
+        ));
+    };
+    match validator.validate(token).await {
+        Ok(identity) => {
+            tracing::debug!(subject = %crate::logging::escape_controls(&identity.subject), "API caller authenticated.");
+            Ok(())
+        }
+        Err(AuthnError::Invalid(why)) => {
+            tracing::info!(reason = %why, "Refused an API request with an unacceptable access token.");
+            Err(refuse("invalid_token", &why))
+        }
+        Err(AuthnError::Unavailable(why)) => {
+            tracing::warn!(reason = %why, "Cannot check API access tokens: the issuer's keys are unavailable; requests are refused with 503 until they are.");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the access token cannot be checked now: the issuer's keys are unavailable",
+            )
+            .into_response())
+        }
+    }
+}
+
 async fn check_access(State(access): State<Access>, req: Request, next: Next) -> Response {
     if let Some(guard) = &access.guard
         && let Err(why) = guard.check(req.headers())
@@ -106,6 +163,19 @@ async fn check_access(State(access): State<Access>, req: Request, next: Next) ->
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"berth\""),
             );
+            return resp;
+        }
+    }
+    if let Some(validator) = &access.oidc
+        && req.uri().path() != "/health"
+    {
+        // One header, owned: the request is not held across the check.
+        let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+        let authorization = match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok().map(str::to_owned),
+            _ => None,
+        };
+        if let Err(resp) = check_oidc(validator, authorization).await {
             return resp;
         }
     }

@@ -256,7 +256,24 @@ impl AppBuilder {
             .map_err(AppError::Registry)?,
         );
         let proxies = Arc::new(Proxies::new(config.proxy.clone()));
+        let audit =
+            crate::auth::audit::AuditLog::new(state_dir.join("audit"), config.audit.sink.clone())
+                .map_err(|source| AppError::State {
+                dir: state_dir.join("audit"),
+                source: crate::state::StateError::Io {
+                    path: state_dir.join("audit"),
+                    source,
+                },
+            })?;
+        let mut guarding = crate::workloads::protect::Guarding::default();
+        guarding.policies_dir = config.policies_dir.clone();
+        guarding.audit = Some(Arc::new(audit));
+        guarding.audit_all = config.audit.all_workloads;
+        guarding.fetcher = crate::registry::fetch::Fetcher::new().ok();
+        guarding.pins_dir = Some(state_dir.join("pins"));
+        guarding.api_audience = config.api.oidc.as_ref().map(|o| o.audience.clone());
         let settings = Settings {
+            guarding,
             secrets: Some(secrets.clone()),
             port_range: (config.ports.start, config.ports.end),
             restart: config.restart,
@@ -320,13 +337,53 @@ pub struct Bridge {
     pub proxies: Proxies,
     /// The middleware chain named on the command line, in order.
     pub chain: Option<Chain>,
+    /// The protections of `--protect`.
+    pub protection: crate::proxy::Protection,
 }
 
 impl Bridge {
     /// Loads the middleware plugins named in `middleware` (each a
     /// `[[plugins]]` entry of `config`; none is global here) and sets up
     /// the proxies.
-    pub async fn build(config: Config, middleware: &[String]) -> Result<Self, AppError> {
+    /// `protect` holds a create request's protection fields (`oidc`,
+    /// `authz_config`, `audit_config`, `tools`, `tools_override`,
+    /// `tool_pinning`); audit lines go to `audit_dir`, tool pins to
+    /// `pins_dir`.
+    pub async fn build(
+        config: Config,
+        middleware: &[String],
+        protect: Option<&crate::workloads::types::CreateRequest>,
+        audit_dir: Option<&std::path::Path>,
+    ) -> Result<Self, AppError> {
+        let protection = match protect {
+            None => crate::proxy::Protection::default(),
+            Some(req) => {
+                let spec = crate::workloads::protect::spec_of_request(req)
+                    .map_err(AppError::Middleware)?;
+                let audit = match audit_dir {
+                    Some(dir) => Some(Arc::new(
+                        crate::auth::audit::AuditLog::new(
+                            dir.to_owned(),
+                            config.audit.sink.clone(),
+                        )
+                        .map_err(|e| AppError::Middleware(format!("audit directory: {e}")))?,
+                    )),
+                    None => None,
+                };
+                if spec.audit.is_some() && audit.is_none() {
+                    return Err(AppError::Middleware(
+                        "--protect asks for an audit: give --audit-dir".into(),
+                    ));
+                }
+                let mut guarding = crate::workloads::protect::Guarding::default();
+                guarding.policies_dir = config.policies_dir.clone();
+                guarding.pins_dir = audit_dir.map(|d| d.join("pins"));
+                guarding.audit = audit;
+                guarding
+                    .protection("bridge", &spec)
+                    .map_err(AppError::Middleware)?
+            }
+        };
         let chain = if middleware.is_empty() {
             None
         } else {
@@ -358,6 +415,7 @@ impl Bridge {
         Ok(Self {
             proxies: Proxies::new(config.proxy),
             chain,
+            protection,
         })
     }
 }

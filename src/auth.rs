@@ -14,9 +14,15 @@
 pub mod audit;
 pub mod browser;
 pub mod cedar;
+pub mod identity;
 pub mod oidc;
 pub mod token;
 
 pub use browser::{BrowserGuard, GuardError, WebOrigin};
+pub use identity::Identity;
 pub use oidc::{AuthnError, OidcConfigError, OidcSettings, Validator};
 pub use token::{ApiAuth, ApiToken, TokenError, TokenSource};
+
+/// JSON-RPC error code of a request berth refused on a caller's behalf (a
+/// middleware's denial, an authorization policy's).
+pub const DENIED: i64 = -32003;

@@ -68,6 +68,26 @@ pub struct Config {
     /// new version's server to answer an MCP `initialize` through its
     /// proxy, in seconds; past it the previous configuration is put back.
     pub upgrade_ready_timeout_secs: u64,
+    /// Audit of the proxies' MCP requests (`[audit]`).
+    pub audit: AuditSettings,
+    /// The directory of authorization policy files that workloads name in
+    /// `authz_config`; `$XDG_CONFIG_HOME/berth/policies` when unset.
+    pub policies_dir: Option<PathBuf>,
+}
+
+/// Audit of the proxies' MCP requests. Each audited workload's lines go to
+/// its own audit log (`<state>/audit/<name>.audit.jsonl`, served by
+/// `GET /workloads/{name}/proxy-logs?audit=true`) and to `sink` if set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// A JSON-lines file every audit line is also appended to (created
+    /// mode 0600), e.g. for a log shipper.
+    pub sink: Option<PathBuf>,
+    /// Audit every workload (with default settings unless its own
+    /// `audit_config` says otherwise); otherwise only workloads with an
+    /// `audit_config`.
+    pub all_workloads: bool,
 }
 
 impl Default for Config {
@@ -94,6 +114,8 @@ impl Default for Config {
             clients: Default::default(),
             worker_threads: 0,
             upgrade_ready_timeout_secs: crate::workloads::upgrade::DEFAULT_READY_TIMEOUT.as_secs(),
+            audit: AuditSettings::default(),
+            policies_dir: None,
         }
     }
 }
@@ -121,10 +143,15 @@ pub struct ApiConfig {
     pub socket: Option<PathBuf>,
     /// Allow binding a non-loopback address without authentication.
     pub insecure_allow_remote: bool,
-    /// How callers authenticate: `none` or `token` (a bearer token on every
-    /// route but `/health`). Unset: `token` when `BERTH_API_TOKEN` is set,
-    /// else `none`.
+    /// How callers authenticate: `none`, `token` (a bearer token on every
+    /// route but `/health`) or `oidc` (an access token of `[api.oidc]`'s
+    /// issuer for its audience). Unset: `token` when `BERTH_API_TOKEN` is
+    /// set, else `none`.
     pub auth: Option<ApiAuth>,
+    /// The issuer and audience of `auth = "oidc"`. The audience is the
+    /// API's own: a workload whose proxy takes tokens for it is refused, so
+    /// a token issued for a proxy can never drive the API.
+    pub oidc: Option<ApiOidcConfig>,
     /// The token file of `auth = "token"` when `BERTH_API_TOKEN` is unset;
     /// `$XDG_CONFIG_HOME/berth/api-token` by default, created with mode
     /// 0600 holding a random 256-bit token when absent.
@@ -164,11 +191,57 @@ impl Default for ApiConfig {
             socket: None,
             insecure_allow_remote: false,
             auth: None,
+            oidc: None,
             token_file: None,
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
             header_read_timeout_secs: 30,
             idle_timeout_secs: 120,
+        }
+    }
+}
+
+/// `[api.oidc]`: token validation of the management API's callers.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiOidcConfig {
+    /// Issuer URL (`iss`).
+    pub issuer: String,
+    /// The API's audience (`aud`).
+    pub audience: String,
+    /// JWKS URL; discovered from the issuer when empty.
+    pub jwks_url: String,
+    /// RFC 7662 introspection endpoint for opaque tokens.
+    pub introspection_url: String,
+    /// Client id for introspection.
+    pub client_id: String,
+    /// Client secret for introspection (`BERTH_API__OIDC__CLIENT_SECRET`).
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ApiOidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiOidcConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url)
+            .field("introspection_url", &self.introspection_url)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiOidcConfig {
+    /// The validator settings.
+    pub fn settings(&self) -> crate::auth::oidc::OidcSettings {
+        crate::auth::oidc::OidcSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jwks_url: self.jwks_url.clone(),
+            introspection_url: self.introspection_url.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scopes: Vec::new(),
         }
     }
 }
@@ -251,6 +324,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "upgrade_ready_timeout_secs",
     "secrets",
     "clients",
+    "audit",
+    "policies_dir",
 ];
 
 /// Loads the configuration: defaults < `file` (if given, it must exist;

@@ -58,6 +58,7 @@ pub fn declares_more_than(headers: &http::HeaderMap, max: usize) -> bool {
 pub async fn serve<L>(mut listener: L, app: Router, limits: Limits, stop: CancellationToken)
 where
     L: axum::serve::Listener,
+    L::Addr: std::any::Any,
 {
     let connections = TaskTracker::new();
     loop {
@@ -65,18 +66,32 @@ where
         // descriptors and the like) itself.
         let io = tokio::select! {
             () = stop.cancelled() => break,
-            (io, _) = listener.accept() => io,
+            (io, addr) = listener.accept() => (io, addr),
         };
-        connections.spawn(connection(io, app.clone(), limits, stop.clone()));
+        let (io, addr) = io;
+        let peer = (&addr as &dyn std::any::Any)
+            .downcast_ref::<std::net::SocketAddr>()
+            .map(|a| PeerAddr(a.ip()));
+        connections.spawn(connection(io, peer, app.clone(), limits, stop.clone()));
     }
     drop(listener);
     connections.close();
     connections.wait().await;
 }
 
+/// The address of the TCP peer that sent a request (in its extensions;
+/// absent on a Unix socket). Never taken from a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
 /// One connection, until it ends, breaks a limit, or the proxy stops.
-async fn connection<I>(io: I, app: Router, limits: Limits, stop: CancellationToken)
-where
+async fn connection<I>(
+    io: I,
+    peer: Option<PeerAddr>,
+    app: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -85,8 +100,11 @@ where
         activity: activity.clone(),
     });
     let requests = activity.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let in_flight = requests.begin();
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(peer);
+        }
         let app = app.clone();
         async move {
             let resp = app.oneshot(req.map(Body::new)).await?;

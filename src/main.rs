@@ -72,6 +72,14 @@ struct BridgeArgs {
     /// configuration file) on the request path; repeat for a chain, in order.
     #[arg(long = "middleware", value_name = "PLUGIN")]
     middleware: Vec<String>,
+    /// Protect the proxy as a workload would be: a JSON file with a create
+    /// request's `oidc`, `authz_config`, `audit_config`, `tools`,
+    /// `tools_override` and `tool_pinning` fields.
+    #[arg(long, value_name = "FILE")]
+    protect: Option<PathBuf>,
+    /// Where audit lines (and tool pins) go with `--protect`.
+    #[arg(long, value_name = "DIR")]
+    audit_dir: Option<PathBuf>,
     /// The server's command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -252,11 +260,14 @@ fn main() -> anyhow::Result<()> {
             return runtime(&config)?.block_on(bridge(config, args));
         }
     };
-    let config = config::load(
+    let mut config = config::load(
         args.config.as_deref(),
         default_config_file().as_deref(),
         overrides(&args),
     )?;
+    if config.policies_dir.is_none() {
+        config.policies_dir = config_dir().map(|d| d.join("policies"));
+    }
     init_tracing(config.log_format);
     runtime(&config)?.block_on(serve(config))
 }
@@ -292,6 +303,7 @@ fn api_access(config: &Config) -> anyhow::Result<api::Access> {
         );
     }
     let token = match auth {
+        ApiAuth::Oidc => None,
         ApiAuth::None => {
             if from_env.is_some() {
                 tracing::warn!(
@@ -330,7 +342,23 @@ fn api_access(config: &Config) -> anyhow::Result<api::Access> {
             false,
         )?)),
     };
-    Ok(api::Access { guard, token })
+    let oidc = match auth {
+        ApiAuth::Oidc => {
+            let settings = config
+                .api
+                .oidc
+                .as_ref()
+                .context("`[api] auth = \"oidc\"` needs `[api.oidc]` with `issuer` and `audience`")?
+                .settings();
+            let fetcher = berth::registry::fetch::Fetcher::new()?;
+            let validator = berth::auth::oidc::Validator::new(settings, fetcher)
+                .context("invalid `[api.oidc]`")?;
+            info!(issuer = %validator.settings().issuer, audience = %validator.settings().audience, "The API requires an access token of this issuer for this audience.");
+            Some(validator)
+        }
+        _ => None,
+    };
+    Ok(api::Access { guard, token, oidc })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -440,10 +468,30 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
         .command
         .split_first()
         .context("a command is required")?;
-    let berth::app::Bridge { proxies, chain } =
-        berth::app::Bridge::build(config, &args.middleware).await?;
+    let protect: Option<berth::workloads::types::CreateRequest> = match &args.protect {
+        Some(file) => Some(
+            serde_json::from_slice(
+                &std::fs::read(file).with_context(|| format!("reading {}", file.display()))?,
+            )
+            .with_context(|| format!("{} is not a create request's JSON", file.display()))?,
+        ),
+        None => None,
+    };
+    let berth::app::Bridge {
+        proxies,
+        chain,
+        protection,
+    } = berth::app::Bridge::build(
+        config,
+        &args.middleware,
+        protect.as_ref(),
+        args.audit_dir.as_deref(),
+    )
+    .await?;
     let addr = SocketAddr::new(args.host, args.port);
-    proxies.start("bridge", addr, None, chain).await?;
+    proxies
+        .start("bridge", addr, None, chain, protection)
+        .await?;
     let mut child = tokio::process::Command::new(program)
         .args(argv)
         .stdin(std::process::Stdio::piped())

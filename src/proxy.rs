@@ -15,14 +15,17 @@ mod layers;
 pub mod middleware;
 pub(crate) mod mux;
 mod outbox;
+pub mod pins;
+pub mod policy;
 mod reverse;
 mod sse;
 mod stack;
 mod streamable;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,9 +40,13 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::auth::{BrowserGuard, GuardError};
 
+pub use layers::authn::Authn;
 pub use middleware::{Chain, Decision, Identity, McpRequest, Middleware, MiddlewareFailure};
 pub use mux::{LogSink, Mux};
+pub use pins::{PinMode, Pins};
+pub use policy::{Auditor, Policy};
 pub use reverse::{HttpTarget, TargetError, check_header, check_header_name};
+pub use tools::{Override, ToolView};
 
 /// Settings of the per-workload proxies (`[proxy]` in berth.toml).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +191,7 @@ impl Proxies {
         addr: SocketAddr,
         http: Option<HttpTarget>,
         chain: Option<Chain>,
+        protection: Protection,
     ) -> Result<Upstream, ProxyError> {
         if let Some(r) = self.map().get(name)
             && r.addr == addr
@@ -211,7 +219,7 @@ impl Proxies {
             )),
         };
         let stop = CancellationToken::new();
-        let app = router(name, &upstream, chain, &self.config);
+        let app = router(name, &upstream, chain, &protection, &self.config);
         let (token, limits) = (stop.clone(), self.config.limits());
         let mut tasks = vec![];
         if let Upstream::Stdio(mux) = &upstream {
@@ -318,9 +326,21 @@ pub fn router(
     name: &str,
     upstream: &Upstream,
     chain: Option<Chain>,
+    protection: &Protection,
     config: &ProxyConfig,
 ) -> Router {
-    stack::build(name, upstream, chain, config)
+    stack::build(name, upstream, chain, protection, config)
+}
+
+/// berth's own protections of one proxy, built from the workload's
+/// settings: who may call (authentication), and what they may do and see
+/// (authorization, tool filter and overrides, pinning, audit).
+#[derive(Debug, Clone, Default)]
+pub struct Protection {
+    /// Authentication of callers; `None` lets anyone who reaches the port in.
+    pub authn: Option<Arc<Authn>>,
+    /// The policy on messages; `None` when it would do nothing.
+    pub policy: Option<Arc<Policy>>,
 }
 
 async fn health(mux: Mux) -> Response {

@@ -20,6 +20,7 @@ use super::{clients, groups, plugins, registry, secrets, system, workloads};
         workloads::workload_proxy_logs, workloads::export_workload,
         workloads::bulk_stop, workloads::bulk_restart, workloads::bulk_delete,
         workloads::upgrade_check_all, workloads::upgrade_check, workloads::upgrade_workload,
+        workloads::approve_tools,
         groups::list_groups, groups::create_group, groups::get_group, groups::delete_group,
         plugins::list_plugins, plugins::get_plugin, plugins::reload_plugin,
         registry::list_registries, registry::add_registry, registry::get_registry,

@@ -41,6 +41,57 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/{name}/upgrade", post(upgrade_workload))
 }
 
+/// berth's extension routes of one workload (`/api/v1beta/x/berth/workloads`).
+pub(super) fn extension_routes() -> Router<AppState> {
+    Router::new().route("/{name}/tools/approve", post(approve_tools))
+}
+
+/// Body of the approve call.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproveRequest {
+    /// The tools (the server's names) whose current definitions become
+    /// the approved ones; every changed tool when absent.
+    #[serde(default)]
+    tools: Option<Vec<String>>,
+}
+
+/// Response of the approve call.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ApproveResponse {
+    /// The tools approved.
+    approved: Vec<String>,
+}
+
+/// Approve changed tool definitions (`tool_drift`): they become the
+/// baseline, and a tool hidden by `tool_pinning: block` is usable again.
+#[utoipa::path(post, path = "/api/v1beta/x/berth/workloads/{name}/tools/approve", tag = "workloads",
+    params(("name" = String, Path, description = "Workload name")),
+    request_body(content = Option<ApproveRequest>),
+    responses((status = 200, description = "Approved", body = ApproveResponse),
+        (status = 400, description = "Invalid name, or a tool without a change", body = String),
+        (status = 404, description = "Not Found", body = String)))]
+pub(super) async fn approve_tools(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    OptionalJson(req): OptionalJson<ApproveRequest>,
+) -> ApiResult<Json<ApproveResponse>> {
+    let approved = s
+        .workloads
+        .approve_tools(&name, req.tools.as_deref())
+        .await?;
+    Ok(Json(ApproveResponse { approved }))
+}
+
+/// Query of the proxy-logs call.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ProxyLogsQuery {
+    /// `true`: the workload's audit log (one JSON line per MCP request)
+    /// instead of berth's log of it (berth extension).
+    audit: Option<String>,
+}
+
 /// Query of the list call.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -257,16 +308,21 @@ pub(super) async fn workload_logs(
     Ok(text(s.workloads.logs(&name).await?))
 }
 
-/// The last 1000 lines of berth's own log of the workload.
+/// The last 1000 lines of berth's own log of the workload (or, with
+/// `audit=true`, of its audit log).
 #[utoipa::path(get, path = "/api/v1beta/workloads/{name}/proxy-logs", tag = "logs",
-    params(("name" = String, Path, description = "Workload name")),
+    params(("name" = String, Path, description = "Workload name"), ProxyLogsQuery),
     responses((status = 200, description = "Proxy logs", body = String, content_type = "text/plain"),
         (status = 400, description = "Invalid name", body = String),
         (status = 404, description = "Not Found", body = String)))]
 pub(super) async fn workload_proxy_logs(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<ProxyLogsQuery>,
 ) -> ApiResult<impl IntoResponse> {
+    if q.audit.as_deref() == Some("true") {
+        return Ok(text(s.workloads.audit_logs(&name).await?));
+    }
     Ok(text(s.workloads.proxy_logs(&name).await?))
 }
 

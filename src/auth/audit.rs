@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::proxy::Identity;
-use crate::proxy::middleware::DENIED;
+use crate::auth::DENIED;
+use crate::auth::Identity;
 
 mod writer;
 

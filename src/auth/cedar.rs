@@ -85,7 +85,7 @@ use cedar_policy::{
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Number, Value};
 
-use crate::proxy::Identity;
+use crate::auth::Identity;
 
 #[cfg(test)]
 mod tests;

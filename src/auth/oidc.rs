@@ -37,7 +37,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 use url::{Host, Url};
 
-use crate::proxy::Identity;
+use crate::auth::Identity;
 use crate::registry::fetch::{FetchOptions, Fetcher, PrivatePolicy};
 
 mod introspect;

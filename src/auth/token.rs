@@ -23,6 +23,9 @@ pub enum ApiAuth {
     None,
     /// Every route but `/health` needs `Authorization: Bearer <token>`.
     Token,
+    /// Every route but `/health` needs an access token of `[api.oidc]`'s
+    /// issuer for the API's audience.
+    Oidc,
 }
 
 /// Where the token came from.

@@ -6,6 +6,7 @@
 //! refusal or failure is an `Err(RequestError)`; only [`rescue::Rescue`],
 //! outermost, turns errors into answers.
 
+pub(crate) mod authn;
 pub(crate) mod chain;
 pub(crate) mod guard;
 pub(crate) mod limit;

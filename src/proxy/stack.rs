@@ -12,13 +12,14 @@ use axum::extract::Request;
 use axum::response::Response;
 use tower::{Service, ServiceBuilder};
 
+use super::layers::authn::AuthnLayer;
 use super::layers::chain::ChainLayer;
 use super::layers::guard::GuardLayer;
 use super::layers::limit::LimitLayer;
 use super::layers::parse::{ParseLayer, Reading};
 use super::layers::rescue::{RequestError, RescueLayer};
 use super::reverse::ReverseProxy;
-use super::{Chain, Mux, ProxyConfig, Upstream, streamable};
+use super::{Chain, Mux, Protection, ProxyConfig, Upstream, streamable};
 use crate::auth::BrowserGuard;
 
 /// The HTTP surface of the proxy of workload `name`: every request passes
@@ -27,18 +28,26 @@ pub(crate) fn build(
     name: &str,
     upstream: &Upstream,
     chain: Option<Chain>,
+    protection: &Protection,
     config: &ProxyConfig,
 ) -> Router {
     match upstream {
         // berth's own endpoints read every message: the stdio transports
         // work on parsed messages.
-        Upstream::Stdio(mux) => layered(name, stdio(mux), Some(Reading::Stdio), chain, config),
+        Upstream::Stdio(mux) => layered(
+            name,
+            stdio(mux),
+            Some(Reading::Stdio),
+            chain,
+            protection,
+            config,
+        ),
         // An HTTP server's traffic is read only for a layer that needs it;
         // otherwise it streams through untouched (the transparent path).
         Upstream::Http(target) => {
-            let reading = chain.is_some().then_some(Reading::Http);
+            let reading = (chain.is_some() || protection.policy.is_some()).then_some(Reading::Http);
             let transport = ReverseProxy::new(target, config.max_body_bytes);
-            layered(name, transport, reading, chain, config)
+            layered(name, transport, reading, chain, protection, config)
         }
     }
 }
@@ -63,6 +72,7 @@ fn layered<S>(
     transport: S,
     reading: Option<Reading>,
     chain: Option<Chain>,
+    protection: &Protection,
     config: &ProxyConfig,
 ) -> Router
 where
@@ -87,24 +97,33 @@ where
         // A body declared larger than the limit is refused before a byte of
         // it is read; one without a declared length is cut where it is read.
         .layer(LimitLayer::new(max))
-        // Slot: authentication (proxy-security issue). It establishes who
-        // calls and puts their `middleware::Identity` into the request's
-        // extensions, which every layer below reads (`McpRequest::identity`).
+        // Authentication, when the workload requires it: who calls. It
+        // puts their `middleware::Identity` into the request's extensions,
+        // which every layer below reads (`McpRequest::identity`), removes
+        // their token, and binds each session to its principal. Before any
+        // body is read: an unauthenticated caller costs no parsing.
+        .option_layer(protection.authn.clone().map(AuthnLayer::new))
         //
         // The JSON-RPC messages are read once, here, for every layer below
         // and for the stdio transports: all of them see the same messages
         // whatever the upstream.
         .option_layer(reading.map(|r| ParseLayer::new(r, max)))
-        // Slots, in this order: audit (each request and its outcome,
-        // refusals below included), authorization (policy on identity,
-        // method and tool), tool filter and override. berth's own policy
-        // decides before any plugin sees a request.
-        //
-        // The user's middleware (wasm plugins): global ones first, then the
-        // workload's in configured order. Innermost, next to the upstream:
-        // it sees what berth's own layers admitted, and its rewrites are
-        // what the server gets.
-        .option_layer(chain.map(|c| ChainLayer::new(name, c)))
+        // One layer reads each message on every path (POST bodies, their
+        // SSE answers, GET and legacy SSE streams) and runs, in order:
+        // audit (the request as the client sent it, and its outcome,
+        // refusals included); the user's middleware (wasm plugins: global
+        // ones first, then the workload's in configured order); then
+        // berth's policy — tool filter and overrides, pinning,
+        // authorization — on the request exactly as it reaches the server
+        // and on the answer exactly as it reaches the client, so no plugin
+        // can rewrite a call past it (`proxy/policy.rs`).
+        .option_layer((chain.is_some() || protection.policy.is_some()).then(|| {
+            ChainLayer::new(
+                name,
+                chain.unwrap_or_else(|| std::sync::Arc::from(Vec::new())),
+                protection.policy.clone(),
+            )
+        }))
         .service(transport);
     Router::new().fallback_service(stack)
 }

@@ -287,6 +287,10 @@ impl Workloads {
         // Its log goes first: once the name leaves the table, a new
         // workload may take it and start a log of its own.
         self.inner.journal.remove(name).await;
+        self.inner.settings.guarding.forget_pins(name.as_str());
+        if let Some(audit) = &self.inner.settings.guarding.audit {
+            audit.remove(name.as_str()).await;
+        }
         let mut table = self.table();
         let store = &self.inner.store;
         let removed = store

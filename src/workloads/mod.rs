@@ -13,6 +13,7 @@ pub mod model;
 mod ops;
 pub mod permissions;
 pub mod ports;
+pub mod protect;
 mod spec;
 mod supervise;
 pub mod types;
@@ -110,6 +111,9 @@ pub struct Settings {
     pub egress: EgressConfig,
     /// Where workload secret references are resolved at each start.
     pub secrets: Option<Arc<crate::secrets::Secrets>>,
+    /// What the proxies' protections need (policy directory, audit log,
+    /// tool pins).
+    pub guarding: protect::Guarding,
 }
 
 /// A lifecycle operation, run in the background under the workload's lock.

@@ -13,7 +13,13 @@ use berth_runtime_api::{Transport, WorkloadName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::types::{HeaderForward, MiddlewareConfig, PermissionProfile, RunConfig, SCHEMA_VERSION};
+use super::protect::{AuthzSource, ProtectionSpec};
+use super::types::{
+    HeaderForward, MiddlewareConfig, PermissionProfile, RunConfig, SCHEMA_VERSION,
+    TokenValidatorConfig, ToolOverride,
+};
+use crate::auth::oidc::OidcSettings;
+use crate::proxy::{Override, PinMode};
 
 /// How clients talk to a workload's proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +176,9 @@ pub struct Workload {
     pub registry: Option<crate::registry::run::RegistryRef>,
     /// Secrets set as environment variables at each start.
     pub secrets: Vec<SecretRef>,
+    /// Authentication, authorization, tool view, audit and pinning of its
+    /// proxy.
+    pub protection: ProtectionSpec,
 }
 
 /// A secret the server gets as an environment variable.
@@ -342,6 +351,16 @@ impl TryFrom<RunConfig> for Workload {
             .map(MiddlewareSpec::try_from)
             .collect::<Result<Vec<_>, _>>()
             .map_err(InvalidConfig)?;
+        let protection = protection_of(
+            c.oidc_config.as_ref(),
+            c.authz_config.as_ref(),
+            &c.authz_config_path,
+            c.audit_config.as_ref(),
+            c.tools_filter.clone(),
+            &c.tools_override,
+            &c.tool_pinning,
+        )
+        .map_err(InvalidConfig)?;
         Ok(Self {
             name,
             image: c.image,
@@ -376,8 +395,73 @@ impl TryFrom<RunConfig> for Workload {
                     version: c.registry_server_version,
                 }
             }),
+            protection,
         })
     }
+}
+
+/// The typed protections of the stored (or requested) fields.
+pub(super) fn protection_of(
+    oidc: Option<&TokenValidatorConfig>,
+    authz: Option<&Value>,
+    authz_path: &str,
+    audit: Option<&Value>,
+    tools: Option<Vec<String>>,
+    overrides: &std::collections::BTreeMap<String, ToolOverride>,
+    pinning: &str,
+) -> Result<ProtectionSpec, String> {
+    let oidc = oidc
+        .filter(|o| **o != TokenValidatorConfig::default())
+        .map(|o| OidcSettings {
+            issuer: o.issuer.clone(),
+            audience: o.audience.clone(),
+            jwks_url: o.jwks_url.clone(),
+            introspection_url: o.introspection_url.clone(),
+            client_id: o.client_id.clone(),
+            client_secret: o.client_secret.clone(),
+            scopes: o.scopes.clone(),
+        });
+    let authz = match (authz, authz_path) {
+        (None | Some(Value::Null), "") => None,
+        (None | Some(Value::Null), name) => Some(AuthzSource::File(name.to_owned())),
+        (Some(Value::String(name)), "") => Some(AuthzSource::File(name.clone())),
+        (Some(v @ Value::Object(_)), "") => Some(AuthzSource::Inline(
+            serde_json::from_value(v.clone()).map_err(|e| format!("invalid authz_config: {e}"))?,
+        )),
+        (Some(Value::Object(_) | Value::String(_)), _) => {
+            return Err("give authz_config or authz_config_path, not both".into());
+        }
+        (Some(_), _) => {
+            return Err("authz_config is the name of a policy file or a policy object".into());
+        }
+    };
+    let audit = match audit {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value(v.clone()).map_err(|e| format!("invalid audit_config: {e}"))?,
+        ),
+    };
+    let spec = ProtectionSpec {
+        oidc,
+        authz,
+        audit,
+        tools,
+        tools_override: overrides
+            .iter()
+            .map(|(k, o)| {
+                (
+                    k.clone(),
+                    Override {
+                        name: (!o.name.is_empty()).then(|| o.name.clone()),
+                        description: (!o.description.is_empty()).then(|| o.description.clone()),
+                    },
+                )
+            })
+            .collect(),
+        pinning: PinMode::parse(pinning)?,
+    };
+    spec.check()?;
+    Ok(spec)
 }
 
 impl From<&Workload> for RunConfig {
@@ -429,6 +513,47 @@ impl From<&Workload> for RunConfig {
                 .as_ref()
                 .map(|r| r.version.clone())
                 .unwrap_or_default(),
+            oidc_config: w.protection.oidc.as_ref().map(|o| TokenValidatorConfig {
+                issuer: o.issuer.clone(),
+                audience: o.audience.clone(),
+                jwks_url: o.jwks_url.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.clone(),
+                introspection_url: o.introspection_url.clone(),
+                scopes: o.scopes.clone(),
+            }),
+            authz_config: match &w.protection.authz {
+                Some(AuthzSource::Inline(c)) => serde_json::to_value(c).ok(),
+                _ => None,
+            },
+            authz_config_path: match &w.protection.authz {
+                Some(AuthzSource::File(name)) => name.clone(),
+                _ => String::new(),
+            },
+            audit_config: w
+                .protection
+                .audit
+                .as_ref()
+                .and_then(|a| serde_json::to_value(a).ok()),
+            tools_filter: w.protection.tools.clone(),
+            tools_override: w
+                .protection
+                .tools_override
+                .iter()
+                .map(|(k, o)| {
+                    (
+                        k.clone(),
+                        ToolOverride {
+                            name: o.name.clone().unwrap_or_default(),
+                            description: o.description.clone().unwrap_or_default(),
+                        },
+                    )
+                })
+                .collect(),
+            tool_pinning: match w.protection.pinning {
+                PinMode::Record => String::new(),
+                other => other.as_str().to_owned(),
+            },
         }
     }
 }
@@ -471,6 +596,7 @@ impl Workload {
             runtime: String::new(),
             registry: None,
             secrets: Vec::new(),
+            protection: ProtectionSpec::default(),
         }
     }
 }

@@ -122,6 +122,16 @@ impl Workloads {
                 .restore_from(stored.headers(), same_server)
                 .map_err(WorkloadError::Invalid)?;
         }
+        // An edit built from a GET (which never shows the introspection
+        // client secret) keeps the stored secret while the issuer and the
+        // introspection endpoint stay the same.
+        if let (Some(new), Some(old)) = (&mut req.oidc, &stored.protection.oidc)
+            && new.client_secret.is_empty()
+            && new.issuer == old.issuer
+            && new.introspection_url == old.introspection_url
+        {
+            new.client_secret.clone_from(&old.client_secret);
+        }
         let draft = self.draft(&name, &req)?;
         let (old, config) = {
             let mut table = self.table();

@@ -56,6 +56,13 @@ fn config(transport: &str, proxy_mode: &str, host: &str) -> RunConfig {
         registry: "default".into(),
         registry_server_name: "io.github.x/cat".into(),
         registry_server_version: "1.0.0".into(),
+        oidc_config: None,
+        authz_config: None,
+        authz_config_path: String::new(),
+        audit_config: None,
+        tools_filter: None,
+        tools_override: BTreeMap::new(),
+        tool_pinning: String::new(),
     }
 }
 

@@ -216,7 +216,8 @@ impl PermissionProfile {
     }
 }
 
-/// OIDC options for the workload's proxy (not supported by berth yet).
+/// OIDC options of the workload's proxy: callers need a bearer token from
+/// `issuer` for `audience`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[schema(as = pkg_api_v1::oidcOptions)]
 #[serde(deny_unknown_fields)]
@@ -245,9 +246,45 @@ pub struct OidcOptions {
 }
 
 impl OidcOptions {
-    fn is_empty(&self) -> bool {
+    /// Whether nothing is set (the request asks for no authentication).
+    pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// ToolHive's token validator settings inside a stored run configuration
+/// (`oidc_config`), with its Go-cased keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+pub struct TokenValidatorConfig {
+    /// Issuer URL.
+    #[serde(rename = "Issuer", default, skip_serializing_if = "String::is_empty")]
+    pub issuer: String,
+    /// Expected audience.
+    #[serde(rename = "Audience", default, skip_serializing_if = "String::is_empty")]
+    pub audience: String,
+    /// JWKS URL.
+    #[serde(rename = "JWKSURL", default, skip_serializing_if = "String::is_empty")]
+    pub jwks_url: String,
+    /// Client id (introspection).
+    #[serde(rename = "ClientID", default, skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    /// Client secret (introspection); redacted in exports.
+    #[serde(
+        rename = "ClientSecret",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub client_secret: String,
+    /// Introspection URL.
+    #[serde(
+        rename = "IntrospectionURL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub introspection_url: String,
+    /// Scopes advertised in the protected resource metadata.
+    #[serde(rename = "Scopes", default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// Request body of `POST /workloads`; without `name`, `registry` and `server`
@@ -331,18 +368,35 @@ pub struct CreateRequest {
     /// Trust `X-Forwarded-*` headers.
     #[serde(default)]
     pub trust_proxy_headers: bool,
-    /// Path of an authorization policy (not supported by berth yet).
-    #[serde(default)]
-    pub authz_config: String,
-    /// OIDC options (not supported by berth yet).
+    /// The Cedar authorization policy of the proxy: the *name* of a file
+    /// in berth's policy directory (`<config dir>/policies/`, JSON or
+    /// YAML), or (berth extension) the configuration itself as an object,
+    /// ToolHive's `{"version": "1.0", "type": "cedarv1", "cedar": {...}}`.
+    /// A path is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub authz_config: Option<serde_json::Value>,
+    /// Token validation of the proxy's callers.
     #[serde(default)]
     pub oidc: Option<OidcOptions>,
-    /// Tool allow-list (not supported by berth yet).
+    /// The tools clients see and may call (after overrides: the new
+    /// names); all when absent.
     #[serde(default)]
     pub tools: Option<Vec<String>>,
-    /// Tool renames (not supported by berth yet).
+    /// Tool renames and descriptions, by the server's tool name.
     #[serde(default)]
     pub tools_override: Option<BTreeMap<String, ToolOverride>>,
+    /// berth extension: audit settings of the proxy, ToolHive's audit
+    /// configuration (`includeRequestData`, `maxDataSize`, …; no
+    /// `logFile`: lines go to the workload's audit log and berth's sink).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub audit_config: Option<serde_json::Value>,
+    /// berth extension: tool-definition pinning, `record` (default: a
+    /// changed definition shows in `tool_drift`), `block` (and the changed
+    /// tool is hidden until approved) or `off`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_pinning: String,
     /// Group of the workload; `default` when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub group: String,
@@ -544,13 +598,6 @@ pub fn unsupported_fields(req: &CreateRequest) -> Vec<&'static str> {
         req.from_registry.is_none() && (!req.registry.is_empty() || !req.server.is_empty()),
         "registry/server",
     );
-    flag(!req.authz_config.is_empty(), "authz_config");
-    flag(req.oidc.as_ref().is_some_and(|o| !o.is_empty()), "oidc");
-    flag(req.tools.as_ref().is_some_and(|t| !t.is_empty()), "tools");
-    flag(
-        req.tools_override.as_ref().is_some_and(|t| !t.is_empty()),
-        "tools_override",
-    );
     flag(nonempty_json(&req.runtime_config), "runtime_config");
     flag(nonempty_json(&req.oauth_config), "oauth_config");
     out
@@ -613,6 +660,11 @@ pub struct WorkloadView {
     /// extension).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub runtime: String,
+    /// Tools whose definition changed since it was first seen (berth
+    /// extension; absent when none did). Approve them with
+    /// `POST /api/v1beta/x/berth/workloads/{name}/tools/approve`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_drift: Vec<crate::proxy::pins::Drift>,
 }
 
 /// `GET /workloads` response.
@@ -739,6 +791,28 @@ pub struct RunConfig {
     /// The entry's version when created or last upgraded (berth extension).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub registry_server_version: String,
+    /// Token validation of the proxy's callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_config: Option<TokenValidatorConfig>,
+    /// The Cedar policy, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authz_config: Option<serde_json::Value>,
+    /// The Cedar policy, as the name of a file of berth's policy directory
+    /// (never a path).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub authz_config_path: String,
+    /// Audit settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_config: Option<serde_json::Value>,
+    /// Visible tools; absent shows all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools_filter: Option<Vec<String>>,
+    /// Tool overrides, by the server's tool name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools_override: BTreeMap<String, ToolOverride>,
+    /// Tool-definition pinning (berth extension): `record`, `block`, `off`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tool_pinning: String,
 }
 
 impl RunConfig {

@@ -205,6 +205,11 @@ impl Workloads {
                 return Err(refuse(err.to_string()));
             }
         };
+        // A new version may change its tools on purpose: what it lists
+        // first becomes the new baseline of the tool pins.
+        if let Some(pins) = self.inner.settings.guarding.known_pins(name.as_str()) {
+            pins.reset().await;
+        }
         let from_version = &result.current_version;
         self.wlog(
             name,

@@ -82,13 +82,29 @@ impl Workloads {
             }
             (t, _) => t.as_str(),
         };
+        let oidc_config = super::protect::token_config(req.oidc.as_ref());
+        let tool_overrides = req.tools_override.clone().unwrap_or_default();
+        // Checked here for the error message; stored as given.
+        let protection = super::protect::spec_of_request(req).map_err(WorkloadError::Invalid)?;
+        self.inner
+            .settings
+            .guarding
+            .check_audience(&protection)
+            .map_err(WorkloadError::Invalid)?;
+        if let Some(src) = &protection.authz {
+            self.inner
+                .settings
+                .guarding
+                .authorizer(src, name.as_str())
+                .map_err(WorkloadError::Invalid)?;
+        }
         let host = if req.host.is_empty() {
             "127.0.0.1".to_owned()
         } else {
             let ip = req.host.parse::<IpAddr>().map_err(|_| {
                 WorkloadError::Invalid(format!("invalid host {:?}: not an IP address", req.host))
             })?;
-            check_proxy_host(ip)?;
+            check_proxy_host(ip, protection.oidc.is_some())?;
             ip.to_string()
         };
         let group = if req.group.is_empty() {
@@ -192,6 +208,19 @@ impl Workloads {
                 .as_ref()
                 .map(|r| r.version.clone())
                 .unwrap_or_default(),
+            oidc_config,
+            authz_config: match &req.authz_config {
+                Some(v @ serde_json::Value::Object(_)) => Some(v.clone()),
+                _ => None,
+            },
+            authz_config_path: match &req.authz_config {
+                Some(serde_json::Value::String(name)) => name.clone(),
+                _ => String::new(),
+            },
+            audit_config: req.audit_config.clone().filter(|v| !v.is_null()),
+            tools_filter: req.tools.clone(),
+            tools_override: tool_overrides,
+            tool_pinning: req.tool_pinning.clone(),
         };
         Workload::try_from(config).map_err(|e| WorkloadError::Invalid(e.to_string()))
     }
@@ -401,15 +430,16 @@ pub(super) fn check_no_controls(req: &CreateRequest) -> Result<(), WorkloadError
 /// every literal route is listed.
 pub const RESERVED_NAMES: &[&str] = &["delete", "restart", "stop", "upgrade", "upgrade-check"];
 
-/// A workload's proxy address must be loopback: the proxy has no
-/// authentication of its own yet, so beyond loopback anyone who can reach
-/// the machine could use the server. An address the machine cannot bind
-/// (e.g. `::1` without IPv6) is refused here, not later as "no free port".
-pub(super) fn check_proxy_host(ip: IpAddr) -> Result<(), WorkloadError> {
-    if !ip.is_loopback() {
+/// A workload's proxy address must be loopback unless the workload
+/// requires authentication (`oidc`): beyond loopback anyone who can reach
+/// the machine could otherwise use the server. An address the machine
+/// cannot bind (e.g. `::1` without IPv6) is refused here, not later as "no
+/// free port".
+pub(super) fn check_proxy_host(ip: IpAddr, authenticated: bool) -> Result<(), WorkloadError> {
+    if !ip.is_loopback() && !authenticated {
         return Err(WorkloadError::Invalid(format!(
-            "host `{ip}` is not a loopback address: a workload's proxy has no authentication, \
-             so it listens on 127.0.0.1 or ::1 only"
+            "host `{ip}` is not a loopback address: a workload's proxy without authentication \
+             listens on 127.0.0.1 or ::1 only (set `oidc` to require a token and bind beyond loopback)"
         )));
     }
     std::net::TcpListener::bind((ip, 0)).map_err(|e| {

@@ -26,8 +26,37 @@ impl Workloads {
             .iter()
             .filter(|(_, e)| all || e.status.status == WorkloadStatus::Running)
             .filter(|(_, e)| group.is_none_or(|g| e.config.group == g))
-            .map(|(name, e)| view(name, e))
+            .map(|(name, e)| self.with_drift(view(name, e)))
             .collect())
+    }
+
+    /// `v` with the workload's changed tools.
+    fn with_drift(&self, mut v: WorkloadView) -> WorkloadView {
+        if let Some(pins) = self.inner.settings.guarding.known_pins(&v.name) {
+            v.tool_drift = pins.drift();
+        }
+        v
+    }
+
+    /// Approves the current definitions of a workload's changed `tools`
+    /// (all of them when `None`); returns the tools approved.
+    pub async fn approve_tools(
+        &self,
+        name: &str,
+        tools: Option<&[String]>,
+    ) -> Result<Vec<String>, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.config(name.as_str())?;
+        let Some(pins) = self.inner.settings.guarding.known_pins(name.as_str()) else {
+            return match tools {
+                Some([first, ..]) => Err(WorkloadError::Invalid(format!(
+                    "tool `{}` has no change to approve",
+                    crate::logging::escape_controls(first)
+                ))),
+                _ => Ok(Vec::new()),
+            };
+        };
+        pins.approve(tools).await.map_err(WorkloadError::Invalid)
     }
 
     /// One workload as listed.
@@ -37,7 +66,9 @@ impl Workloads {
         let e = table
             .get(&name)
             .ok_or_else(|| WorkloadError::NotFound(name.to_string()))?;
-        Ok(view(&name, e))
+        let v = view(&name, e);
+        drop(table);
+        Ok(self.with_drift(v))
     }
 
     /// A workload's configuration, in the create request's shape.
@@ -72,7 +103,29 @@ impl Workloads {
             permission_profile: c.permission_profile,
             network_isolation: Some(c.isolate_network),
             trust_proxy_headers: c.trust_proxy_headers,
-            oidc: Some(OidcOptions::default()),
+            oidc: Some(
+                c.oidc_config
+                    .map(|o| OidcOptions {
+                        audience: o.audience,
+                        client_id: o.client_id,
+                        // Never shown (the field is not serialized either).
+                        client_secret: String::new(),
+                        introspection_url: o.introspection_url,
+                        issuer: o.issuer,
+                        jwks_url: o.jwks_url,
+                        scopes: o.scopes,
+                    })
+                    .unwrap_or_default(),
+            ),
+            authz_config: match (c.authz_config, c.authz_config_path) {
+                (Some(inline), _) => Some(inline),
+                (None, path) if !path.is_empty() => Some(serde_json::Value::String(path)),
+                _ => None,
+            },
+            tools: c.tools_filter,
+            tools_override: (!c.tools_override.is_empty()).then_some(c.tools_override),
+            audit_config: c.audit_config,
+            tool_pinning: c.tool_pinning,
             group: c.group,
             ..CreateRequest::default()
         })
@@ -83,6 +136,11 @@ impl Workloads {
     pub fn export(&self, name: &str) -> Result<RunConfig, WorkloadError> {
         let mut config = RunConfig::from(&self.config(name)?);
         config.header_forward = config.header_forward.map(|h| h.redacted());
+        if let Some(oidc) = &mut config.oidc_config
+            && !oidc.client_secret.is_empty()
+        {
+            oidc.client_secret = super::types::REDACTED.to_owned();
+        }
         config.remote_url = redact_url(&config.remote_url);
         Ok(config)
     }
@@ -124,6 +182,28 @@ impl Workloads {
             }
         }
         Ok(tail_lines(&text, LOG_TAIL_LINES).to_owned())
+    }
+}
+
+impl Workloads {
+    /// The last lines of a workload's audit log.
+    pub async fn audit_logs(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        self.workload(name.as_str())?;
+        let Some(audit) = &self.inner.settings.guarding.audit else {
+            return Ok(String::new());
+        };
+        audit.flush().await;
+        audit
+            .tail(name.as_str(), LOG_TAIL_LINES)
+            .await
+            .map_err(|source| {
+                StateError::Io {
+                    path: std::path::PathBuf::from("audit"),
+                    source,
+                }
+                .into()
+            })
     }
 }
 
@@ -183,10 +263,11 @@ pub(super) fn view(name: &WorkloadName, e: &Entry) -> WorkloadView {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         group: e.config.group.clone(),
-        tools: Vec::new(),
+        tools: e.config.protection.tools.clone().unwrap_or_default(),
         remote: e.config.is_remote(),
         started_at: rfc3339(e.status.started_at.filter(|_| running)),
         restart_count: e.status.restart_count,
         runtime: e.config.runtime.clone(),
+        tool_drift: Vec::new(),
     }
 }

@@ -68,8 +68,9 @@ impl Workloads {
         endpoint: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         // A stored host that is not loopback (a hand-edited or older state
-        // file) never exposes the proxy: it is bound to 127.0.0.1 instead.
-        let host = if config.host.is_loopback() {
+        // file) never exposes a proxy without authentication: it is bound
+        // to 127.0.0.1 instead.
+        let host = if config.host.is_loopback() || config.protection.oidc.is_some() {
             config.host
         } else {
             IpAddr::from([127, 0, 0, 1])
@@ -86,9 +87,17 @@ impl Workloads {
             }),
         };
         let chain = self.chain_for(config)?;
+        // Built at every start: a policy file may have changed. A proxy
+        // whose protections cannot be built does not start.
+        let protection = self
+            .inner
+            .settings
+            .guarding
+            .protection(name.as_str(), &config.protection)
+            .map_err(|e| format!("proxy cannot start: {e}"))?;
         self.inner
             .proxies
-            .start(name.as_str(), addr, http, chain)
+            .start(name.as_str(), addr, http, chain, protection)
             .await
             .map(drop)
             .map_err(|e| format!("proxy cannot start: {}", error_chain(&e)))

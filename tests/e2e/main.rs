@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod client_config;
 mod clients;
 #[cfg(any(feature = "docker-tests", feature = "podman-tests"))]

@@ -35,6 +35,7 @@ fn default_access() -> Access {
             berth::auth::BrowserGuard::new(&[], &[], false).expect("guard"),
         )),
         token: None,
+        oidc: None,
     }
 }
 
@@ -407,9 +408,9 @@ async fn validation_errors_say_what_is_wrong() {
             "secrets",
         ),
         (
-            json!({"name": "v", "image": "fake://echo", "tools": ["x"]}),
+            json!({"name": "v", "image": "fake://echo", "tools": [""]}),
             StatusCode::BAD_REQUEST,
-            "tools",
+            "tools has an empty tool name",
         ),
         (
             json!({"name": "h", "image": "fake://echo", "host": "example"}),

@@ -46,6 +46,7 @@ async fn a_web_page_must_send_json() {
             BrowserGuard::new(&[UI.to_owned()], &[], false).expect("guard"),
         )),
         token: None,
+        oidc: None,
     })
     .await;
     let app = h.app.clone();

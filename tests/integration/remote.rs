@@ -308,7 +308,13 @@ async fn remote_workload_bodies_are_limited() {
         max_body_bytes: 1024,
         ..ProxyConfig::default()
     };
-    let app = router("far", &Upstream::Http(target), None, &config);
+    let app = router(
+        "far",
+        &Upstream::Http(target),
+        None,
+        &berth::proxy::Protection::default(),
+        &config,
+    );
     let send = |req: axum::http::Request<Body>| {
         let app = app.clone();
         async move {

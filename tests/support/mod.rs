@@ -4,6 +4,7 @@
 
 pub use wait::eventually;
 
+pub mod issuer;
 pub mod mcp;
 pub mod openbao;
 pub mod plugins;

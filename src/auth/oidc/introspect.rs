@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use url::form_urlencoded;
 
 use super::{AuthnError, Validator, fetch_options, invalid, shown, subject};
-use crate::proxy::Identity;
+use crate::auth::Identity;
 
 /// The largest introspection answer accepted.
 const MAX_BYTES: usize = 64 * 1024;

@@ -36,8 +36,10 @@ use tower::{Layer, Service};
 use super::parse::Parsed;
 use super::rescue::RequestError;
 use super::take;
+use crate::listener::PeerAddr;
 use crate::proxy::jsonrpc::{self, Kind};
 use crate::proxy::middleware::{self, Chain, Identity, McpRequest};
+use crate::proxy::policy::{Origin, Policy, Ticket};
 use crate::proxy::sse::{self, Event, EventReader};
 
 /// Largest answer (a JSON body, or one event of a stream) the response
@@ -59,12 +61,14 @@ pub(crate) struct ChainLayer {
 }
 
 impl ChainLayer {
-    /// Runs `chain` on the traffic of workload `workload`.
-    pub(crate) fn new(workload: &str, chain: Chain) -> Self {
+    /// Runs `chain`, then berth's `policy`, on the traffic of workload
+    /// `workload`.
+    pub(crate) fn new(workload: &str, chain: Chain, policy: Option<Arc<Policy>>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 workload: Arc::from(workload),
                 chain,
+                policy,
                 legacy: Mutex::new(HashMap::new()),
             }),
         }
@@ -92,6 +96,9 @@ pub(crate) struct Chained<S> {
 struct Shared {
     workload: Arc<str>,
     chain: Chain,
+    /// berth's own policy: after the chain towards the server, after it
+    /// towards the client.
+    policy: Option<Arc<Policy>>,
     /// The legacy SSE streams open through this proxy, by the endpoint (path
     /// and query) their clients post to.
     legacy: Mutex<HashMap<String, Arc<Legacy>>>,
@@ -100,12 +107,43 @@ struct Shared {
 /// A legacy SSE stream: its client posts requests to its endpoint and
 /// reads their answers on it.
 struct Legacy {
-    /// The requests posted for it that await their answers, by id key:
-    /// with the request as the response hooks see it, or `None` when no
-    /// middleware wants the result.
-    pending: Mutex<HashMap<String, Option<McpRequest>>>,
+    /// The requests posted for it that await their answers, by id key.
+    pending: Mutex<HashMap<String, Watched>>,
     /// Answers berth gives itself (refusals), sent on the stream.
     inject: mpsc::Sender<Bytes>,
+}
+
+/// A forwarded request whose answer is awaited: what looks at the answer.
+#[derive(Default)]
+struct Watched {
+    /// The request as the middleware's response hooks see it, when one
+    /// wants its result.
+    view: Option<McpRequest>,
+    /// The policy's record of it, when the policy follows it.
+    ticket: Option<Ticket>,
+}
+
+impl Watched {
+    fn is_empty(&self) -> bool {
+        self.view.is_none() && self.ticket.is_none()
+    }
+}
+
+/// What an audited request carries from its HTTP request.
+fn origin_of(req: &Request, transport: &'static str) -> Origin {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect::<String>())
+    };
+    Origin {
+        source: req.extensions().get::<PeerAddr>().map(|p| p.0),
+        user_agent: header("user-agent"),
+        request_id: header("x-request-id"),
+        endpoint: req.uri().path().chars().take(256).collect(),
+        transport,
+    }
 }
 
 impl<S> Service<Request> for Chained<S>
@@ -256,16 +294,27 @@ impl Shared {
                 .map(|m| jsonrpc::raw_id_of(&body, m))
                 .collect()
         };
+        let policy = self.policy.clone();
+        let origin = policy.as_ref().filter(|p| p.audits()).map(|_| {
+            Arc::new(origin_of(
+                &req,
+                if legacy.is_some() { "sse" } else { "http" },
+            ))
+        });
         let mut kept = Vec::with_capacity(messages.len());
         let mut kept_raws = Vec::with_capacity(messages.len());
         let mut refusals: Vec<Vec<u8>> = Vec::new();
-        // The forwarded requests, by id key, with their view for the
-        // response hooks when a middleware wants their results.
-        let mut watched: Vec<(String, Option<McpRequest>)> = Vec::new();
+        // The forwarded requests, by id key, with what looks at their
+        // answers.
+        let mut watched: Vec<(String, Watched)> = Vec::new();
         let mut changed = false;
         for (mut msg, raw) in messages.into_iter().zip(raws) {
-            if jsonrpc::kind(&msg) == Kind::Request {
-                let view = if HANDSHAKE.contains(&jsonrpc::method(&msg)) {
+            let kind = jsonrpc::kind(&msg);
+            if kind == Kind::Request {
+                let ticket = policy
+                    .as_ref()
+                    .map(|p| p.ticket(&msg, identity.as_ref(), origin.as_ref()));
+                let view = if HANDSHAKE.contains(&jsonrpc::method(&msg)) || self.chain.is_empty() {
                     None
                 } else {
                     let mut view = middleware::view(
@@ -283,13 +332,40 @@ impl Shared {
                                 .then_some(view)
                         }
                         Err(refusal) => {
+                            if let (Some(p), Some(t)) = (&policy, &ticket) {
+                                p.record_refusal(t, &refusal);
+                            }
                             refusals.push(jsonrpc::encode(&refusal, raw.as_deref()));
                             changed = true;
                             continue;
                         }
                     }
                 };
-                watched.push((jsonrpc::id_key(&msg["id"]), view));
+                // berth's policy sees the request as it reaches the server.
+                let ticket = match (&policy, ticket) {
+                    (Some(p), Some(t)) => match p.admit(identity.as_ref(), &mut msg) {
+                        Ok(rewritten) => {
+                            changed |= rewritten;
+                            p.watches(&t.method).then_some(t)
+                        }
+                        Err(refusal) => {
+                            p.record_refusal(&t, &refusal);
+                            refusals.push(jsonrpc::encode(&refusal, raw.as_deref()));
+                            changed = true;
+                            continue;
+                        }
+                    },
+                    _ => None,
+                };
+                watched.push((jsonrpc::id_key(&msg["id"]), Watched { view, ticket }));
+            } else if kind == Kind::Notification
+                && let Some(p) = policy.as_ref().filter(|p| p.audits())
+            {
+                p.record(
+                    &p.ticket(&msg, identity.as_ref(), origin.as_ref()),
+                    None,
+                    None,
+                );
             }
             kept.push(msg);
             kept_raws.push(raw);
@@ -322,7 +398,13 @@ impl Shared {
                 // Not taken: no answer will come.
                 let mut pending = legacy.pending.lock().expect("pending lock");
                 for key in keys {
-                    pending.remove(&key);
+                    if let Some(Watched {
+                        ticket: Some(t), ..
+                    }) = pending.remove(&key)
+                        && let Some(p) = &policy
+                    {
+                        p.record(&t, None, Some(failed(&resp)));
+                    }
                 }
             }
             return resp;
@@ -337,16 +419,24 @@ impl Shared {
             };
             return Ok(json_response(body));
         }
-        let hooked: HashMap<String, McpRequest> = watched
-            .into_iter()
-            .filter_map(|(key, view)| Some((key, view?)))
-            .collect();
+        let hooked: HashMap<String, Watched> =
+            watched.into_iter().filter(|(_, w)| !w.is_empty()).collect();
         let req = restore(req, body, batch, kept, &kept_raws, changed);
-        let resp = inner.call(req).await?;
+        let resp = inner.call(req).await;
+        if let Some(p) = &policy
+            && !matches!(&resp, Ok(r) if r.status().is_success())
+        {
+            for w in hooked.values() {
+                if let Some(t) = &w.ticket {
+                    p.record(t, None, Some(failed(&resp)));
+                }
+            }
+        }
+        let resp = resp?;
         if hooked.is_empty() && refusals.is_empty() {
             return Ok(resp);
         }
-        self.answer(resp, hooked, refusals, batch).await
+        self.answer(resp, hooked, refusals, batch, identity).await
     }
 
     /// The answer to a POST with requests to check the results of, or
@@ -354,20 +444,28 @@ impl Shared {
     async fn answer(
         self: Arc<Self>,
         resp: Response,
-        hooked: HashMap<String, McpRequest>,
+        hooked: HashMap<String, Watched>,
         refusals: Vec<Vec<u8>>,
         batch: bool,
+        identity: Option<Identity>,
     ) -> Result<Response, RequestError> {
         if !resp.status().is_success() {
             return Ok(resp);
         }
         if is_event_stream(&resp) {
             let first = refusals.iter().map(|r| sse::frame_json(r)).collect();
-            return Ok(self.stream(resp, Watch::Post(hooked), first));
+            return Ok(self.stream(resp, Watch::Post(hooked), first, identity));
         }
         if !content_type(&resp).starts_with("application/json") {
             // No answer in the body (a 202 for notifications): the
             // refusals are the answer.
+            if let Some(p) = &self.policy {
+                for w in hooked.values() {
+                    if let Some(t) = &w.ticket {
+                        p.record(t, None, None);
+                    }
+                }
+            }
             if refusals.is_empty() {
                 return Ok(resp);
             }
@@ -385,7 +483,7 @@ impl Shared {
         let mut items = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Array(mut msgs)) => {
                 for m in &mut msgs {
-                    self.check(&mut watch, m).await;
+                    self.check(&mut watch, m, identity.as_ref()).await;
                 }
                 let raws = jsonrpc::raw_ids_of(&bytes, &msgs);
                 msgs.iter()
@@ -394,7 +492,7 @@ impl Shared {
                     .collect()
             }
             Ok(mut one) => {
-                self.check(&mut watch, &mut one).await;
+                self.check(&mut watch, &mut one, identity.as_ref()).await;
                 vec![jsonrpc::encode(
                     &one,
                     jsonrpc::raw_id_of(&bytes, &one).as_deref(),
@@ -419,15 +517,27 @@ impl Shared {
         S: Service<Request, Response = Response, Error = RequestError>,
     {
         let path = req.uri().path().to_owned();
+        let identity = req.extensions().get::<Identity>().cloned();
         let resp = inner.call(req).await?;
         if resp.status().is_success() && is_event_stream(&resp) {
-            return Ok(self.stream(resp, Watch::Get { path, legacy: None }, Vec::new()));
+            return Ok(self.stream(
+                resp,
+                Watch::Get { path, legacy: None },
+                Vec::new(),
+                identity,
+            ));
         }
         Ok(resp)
     }
 
     /// `resp` with its event stream passed through [`Pump`].
-    fn stream(self: Arc<Self>, resp: Response, watch: Watch, first: Vec<Bytes>) -> Response {
+    fn stream(
+        self: Arc<Self>,
+        resp: Response,
+        watch: Watch,
+        first: Vec<Bytes>,
+        identity: Option<Identity>,
+    ) -> Response {
         let (mut parts, body) = resp.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         parts
@@ -439,6 +549,7 @@ impl Shared {
             reader: EventReader::new(MAX_CHECKED),
             out: first.into(),
             watch,
+            identity,
             inject: None,
             done: false,
         };
@@ -449,15 +560,26 @@ impl Shared {
         Response::from_parts(parts, Body::from_stream(events))
     }
 
-    /// Runs the response hooks on `msg` if it answers a request `watch`
-    /// holds; withholds an answer a GET stream cannot tie to one. Returns
-    /// whether `msg` may have changed.
-    async fn check(&self, watch: &mut Watch, msg: &mut Value) -> bool {
-        if jsonrpc::kind(msg) != Kind::Response {
-            return false;
+    /// Runs the response hooks and the policy on `msg` if it answers a
+    /// request `watch` holds; withholds an answer a GET stream cannot tie
+    /// to one; drops a message of the server's own the policy refuses
+    /// (it becomes `Null`). Returns whether `msg` may have changed.
+    async fn check(&self, watch: &mut Watch, msg: &mut Value, identity: Option<&Identity>) -> bool {
+        match jsonrpc::kind(msg) {
+            Kind::Response => {}
+            Kind::Request | Kind::Notification => {
+                if let Some(p) = &self.policy
+                    && !p.passes(identity, msg)
+                {
+                    *msg = Value::Null;
+                    return true;
+                }
+                return false;
+            }
+            _ => return false,
         }
         let key = jsonrpc::id_key(&msg["id"]);
-        let view = match watch {
+        let watched = match watch {
             Watch::Post(hooked) => hooked.remove(&key),
             Watch::Get {
                 legacy: Some(reg), ..
@@ -469,19 +591,40 @@ impl Shared {
                     .expect("pending lock")
                     .remove(&key);
                 match found {
-                    Some(view) => view,
+                    Some(w) => Some(w),
                     None => return withhold(msg),
                 }
             }
             Watch::Get { legacy: None, .. } => return withhold(msg),
         };
-        match view {
-            Some(view) => {
-                middleware::after(&self.chain, &view, msg).await;
-                true
-            }
-            None => false,
+        let Some(Watched { view, ticket }) = watched else {
+            return false;
+        };
+        if let (Some(p), Some(t)) = (&self.policy, &ticket) {
+            // What the server said, before anything changes it.
+            p.observe(&t.method, msg).await;
         }
+        let mut changed = false;
+        if let Some(view) = view {
+            middleware::after(&self.chain, &view, msg).await;
+            changed = true;
+        }
+        if let (Some(p), Some(t)) = (&self.policy, &ticket) {
+            // What the client gets, after every plugin.
+            changed |= p.present(t.identity.as_ref(), &t.method, msg);
+            p.record(t, Some(msg), None);
+        }
+        changed
+    }
+}
+
+/// The outcome of an exchange that brought no answer.
+fn failed(resp: &Result<Response, RequestError>) -> crate::auth::audit::Outcome {
+    use crate::auth::audit::Outcome;
+    match resp {
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => Outcome::Denied,
+        Ok(r) if r.status().is_client_error() => Outcome::Failure,
+        _ => Outcome::Error,
     }
 }
 
@@ -501,7 +644,7 @@ fn withhold(msg: &mut Value) -> bool {
 /// What a watched stream answers.
 enum Watch {
     /// The answers to the requests of its own POST, by id key.
-    Post(HashMap<String, McpRequest>),
+    Post(HashMap<String, Watched>),
     /// A GET stream: a legacy SSE stream once its `endpoint` event names
     /// where its requests are posted; otherwise a stream where an answer
     /// can only be resent (a resumption), for a request berth cannot know.
@@ -539,6 +682,8 @@ struct Pump {
     /// Bytes to send before reading more.
     out: VecDeque<Bytes>,
     watch: Watch,
+    /// Who reads the stream.
+    identity: Option<Identity>,
     /// Refusals to put into a legacy stream.
     inject: Option<mpsc::Receiver<Bytes>>,
     done: bool,
@@ -635,10 +780,16 @@ impl Pump {
             Value::Array(mut msgs) => {
                 let mut changed = false;
                 for m in &mut msgs {
-                    changed |= shared.check(&mut self.watch, m).await;
+                    changed |= shared
+                        .check(&mut self.watch, m, self.identity.as_ref())
+                        .await;
                 }
                 if !changed {
                     return event.raw;
+                }
+                msgs.retain(|m| !m.is_null());
+                if msgs.is_empty() {
+                    return Bytes::new();
                 }
                 let raws = jsonrpc::raw_ids_of(data.as_bytes(), &msgs);
                 let encoded: Vec<Vec<u8>> = msgs
@@ -649,8 +800,15 @@ impl Pump {
                 jsonrpc::join(&encoded)
             }
             mut one => {
-                if !shared.check(&mut self.watch, &mut one).await {
+                if !shared
+                    .check(&mut self.watch, &mut one, self.identity.as_ref())
+                    .await
+                {
                     return event.raw;
+                }
+                if one.is_null() {
+                    // Refused by the policy: not sent.
+                    return Bytes::new();
                 }
                 jsonrpc::encode(&one, jsonrpc::raw_id_of(data.as_bytes(), &one).as_deref())
             }

@@ -102,6 +102,22 @@ pub(crate) enum RequestError {
     /// answers.
     #[error("more than {0} requests of this stream await their answers")]
     Backlog(usize),
+    /// No acceptable bearer token: 401 with the RFC 9728 challenge.
+    #[error("{description}")]
+    Unauthenticated {
+        /// The `WWW-Authenticate` header value.
+        challenge: String,
+        /// The OAuth error code (`invalid_request`, `invalid_token`).
+        error: &'static str,
+        /// What is wrong, safe to show (never the token).
+        description: String,
+    },
+    /// The issuer's keys cannot be had: nobody is let in.
+    #[error("the token cannot be checked now: the issuer's keys are unavailable")]
+    AuthUnavailable,
+    /// The session named belongs to another principal.
+    #[error("the session belongs to another caller")]
+    SessionOwner,
     /// An answer of the server too large for the middleware to check.
     #[error(
         "the MCP server's answer is larger than {0} bytes, more than berth's middleware can check"
@@ -221,6 +237,33 @@ impl RequestError {
                 Value::Null,
                 None,
                 jsonrpc::INTERNAL_ERROR,
+                message,
+            ),
+            Self::Unauthenticated {
+                challenge,
+                error,
+                description,
+            } => (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::WWW_AUTHENTICATE, challenge),
+                ],
+                serde_json::json!({"error": error, "error_description": description}).to_string(),
+            )
+                .into_response(),
+            Self::AuthUnavailable => rpc(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Value::Null,
+                None,
+                jsonrpc::INTERNAL_ERROR,
+                message,
+            ),
+            Self::SessionOwner => rpc(
+                StatusCode::FORBIDDEN,
+                Value::Null,
+                None,
+                jsonrpc::INVALID_REQUEST,
                 message,
             ),
             Self::AnswerTooLarge(_) => rpc(

@@ -79,6 +79,11 @@ struct Upstream {
 }
 
 fn upstream(answer: Answer) -> Upstream {
+    upstream_with(answer, None)
+}
+
+/// The stand-in upstream behind the guard and then berth's `policy`.
+fn upstream_with(answer: Answer, policy: Option<Arc<crate::proxy::Policy>>) -> Upstream {
     let seen: Arc<Mutex<Vec<(Method, String, Bytes)>>> = Arc::default();
     let (stream, events) = mpsc::unbounded_channel::<Bytes>();
     let events = Arc::new(Mutex::new(Some(events)));
@@ -110,8 +115,8 @@ fn upstream(answer: Answer) -> Upstream {
     });
     let guard = Arc::new(Guard::default());
     let chain: Chain = Arc::from(vec![guard.clone() as Arc<dyn Middleware>]);
-    let stack =
-        ParseLayer::new(Reading::Http, 1 << 20).layer(ChainLayer::new("w", chain).layer(inner));
+    let stack = ParseLayer::new(Reading::Http, 1 << 20)
+        .layer(ChainLayer::new("w", chain, policy).layer(inner));
     Upstream {
         seen,
         stream,
@@ -462,4 +467,138 @@ async fn bodies_that_hold_no_message_pass_and_bad_json_is_refused() {
         1,
         "a body berth cannot read is not forwarded"
     );
+}
+
+/// berth's policy: Cedar lets anyone call `a` and read `file:///ok`; `a`
+/// is shown as `alpha`.
+fn policy() -> Arc<crate::proxy::Policy> {
+    use crate::auth::cedar::{Authorizer, AuthzConfig};
+    let config: AuthzConfig = serde_json::from_value(json!({
+        "version": "1.0", "type": "cedarv1",
+        "cedar": {"policies": [
+            "permit(principal, action == Action::\"call_tool\", resource == Tool::\"a\");",
+            "permit(principal, action == Action::\"read_resource\", resource) when { resource.uri == \"file:///ok\" };"
+        ]}
+    }))
+    .unwrap();
+    let authz = Arc::new(Authorizer::new(&config, "w").unwrap());
+    let overrides = [(
+        "a".to_owned(),
+        crate::proxy::Override {
+            name: Some("alpha".into()),
+            description: None,
+        },
+    )]
+    .into_iter()
+    .collect();
+    let tools = crate::proxy::ToolView::new(None, &overrides).unwrap();
+    Arc::new(crate::proxy::Policy::new("w", Some(authz), tools, None, None, None).unwrap())
+}
+
+#[tokio::test]
+async fn the_policy_judges_the_request_a_middleware_rewrote() {
+    let mut up = upstream_with(Arc::new(lists), Some(policy()));
+    // The guard rewrites the call to `rewritten`, which the policy refuses:
+    // no plugin can turn an allowed call into another past the policy.
+    let resp = up
+        .send(
+            Method::POST,
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"rewrite"}}"#,
+        )
+        .await;
+    let answer: Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    assert!(up.bodies().is_empty(), "nothing reached the server");
+    // The shown name reaches the server as the server's own.
+    up.send(
+        Method::POST,
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha"}}"#,
+    )
+    .await;
+    let forwarded: Value = serde_json::from_str(&up.bodies()[0]).unwrap();
+    assert_eq!(forwarded["params"]["name"], "a");
+    // The old name of a renamed tool is not callable.
+    let resp = up
+        .send(
+            Method::POST,
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a"}}"#,
+        )
+        .await;
+    let answer: Value = serde_json::from_str(&text(resp).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(up.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn the_policy_filters_lists_after_every_plugin_on_every_path() {
+    // In a POST's SSE answer.
+    let mut up = upstream_with(
+        Arc::new(|_: &Method, _: &str, body: &Bytes| {
+            let msg: Value = serde_json::from_slice(body).unwrap();
+            let answer = json!({"jsonrpc":"2.0","id":msg["id"],"result":{"tools":[{"name":"secret"},{"name":"a"},{"name":"b"}]}});
+            (
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                format!("data: {answer}\n\n"),
+            )
+                .into_response()
+        }),
+        Some(policy()),
+    );
+    let resp = up
+        .send(
+            Method::POST,
+            "/mcp",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+    let body = text(resp).await;
+    let answer: Value = serde_json::from_str(body.trim().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        answer["result"]["tools"],
+        json!([{"name": "alpha"}]),
+        "{body}"
+    );
+
+    // On a legacy SSE stream: the answer, and a server notification about
+    // a resource the caller may not read.
+    let mut up = upstream_with(
+        Arc::new(|_: &Method, _: &str, _: &Bytes| {
+            (StatusCode::ACCEPTED, "Accepted").into_response()
+        }),
+        Some(policy()),
+    );
+    let resp = up.send(Method::GET, "/sse", "").await;
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+    up.stream
+        .send(Bytes::from_static(
+            b"event: endpoint\ndata: /messages?session_id=q\n\n",
+        ))
+        .unwrap();
+    next_event(&mut stream, &mut buf).await;
+    up.send(
+        Method::POST,
+        "/messages?session_id=q",
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#,
+    )
+    .await;
+    for msg in [
+        json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///secret"}}),
+        json!({"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///ok"}}),
+        json!({"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"b"},{"name":"a"}]}}),
+    ] {
+        up.stream
+            .send(Bytes::from(format!("event: message\ndata: {msg}\n\n")))
+            .unwrap();
+    }
+    let first = data(&next_event(&mut stream, &mut buf).await);
+    assert_eq!(
+        first["params"]["uri"], "file:///ok",
+        "the denied resource's update is dropped"
+    );
+    let answer = data(&next_event(&mut stream, &mut buf).await);
+    assert_eq!(answer["result"]["tools"], json!([{"name": "alpha"}]));
 }

@@ -49,6 +49,13 @@ use jwks::{KeyCache, Pick, Timing};
 
 /// The clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY: Duration = Duration::from_secs(60);
+/// How long a JWT, once verified, is accepted again without checking its
+/// signature (while it has not expired): a client sends the same token on
+/// every request, and a signature check costs far more than the request.
+pub const ACCEPTED_FOR: Duration = Duration::from_secs(300);
+/// Verified JWTs remembered (by SHA-256 digest, never the token itself);
+/// past it the memory starts afresh.
+const MAX_ACCEPTED: usize = 4096;
 
 /// The least time between two fetches of the JWK set by one validator.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -217,6 +224,11 @@ struct Inner {
     introspection_url: Option<String>,
     fetcher: Fetcher,
     keys: KeyCache,
+    /// JWTs verified lately, by SHA-256 digest: who, until when (`exp`,
+    /// seconds since the epoch), since when, and with which key set (a
+    /// token is verified again once the issuer's keys were fetched anew: a
+    /// retired key's tokens stop at once).
+    accepted: std::sync::Mutex<std::collections::HashMap<[u8; 32], Accepted>>,
 }
 
 impl fmt::Debug for Validator {
@@ -263,6 +275,7 @@ impl Validator {
                 fetcher,
                 keys,
                 settings,
+                accepted: std::sync::Mutex::default(),
             }),
         })
     }
@@ -283,7 +296,44 @@ impl Validator {
             return Err(invalid("the token is too long"));
         }
         if looks_like_jwt(token) {
-            return self.validate_jwt(token).await;
+            use sha2::Digest;
+            let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+            let now = now_secs();
+            let current = self.inner.keys.snapshot().keys;
+            let same_keys = |a: &Option<Arc<jwks::KeySet>>| match (a, &current) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            if let Some(hit) = self
+                .inner
+                .accepted
+                .lock()
+                .expect("accepted tokens lock")
+                .get(&digest)
+                && now < hit.exp + LEEWAY.as_secs_f64()
+                && hit.at.elapsed() < ACCEPTED_FOR
+                && same_keys(&hit.keys)
+            {
+                return Ok(hit.identity.clone());
+            }
+            let identity = self.validate_jwt(token).await?;
+            if let Some(exp) = identity.claims.get("exp").and_then(Value::as_f64) {
+                let keys = self.inner.keys.snapshot().keys;
+                let mut accepted = self.inner.accepted.lock().expect("accepted tokens lock");
+                if accepted.len() >= MAX_ACCEPTED {
+                    accepted.clear();
+                }
+                accepted.insert(
+                    digest,
+                    Accepted {
+                        identity: identity.clone(),
+                        exp,
+                        at: std::time::Instant::now(),
+                        keys,
+                    },
+                );
+            }
+            return Ok(identity);
         }
         match &self.inner.introspection_url {
             Some(url) => self.introspect(url, token).await,
@@ -571,4 +621,19 @@ fn fetch_options(max_bytes: usize) -> FetchOptions {
         headers: vec![("Accept".into(), "application/json".into())],
         ..FetchOptions::default()
     }
+}
+
+/// A JWT verified lately.
+struct Accepted {
+    identity: Identity,
+    exp: f64,
+    at: std::time::Instant,
+    keys: Option<Arc<jwks::KeySet>>,
+}
+
+/// Seconds since the epoch.
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

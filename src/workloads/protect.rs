@@ -8,9 +8,12 @@
 //!   berth's policy directory (`<config dir>/policies/`), never as a path:
 //!   an API caller cannot make berth read an arbitrary file;
 //! - everything is checked when a workload is created or edited (a bad
-//!   policy is a 400 with Cedar's message) and again at each start (a
-//!   policy file may have changed): a proxy whose protections cannot be
-//!   built does not start — it never runs unprotected.
+//!   policy is a 400 with Cedar's message) and again whenever the proxy
+//!   starts (a policy file may have changed since): a proxy whose
+//!   protections cannot be built does not start — it never runs
+//!   unprotected. A proxy keeps its protections while it runs (a restart
+//!   of the server keeps the proxy and its sessions); an edit, or a
+//!   restart of berth, builds them anew.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

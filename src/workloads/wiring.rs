@@ -87,7 +87,8 @@ impl Workloads {
             }),
         };
         let chain = self.chain_for(config)?;
-        // Built at every start: a policy file may have changed. A proxy
+        // Built whenever the proxy starts: a policy file may have changed.
+        // (A proxy that runs keeps its own: see `Proxies::start`.) A proxy
         // whose protections cannot be built does not start.
         let protection = self
             .inner

@@ -13,6 +13,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 
+use crate::plugins::url_of;
 use crate::proxy::mcp_echo;
 use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
@@ -34,22 +35,6 @@ fn policy() -> Value {
             "entities_json": "[]"
         }
     })
-}
-
-async fn url_of(b: &Berth, name: &str) -> String {
-    let (_, list) = b
-        .req(reqwest::Method::GET, "/workloads?all=true", None)
-        .await;
-    let list: Value = serde_json::from_str(&list).expect("json");
-    list["workloads"]
-        .as_array()
-        .expect("array")
-        .iter()
-        .find(|w| w["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not listed"))["url"]
-        .as_str()
-        .expect("url")
-        .to_owned()
 }
 
 async fn client(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
@@ -88,7 +73,8 @@ async fn a_protected_proxy_admits_only_valid_tokens_and_authorizes_each_call() {
         ("guarded-http", {
             let target = free_port();
             json!({"transport": "streamable-http", "target_port": target,
-                "cmd_arguments": ["--http", format!("127.0.0.1:{target}")]})
+                "cmd_arguments": ["--http", format!("127.0.0.1:{target}")],
+                "audit_config": {}})
         }),
     ] {
         let mut req = json!({"name": name, "image": mcp_echo(), "oidc": oidc,
@@ -271,6 +257,25 @@ async fn a_protected_proxy_admits_only_valid_tokens_and_authorizes_each_call() {
         "the refused call is audited as denied: {audit}"
     );
     assert!(!audit.contains("eyJ"), "no token in the audit log");
+    // Without includeRequestData, no arguments are recorded.
+    let (_, plain) = b
+        .req(
+            reqwest::Method::GET,
+            "/workloads/guarded-http/proxy-logs?audit=true",
+            None,
+        )
+        .await;
+    let plain: Vec<Value> = plain
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(
+        plain
+            .iter()
+            .any(|e| e["type"] == "mcp_tool_call" && e["target"]["name"] == "echo"),
+        "{plain:?}"
+    );
+    assert!(plain.iter().all(|e| e.get("data").is_none()), "{plain:?}");
 
     // The issuer's keys unavailable: 503, not an open door.
     let (code, body) = b

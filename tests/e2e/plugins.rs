@@ -15,7 +15,7 @@ pub(crate) fn toml_path(p: std::path::PathBuf) -> String {
     p.display().to_string().replace('\\', "\\\\")
 }
 
-async fn url_of(b: &Berth, name: &str) -> String {
+pub(crate) async fn url_of(b: &Berth, name: &str) -> String {
     let (_, body) = b
         .req(reqwest::Method::GET, &format!("/workloads/{name}"), None)
         .await;

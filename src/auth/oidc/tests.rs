@@ -304,6 +304,44 @@ async fn a_valid_token_gives_its_subject_and_claims() {
 }
 
 #[tokio::test]
+async fn a_verified_token_is_remembered_by_digest_and_never_for_another() {
+    let ec = TestKey::es256("ec-1");
+    let issuer = TestIssuer::start(key_set(&[&ec])).await;
+    let validator = issuer.validator();
+    let alice = ec.sign(&issuer.claims());
+    assert_eq!(
+        validator.validate(&alice).await.expect("valid").subject,
+        "alice"
+    );
+    // Again: from memory, the same caller.
+    assert_eq!(
+        validator.validate(&alice).await.expect("valid").subject,
+        "alice"
+    );
+    // Another token is checked on its own, even with alice's signature.
+    let mut claims = issuer.claims();
+    claims["sub"] = json!("mallory");
+    let mut forged_parts: Vec<String> = alice.split('.').map(str::to_owned).collect();
+    forged_parts[1] = b64(claims.to_string().as_bytes());
+    refused(&validator, &forged_parts.join("."), "signature").await;
+    let bob = {
+        claims["sub"] = json!("bob");
+        ec.sign(&claims)
+    };
+    assert_eq!(
+        validator.validate(&bob).await.expect("valid").subject,
+        "bob"
+    );
+    // An expired token is never taken from memory.
+    let mut old = issuer.claims();
+    old["exp"] = json!(now() - 59);
+    let late = ec.sign(&old);
+    validator.validate(&late).await.expect("within the leeway");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    refused(&validator, &late, "expired").await;
+}
+
+#[tokio::test]
 async fn the_issuer_is_trimmed_then_compared_exactly() {
     let key = TestKey::es256("k1");
     let issuer = TestIssuer::start(key_set(&[&key])).await;

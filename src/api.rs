@@ -88,6 +88,54 @@ pub fn router(state: AppState) -> Router {
         ]))
 }
 
+/// `/metrics` alone, for the separate listener of `[metrics] listen`:
+/// behind the API's checks (browser guard, token or access token), or
+/// without any when `public`.
+pub fn metrics_router(state: AppState, public: bool) -> Router {
+    let access = state.access.clone();
+    let router = Router::new()
+        .route("/metrics", axum::routing::get(system::metrics))
+        .with_state(state);
+    let router = if public {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(access, check_access))
+    };
+    router
+        .layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+            header::COOKIE,
+        ]))
+}
+
+/// `/metrics` of `berth bridge` (`[metrics] listen`): what `scrape` reads
+/// at each request, behind `guard` (no web page reads it; the bridge has no
+/// token).
+pub fn bridge_metrics_router<F>(scrape: F, guard: BrowserGuard) -> Router
+where
+    F: Fn() -> crate::telemetry::Scrape + Clone + Send + Sync + 'static,
+{
+    let access = Access {
+        guard: Some(Arc::new(guard)),
+        token: None,
+        oidc: None,
+    };
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let scrape = scrape.clone();
+                async move { system::render(scrape(), &headers) }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(access, check_access))
+}
+
 /// The browser guard, then the token, then the declared body length.
 /// Checks an API request's access token (`[api] auth = "oidc"`).
 async fn check_oidc(

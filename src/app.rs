@@ -6,6 +6,8 @@
 //! once: a field of [`App`], a step of [`AppBuilder::build`]. Services never
 //! reach each other through [`App`]; each gets what it needs at build time.
 
+mod scrape;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +61,9 @@ pub enum AppError {
     /// The builder was given no state directory.
     #[error("no state directory")]
     NoStateDir,
+    /// The trace exporter's settings are invalid.
+    #[error("traces: {0}")]
+    Traces(#[from] crate::telemetry::TraceError),
 }
 
 /// Every service of a running berth. The API's state is `Arc<App>`.
@@ -88,6 +93,8 @@ pub struct App {
     /// Random per-process nonce sent on `/health`, so that a client can
     /// tell it talks to the server it started.
     pub nonce: Arc<str>,
+    /// Metrics and the trace exporter.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl std::fmt::Debug for App {
@@ -135,6 +142,10 @@ impl App {
         self.clients.stop();
         self.workloads.shutdown(grace).await;
         self.proxies.stop_all().await;
+        if let Some(tracer) = &self.telemetry.tracer {
+            // The spans of the last requests.
+            tracer.shutdown(Duration::from_secs(2)).await;
+        }
     }
 }
 
@@ -255,7 +266,12 @@ impl AppBuilder {
             .await
             .map_err(AppError::Registry)?,
         );
+        let telemetry = Arc::new(crate::telemetry::Telemetry::start(
+            &config.metrics,
+            &config.traces,
+        )?);
         let proxies = Arc::new(Proxies::new(config.proxy.clone()));
+        proxies.set_telemetry(telemetry.clone());
         let audit =
             crate::auth::audit::AuditLog::new(state_dir.join("audit"), config.audit.sink.clone())
                 .map_err(|source| AppError::State {
@@ -314,6 +330,7 @@ impl AppBuilder {
             clients,
             access,
             nonce: nonce.into(),
+            telemetry,
         }))
     }
 }
@@ -330,6 +347,31 @@ async fn load_plugins(
         .map_err(AppError::from)
 }
 
+impl Bridge {
+    /// What its `/metrics` shows: the bridged server's traffic and
+    /// sessions, berth's own process, the trace exporter.
+    pub fn scrape(&self) -> crate::telemetry::Scrape {
+        use crate::telemetry::expose::{OwnProcess, WorkloadSample};
+        crate::telemetry::Scrape {
+            workloads: vec![WorkloadSample {
+                name: "bridge".to_owned(),
+                status: "running",
+                restarts: 0,
+                sessions: self.proxies.mux("bridge").map(|m| m.session_count()),
+                usage: None,
+                metrics: self
+                    .telemetry
+                    .metrics
+                    .as_ref()
+                    .map(|m| m.workload("bridge")),
+            }],
+            plugins: Vec::new(),
+            process: OwnProcess::read(),
+            traces: self.telemetry.tracer.as_ref().map(|t| t.stats()),
+        }
+    }
+}
+
 /// What `berth bridge` runs: the proxies and, when middleware is named,
 /// its chain. No state, no runtime, no API.
 pub struct Bridge {
@@ -339,6 +381,9 @@ pub struct Bridge {
     pub chain: Option<Chain>,
     /// The protections of `--protect`.
     pub protection: crate::proxy::Protection,
+    /// Its metrics (counted only when `[metrics] listen` serves them) and
+    /// trace exporter (`[traces]`).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Bridge {
@@ -412,10 +457,23 @@ impl Bridge {
                 middleware.iter().map(|n| (n.clone(), None)).collect();
             Arc::new(plugins).chain(&attachments)?
         };
+        // Nothing else shows a bridge's metrics: they are counted only
+        // when a listener serves them.
+        let metrics = crate::telemetry::MetricsSettings {
+            enabled: config.metrics.enabled && config.metrics.listen.is_some(),
+            ..config.metrics.clone()
+        };
+        let telemetry = Arc::new(crate::telemetry::Telemetry::start(
+            &metrics,
+            &config.traces,
+        )?);
+        let proxies = Proxies::new(config.proxy);
+        proxies.set_telemetry(telemetry.clone());
         Ok(Self {
-            proxies: Proxies::new(config.proxy),
+            proxies,
             chain,
             protection,
+            telemetry,
         })
     }
 }

@@ -73,6 +73,11 @@ pub struct Config {
     /// The directory of authorization policy files that workloads name in
     /// `authz_config`; `$XDG_CONFIG_HOME/berth/policies` when unset.
     pub policies_dir: Option<PathBuf>,
+    /// Prometheus metrics (`[metrics]`): on by default, at `/metrics`.
+    pub metrics: crate::telemetry::MetricsSettings,
+    /// OpenTelemetry traces over OTLP (`[traces]`): off unless an endpoint
+    /// is set.
+    pub traces: crate::telemetry::TracesSettings,
 }
 
 /// Audit of the proxies' MCP requests. Each audited workload's lines go to
@@ -116,6 +121,8 @@ impl Default for Config {
             upgrade_ready_timeout_secs: crate::workloads::upgrade::DEFAULT_READY_TIMEOUT.as_secs(),
             audit: AuditSettings::default(),
             policies_dir: None,
+            metrics: crate::telemetry::MetricsSettings::default(),
+            traces: crate::telemetry::TracesSettings::default(),
         }
     }
 }

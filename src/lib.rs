@@ -23,5 +23,6 @@ pub mod registry;
 pub mod runtimes;
 pub mod secrets;
 pub mod state;
+pub mod telemetry;
 mod tls;
 pub mod workloads;

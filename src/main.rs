@@ -391,6 +391,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let limits = app.config.api.limits();
+    if let (Some(addr), true) = (app.config.metrics.listen, app.config.metrics.enabled) {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} for /metrics ([metrics] listen)"))?;
+        let public = app.config.metrics.public;
+        info!(address = %listener.local_addr()?, public, "Serving /metrics.");
+        let router = api::metrics_router(app.clone(), public);
+        tokio::spawn(berth::listener::serve(
+            listener,
+            router,
+            limits,
+            stop.clone(),
+        ));
+    }
     match &app.config.api.socket {
         Some(path) => {
             let listener = bind_socket(path)?;
@@ -477,11 +491,10 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let berth::app::Bridge {
-        proxies,
-        chain,
-        protection,
-    } = berth::app::Bridge::build(
+    let metrics_at = config.metrics.listen.filter(|_| config.metrics.enabled);
+    let limits = config.api.limits();
+    let guard = config.proxy.browser_guard()?;
+    let mut bridge = berth::app::Bridge::build(
         config,
         &args.middleware,
         protect.as_ref(),
@@ -489,9 +502,28 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let addr = SocketAddr::new(args.host, args.port);
-    proxies
+    let (chain, protection) = (bridge.chain.take(), std::mem::take(&mut bridge.protection));
+    bridge
+        .proxies
         .start("bridge", addr, None, chain, protection)
         .await?;
+    let bridge = std::sync::Arc::new(bridge);
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(at) = metrics_at {
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("listening on {at} for /metrics ([metrics] listen)"))?;
+        info!(address = %listener.local_addr()?, "Serving /metrics.");
+        let scraped = bridge.clone();
+        let router = api::bridge_metrics_router(move || scraped.scrape(), guard);
+        tokio::spawn(berth::listener::serve(
+            listener,
+            router,
+            limits,
+            stop.clone(),
+        ));
+    }
+    let proxies = &bridge.proxies;
     let mut child = tokio::process::Command::new(program)
         .args(argv)
         .stdin(std::process::Stdio::piped())
@@ -515,7 +547,11 @@ async fn bridge(config: Config, args: BridgeArgs) -> anyhow::Result<()> {
             status.code().unwrap_or(1)
         }
     };
+    stop.cancel();
     proxies.stop_all().await;
+    if let Some(tracer) = &bridge.telemetry.tracer {
+        tracer.shutdown(Duration::from_secs(2)).await;
+    }
     if code != 0 {
         std::process::exit(code);
     }

@@ -257,12 +257,15 @@ struct Stats {
     traps: AtomicU64,
     /// The last call times in microseconds (a ring).
     recent: Mutex<(Vec<u32>, usize)>,
+    /// Every call's time, for `/metrics`.
+    latency: crate::telemetry::metrics::Histogram,
 }
 
 const RECENT: usize = 1024;
 
 impl Stats {
     fn record(&self, took: Duration) {
+        self.latency.observe(took);
         let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
         let mut r = self.recent.lock().expect("stats lock");
         let (buf, next) = &mut *r;
@@ -587,6 +590,25 @@ impl Plugins {
     /// Every plugin, by name.
     pub fn list(&self) -> Vec<PluginInfo> {
         self.plugins.values().map(|p| p.info()).collect()
+    }
+
+    /// Every plugin's counters and call times, for `/metrics`.
+    pub fn samples(&self) -> Vec<crate::telemetry::expose::PluginSample> {
+        self.plugins
+            .values()
+            .map(|p| crate::telemetry::expose::PluginSample {
+                name: p.name.to_string(),
+                kind: match p.config.kind {
+                    PluginKind::Middleware => "middleware",
+                    PluginKind::RegistrySource => "registry_source",
+                    PluginKind::SecretsProvider => "secrets_provider",
+                },
+                calls: p.stats.calls.load(Ordering::Relaxed),
+                errors: p.stats.errors.load(Ordering::Relaxed),
+                traps: p.stats.traps.load(Ordering::Relaxed),
+                latency: p.stats.latency.snapshot(),
+            })
+            .collect()
     }
 
     /// One plugin.

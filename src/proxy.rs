@@ -155,6 +155,7 @@ pub struct Proxies {
     config: ProxyConfig,
     running: Mutex<HashMap<String, Running>>,
     log: std::sync::OnceLock<LogSink>,
+    telemetry: std::sync::OnceLock<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl Proxies {
@@ -164,7 +165,13 @@ impl Proxies {
             config,
             running: Mutex::new(HashMap::new()),
             log: std::sync::OnceLock::new(),
+            telemetry: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets what proxies record their traffic into (once).
+    pub fn set_telemetry(&self, telemetry: Arc<crate::telemetry::Telemetry>) {
+        let _ = self.telemetry.set(telemetry);
     }
 
     /// Sets where proxies write their workloads' notable events (once).
@@ -219,7 +226,8 @@ impl Proxies {
             )),
         };
         let stop = CancellationToken::new();
-        let app = router(name, &upstream, chain, &protection, &self.config);
+        let probe = self.telemetry.get().and_then(|t| t.probe(name));
+        let app = router(name, &upstream, chain, &protection, probe, &self.config);
         let (token, limits) = (stop.clone(), self.config.limits());
         let mut tasks = vec![];
         if let Upstream::Stdio(mux) = &upstream {
@@ -327,9 +335,10 @@ pub fn router(
     upstream: &Upstream,
     chain: Option<Chain>,
     protection: &Protection,
+    probe: Option<crate::telemetry::Probe>,
     config: &ProxyConfig,
 ) -> Router {
-    stack::build(name, upstream, chain, protection, config)
+    stack::build(name, upstream, chain, protection, probe, config)
 }
 
 /// berth's own protections of one proxy, built from the workload's

@@ -17,6 +17,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/api/v1beta/version", get(version))
         .route("/api/v1beta/x/berth/runtimes", get(list_runtimes))
+        .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi_json))
         .route("/api/doc", get(doc))
 }
@@ -136,4 +137,47 @@ pub(super) async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     responses((status = 200, description = "HTML API reference", content_type = "text/html")))]
 pub(super) async fn doc() -> Html<String> {
     Html(super::openapi::render_html(&super::ApiDoc::openapi()))
+}
+
+/// Prometheus metrics: every workload's proxy traffic (requests by method
+/// and outcome, latency by method and by listed tool, refusals, sessions),
+/// status, restarts and — native workloads — the memory and CPU of their
+/// whole process tree; plugin calls, traps and latency; berth's own
+/// process; the trace exporter. The Prometheus text format, or OpenMetrics
+/// when the scraper asks for it (`Accept: application/openmetrics-text`).
+/// Behind the API's authentication when it has one.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are off (`[metrics] enabled = false`)", body = String)))]
+pub(super) async fn metrics(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if s.telemetry.metrics.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics are off: `[metrics] enabled = false` in berth's configuration",
+        ));
+    }
+    Ok(render(s.scrape().await, &headers))
+}
+
+/// `scrape` in the format the scraper asks for: OpenMetrics when its
+/// `Accept` names it, else the Prometheus text format.
+pub(super) fn render(
+    scrape: crate::telemetry::Scrape,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    let openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let body = scrape.encode(openmetrics);
+    let content_type = if openmetrics {
+        crate::telemetry::expose::OPENMETRICS_TEXT
+    } else {
+        crate::telemetry::expose::PROMETHEUS_TEXT
+    };
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }

@@ -43,7 +43,25 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// berth's extension routes of one workload (`/api/v1beta/x/berth/workloads`).
 pub(super) fn extension_routes() -> Router<AppState> {
-    Router::new().route("/{name}/tools/approve", post(approve_tools))
+    Router::new()
+        .route("/{name}/tools/approve", post(approve_tools))
+        .route("/{name}/stats", axum::routing::get(workload_stats))
+}
+
+/// One workload's numbers (berth extension): status, restarts, open
+/// sessions, what its processes use (native workloads), and its proxy's
+/// requests by method, outcome and tool with their latency — the values
+/// `/metrics` shows, for a UI without Prometheus.
+#[utoipa::path(get, path = "/api/v1beta/x/berth/workloads/{name}/stats", tag = "workloads",
+    params(("name" = String, Path, description = "Workload name")),
+    responses((status = 200, description = "OK", body = crate::telemetry::WorkloadStats),
+        (status = 400, description = "Invalid name", body = String),
+        (status = 404, description = "Not Found", body = String)))]
+pub(super) async fn workload_stats(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<crate::telemetry::WorkloadStats>> {
+    Ok(Json(s.workload_stats(&name).await?))
 }
 
 /// Body of the approve call.

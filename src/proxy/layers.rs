@@ -10,6 +10,7 @@ pub(crate) mod authn;
 pub(crate) mod chain;
 pub(crate) mod guard;
 pub(crate) mod limit;
+pub(crate) mod observe;
 pub(crate) mod parse;
 pub(crate) mod rescue;
 

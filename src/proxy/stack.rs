@@ -16,11 +16,13 @@ use super::layers::authn::AuthnLayer;
 use super::layers::chain::ChainLayer;
 use super::layers::guard::GuardLayer;
 use super::layers::limit::LimitLayer;
+use super::layers::observe::{MarkLayer, ObserveLayer};
 use super::layers::parse::{ParseLayer, Reading};
 use super::layers::rescue::{RequestError, RescueLayer};
 use super::reverse::ReverseProxy;
 use super::{Chain, Mux, Protection, ProxyConfig, Upstream, streamable};
 use crate::auth::BrowserGuard;
+use crate::telemetry::Probe;
 
 /// The HTTP surface of the proxy of workload `name`: every request passes
 /// the same layers, then reaches the upstream's transport.
@@ -29,6 +31,7 @@ pub(crate) fn build(
     upstream: &Upstream,
     chain: Option<Chain>,
     protection: &Protection,
+    probe: Option<Probe>,
     config: &ProxyConfig,
 ) -> Router {
     match upstream {
@@ -40,14 +43,17 @@ pub(crate) fn build(
             Some(Reading::Stdio),
             chain,
             protection,
+            probe,
             config,
         ),
         // An HTTP server's traffic is read only for a layer that needs it;
         // otherwise it streams through untouched (the transparent path).
         Upstream::Http(target) => {
-            let reading = (chain.is_some() || protection.policy.is_some()).then_some(Reading::Http);
+            // Metrics and traces need the messages too.
+            let reading = (chain.is_some() || protection.policy.is_some() || probe.is_some())
+                .then_some(Reading::Http);
             let transport = ReverseProxy::new(target, config.max_body_bytes);
-            layered(name, transport, reading, chain, protection, config)
+            layered(name, transport, reading, chain, protection, probe, config)
         }
     }
 }
@@ -73,6 +79,7 @@ fn layered<S>(
     reading: Option<Reading>,
     chain: Option<Chain>,
     protection: &Protection,
+    probe: Option<Probe>,
     config: &ProxyConfig,
 ) -> Router
 where
@@ -85,12 +92,15 @@ where
         .browser_guard()
         .unwrap_or_else(|_| BrowserGuard::new(&[], &[], true).expect("empty lists are valid"));
     let max = config.max_body_bytes;
+    let chained = chain.is_some() || protection.policy.is_some();
+    let traced = probe.as_ref().is_some_and(|p| p.tracer.is_some());
+    let refusals = probe.as_ref().and_then(|p| p.metrics.clone());
     let stack = ServiceBuilder::new()
         // Outermost: every refusal of the layers below and every failure of
         // the transport becomes an answer here, in one place (status code,
-        // JSON-RPC error). Metrics and the request span go outside it, so
-        // that they count and see refusals too (telemetry issue).
-        .layer(RescueLayer)
+        // JSON-RPC error), and is counted by reason (the refusals the
+        // telemetry layer below cannot see: it sits under the parser).
+        .layer(RescueLayer::new(refusals))
         // Before anything is read or decided: a request a web page could
         // have sent (DNS rebinding, cross-site) is refused, on every route.
         .layer(GuardLayer::new(guard))
@@ -108,6 +118,12 @@ where
         // and for the stdio transports: all of them see the same messages
         // whatever the upstream.
         .option_layer(reading.map(|r| ParseLayer::new(r, max)))
+        // Metrics and traces: each request as the client sent it and its
+        // answer as the client gets it (after the middleware and the
+        // policy), the request's span opened before either runs; below the
+        // parser, so it reads the messages it parsed, and above the chain,
+        // so a refusal of the policy counts as `denied`.
+        .option_layer(probe.map(|p| ObserveLayer::new(p, chained)))
         // One layer reads each message on every path (POST bodies, their
         // SSE answers, GET and legacy SSE streams) and runs, in order:
         // audit (the request as the client sent it, and its outcome,
@@ -117,13 +133,17 @@ where
         // authorization — on the request exactly as it reaches the server
         // and on the answer exactly as it reaches the client, so no plugin
         // can rewrite a call past it (`proxy/policy.rs`).
-        .option_layer((chain.is_some() || protection.policy.is_some()).then(|| {
+        .option_layer(chained.then(|| {
             ChainLayer::new(
                 name,
                 chain.unwrap_or_else(|| std::sync::Arc::from(Vec::new())),
                 protection.policy.clone(),
             )
         }))
+        // Innermost, when traces are exported: when the request reached the
+        // transport and its answer left it (the upstream span), and the
+        // `traceparent` an HTTP upstream continues the trace with.
+        .option_layer(traced.then_some(MarkLayer))
         .service(transport);
     Router::new().fallback_service(stack)
 }

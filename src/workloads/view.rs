@@ -153,6 +153,24 @@ impl Workloads {
             .ok_or_else(|| WorkloadError::NotFound(name.to_string()))
     }
 
+    /// What the workload's processes use now, when its runtime measures it
+    /// (native processes); `None` for a remote workload, one that does not
+    /// run, or a runtime that does not measure.
+    pub async fn usage(
+        &self,
+        name: &str,
+    ) -> Result<Option<berth_runtime_api::Usage>, WorkloadError> {
+        let name = WorkloadName::parse(name)?;
+        if self.config(name.as_str())?.is_remote() {
+            return Ok(None);
+        }
+        match self.backend_of(&name)?.usage(&name).await {
+            Ok(usage) => Ok(usage),
+            Err(RuntimeError::NotFound(_)) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The last lines the workload's server wrote to its log.
     pub async fn logs(&self, name: &str) -> Result<String, WorkloadError> {
         let name = WorkloadName::parse(name)?;

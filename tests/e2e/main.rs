@@ -21,4 +21,5 @@ mod real_clients;
 mod secrets;
 mod security;
 mod serve;
+mod telemetry;
 mod upgrade;

@@ -313,6 +313,7 @@ async fn remote_workload_bodies_are_limited() {
         &Upstream::Http(target),
         None,
         &berth::proxy::Protection::default(),
+        None,
         &config,
     );
     let send = |req: axum::http::Request<Body>| {

@@ -49,10 +49,11 @@ mod command;
 mod config;
 mod logs;
 mod pids;
+pub mod usage;
 
 pub use config::{DEFAULT_INHERIT_ENV, ProcessConfig};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -63,8 +64,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_runtime_api::{
-    Backend, BackendHealth, ExitStatus, RuntimeError, RuntimeState, StdioHandle, WorkloadInfo,
-    WorkloadName, WorkloadSpec,
+    Backend, BackendHealth, ExitStatus, RuntimeError, RuntimeState, StdioHandle, Usage,
+    WorkloadInfo, WorkloadName, WorkloadSpec,
 };
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -651,6 +652,35 @@ impl Backend for ProcessBackend {
             // The instance was forgotten before its process was reaped.
             Err(_) => Err(RuntimeError::NotFound(name.clone())),
         }
+    }
+
+    /// Every process of the workload: its cgroup's members, or without one
+    /// the leader, its process group and its descendants.
+    async fn usage(&self, name: &WorkloadName) -> Result<Option<Usage>, RuntimeError> {
+        let (pgid, cgroup) = {
+            let map = self.lock();
+            let inst = map
+                .get(name)
+                .ok_or_else(|| RuntimeError::NotFound(name.clone()))?;
+            if !inst.is_running() {
+                return Ok(None);
+            }
+            (inst.pgid, inst.cgroup.clone())
+        };
+        let measure = move || {
+            let pids: BTreeSet<i32> = match &cgroup {
+                Some(group) => group.pids().into_iter().collect(),
+                None => std::iter::once(pgid)
+                    .chain(pids::group_members(pgid))
+                    .chain(pids::descendants(pgid))
+                    .collect(),
+            };
+            usage::total(pids)
+        };
+        tokio::task::spawn_blocking(measure)
+            .await
+            .map(Some)
+            .map_err(|e| RuntimeError::backend(format!("measuring `{name}`"), e))
     }
 }
 

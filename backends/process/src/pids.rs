@@ -166,6 +166,20 @@ pub(crate) fn descendants(root: i32) -> Vec<i32> {
     found
 }
 
+/// The live members of process group `pgid`.
+pub(crate) fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            ProcStat::read(*pid).is_some_and(|s| s.pgrp == pgid && !matches!(s.state, 'Z' | 'X'))
+        })
+        .collect()
+}
+
 /// Whether process `pid` still runs (not a zombie) and started at `start`.
 pub(crate) fn running_since(pid: i32, start: Option<u64>) -> bool {
     ProcStat::read(pid)

@@ -648,3 +648,59 @@ async fn a_new_backend_kills_setsid_grandchildren_a_dead_one_left() {
     let _b = backend(root.path(), ProcessConfig::default()).await;
     until("the leftover grandchild is gone", || async { !running(gc) }).await;
 }
+
+async fn check_usage_covers_the_whole_tree(cgroups: bool) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = ProcessConfig {
+        cgroups,
+        stop_grace_secs: 2,
+        ..ProcessConfig::default()
+    };
+    let b = backend(root.path(), config).await;
+    // A leader (`cat`), a busy child and a grandchild that left the group.
+    let script = "(while :; do :; done) & setsid sleep 1000 & echo started; exec cat";
+    let info = b
+        .deploy(spec("usage", "exec:///bin/sh", &["-c", script]))
+        .await
+        .expect("deploy");
+    let mut io = b.attach(&info.name).await.expect("attach");
+    assert_eq!(read_line(&mut io).await.trim(), "started");
+    let tree = if cgroups && b.tracks_with_cgroups() {
+        3
+    } else {
+        2
+    };
+    let mut last = None;
+    for _ in 0..100 {
+        let u = b.usage(&info.name).await.expect("usage").expect("running");
+        last = Some(u);
+        if u.processes >= tree && u.cpu_seconds >= 0.2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let u = last.expect("measured");
+    assert!(u.processes >= tree, "{u:?}");
+    assert!(
+        u.cpu_seconds >= 0.2,
+        "the busy child's CPU is counted: {u:?}"
+    );
+    assert!(u.rss_bytes > 100 * 1024, "{u:?}");
+    b.stop(&info.name).await.expect("stop");
+    assert_eq!(b.usage(&info.name).await.expect("usage"), None, "stopped");
+    b.remove(&info.name).await.expect("remove");
+    assert!(matches!(
+        b.usage(&info.name).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn usage_of_a_workload_covers_its_process_tree() {
+    check_usage_covers_the_whole_tree(true).await;
+}
+
+#[tokio::test]
+async fn usage_without_cgroups_covers_the_group_and_descendants() {
+    check_usage_covers_the_whole_tree(false).await;
+}

@@ -121,4 +121,38 @@ pub trait Backend: Send + Sync + 'static {
     /// Resolves when the current instance has exited (at once if it already
     /// has), with how it exited.
     async fn wait(&self, name: &WorkloadName) -> Result<ExitStatus, RuntimeError>;
+
+    /// What the running workload's processes use now (every process it
+    /// started, not only its first), for metrics. `Ok(None)` when it does
+    /// not run, or when this runtime does not measure it (the container
+    /// engines, for now: `docker stats` and the like are theirs to show).
+    async fn usage(&self, name: &WorkloadName) -> Result<Option<Usage>, RuntimeError> {
+        let _ = name;
+        Ok(None)
+    }
+}
+
+/// What a workload's processes use at one moment ([`Backend::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Its live processes.
+    pub processes: u32,
+    /// Their resident memory, in bytes.
+    pub rss_bytes: u64,
+    /// The CPU time they used, user and system, including that of their
+    /// children already reaped, in seconds. It may fall when a process
+    /// leaves without its parent reaping it.
+    pub cpu_seconds: f64,
+}
+
+impl Usage {
+    /// A measurement.
+    pub fn new(processes: u32, rss_bytes: u64, cpu_seconds: f64) -> Self {
+        Self {
+            processes,
+            rss_bytes,
+            cpu_seconds,
+        }
+    }
 }

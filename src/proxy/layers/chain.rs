@@ -187,13 +187,13 @@ fn session_of(req: &Request) -> Option<String> {
 }
 
 /// Where a request was posted: its path and query, as the client wrote them.
-fn endpoint_of(uri: &Uri) -> &str {
+pub(crate) fn endpoint_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
 }
 
 /// The endpoint an `endpoint` event of the stream at `stream_path` names,
 /// in the form [`endpoint_of`] gives for the client's posts to it.
-fn endpoint_key(data: &str, stream_path: &str) -> String {
+pub(crate) fn endpoint_key(data: &str, stream_path: &str) -> String {
     let data = data.trim();
     if let Ok(uri) = data.parse::<Uri>()
         && uri.scheme().is_some()

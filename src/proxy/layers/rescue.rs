@@ -10,6 +10,7 @@
 //! header, unreachable server).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
@@ -22,6 +23,7 @@ use tower::{Layer, Service};
 
 use crate::proxy::jsonrpc;
 use crate::proxy::mux::RespondError;
+use crate::telemetry::metrics::WorkloadMetrics;
 
 /// Why the proxy answers a request itself instead of passing it on, or
 /// could not pass it on.
@@ -123,6 +125,34 @@ pub(crate) enum RequestError {
         "the MCP server's answer is larger than {0} bytes, more than berth's middleware can check"
     )]
     AnswerTooLarge(usize),
+}
+
+impl RequestError {
+    /// The reason it is counted under (`telemetry::metrics::REFUSALS`).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            RequestError::CrossOrigin(_) => "cross_origin",
+            RequestError::TooLarge(_) => "too_large",
+            RequestError::InvalidJson(_)
+            | RequestError::Batch
+            | RequestError::InvalidMessage { .. }
+            | RequestError::Envelope(_)
+            | RequestError::NoStream
+            | RequestError::Path => "invalid",
+            RequestError::SessionNotFound { .. }
+            | RequestError::SessionRequired
+            | RequestError::SessionIdRequired => "session",
+            RequestError::Unauthenticated { .. } => "unauthenticated",
+            RequestError::SessionOwner => "forbidden",
+            RequestError::Unreachable(_)
+            | RequestError::AuthUnavailable
+            | RequestError::NotReady { .. }
+            | RequestError::Backlog(_) => "unavailable",
+            RequestError::Body(_)
+            | RequestError::Answer { .. }
+            | RequestError::AnswerTooLarge(_) => "other",
+        }
+    }
 }
 
 /// What is wrong with a stateless-revision request's envelope.
@@ -285,8 +315,18 @@ impl IntoResponse for RequestError {
 
 /// Wraps the stack: turns every [`RequestError`] from the layers below
 /// into its answer.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RescueLayer;
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RescueLayer {
+    /// Where refusals are counted, by reason, when metrics are on.
+    metrics: Option<Arc<WorkloadMetrics>>,
+}
+
+impl RescueLayer {
+    /// Answers every error, counting it into `metrics`.
+    pub(crate) fn new(metrics: Option<Arc<WorkloadMetrics>>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
@@ -295,6 +335,7 @@ impl<S> Layer<S> for RescueLayer {
         Rescue {
             inner,
             unready: None,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -306,6 +347,7 @@ pub(crate) struct Rescue<S> {
     /// Why the layers below could not take a request: the next call is
     /// answered with it.
     unready: Option<RequestError>,
+    metrics: Option<Arc<WorkloadMetrics>>,
 }
 
 impl<S: Clone> Clone for Rescue<S> {
@@ -313,6 +355,7 @@ impl<S: Clone> Clone for Rescue<S> {
         Self {
             inner: self.inner.clone(),
             unready: None,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -334,11 +377,18 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        let metrics = self.metrics.clone();
+        let count = move |err: RequestError| {
+            if let Some(m) = &metrics {
+                m.refused(err.reason());
+            }
+            err.answer()
+        };
         if let Some(err) = self.unready.take() {
-            return Box::pin(async move { Ok(err.answer()) });
+            return Box::pin(async move { Ok(count(err)) });
         }
         let answer = self.inner.call(req);
-        Box::pin(async move { Ok(answer.await.unwrap_or_else(RequestError::answer)) })
+        Box::pin(async move { Ok(answer.await.unwrap_or_else(count)) })
     }
 }
 

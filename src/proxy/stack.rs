@@ -95,6 +95,7 @@ where
     let chained = chain.is_some() || protection.policy.is_some();
     let traced = probe.as_ref().is_some_and(|p| p.tracer.is_some());
     let refusals = probe.as_ref().and_then(|p| p.metrics.clone());
+    let sessions = reading == Some(Reading::Http);
     let stack = ServiceBuilder::new()
         // Outermost: every refusal of the layers below and every failure of
         // the transport becomes an answer here, in one place (status code,
@@ -123,7 +124,7 @@ where
         // policy), the request's span opened before either runs; below the
         // parser, so it reads the messages it parsed, and above the chain,
         // so a refusal of the policy counts as `denied`.
-        .option_layer(probe.map(|p| ObserveLayer::new(p, chained)))
+        .option_layer(probe.map(|p| ObserveLayer::new(p, chained, sessions)))
         // One layer reads each message on every path (POST bodies, their
         // SSE answers, GET and legacy SSE streams) and runs, in order:
         // audit (the request as the client sent it, and its outcome,

@@ -694,3 +694,30 @@ fn an_invalid_trace_endpoint_stops_berth_with_a_clear_error() {
     assert!(log.contains("traces"), "{log}");
     assert!(!log.contains("hush-hush-key"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_metrics_listener_needs_no_token_but_the_api_still_does() {
+    const TOKEN: &str = "tok-metrics-public-0123456789abcdef01234";
+    let root = tempfile::tempdir().expect("tempdir");
+    let (port, mport) = (free_port(), free_port());
+    let config = root.path().join("config/berth");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(
+        config.join("berth.toml"),
+        format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\npublic = true\n"),
+    )
+    .expect("config");
+    let b = Berth::launch_args(
+        root.path(),
+        port,
+        Some("process"),
+        &[],
+        &[("BERTH_API_TOKEN", TOKEN)],
+    )
+    .await;
+    let (code, _, text) = get(&format!("http://127.0.0.1:{mport}/metrics"), &[]).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(value(&parse(&text, false), "berth_build_info", &[]).is_some());
+    let (code, _, _) = get(&format!("{}/metrics", b.base), &[]).await;
+    assert_eq!(code, 401, "the API's own /metrics keeps its token");
+}

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -64,13 +65,17 @@ pub(crate) struct ObserveLayer {
 
 impl ObserveLayer {
     /// Records the traffic of one workload into `probe`; `chained` says
-    /// whether middleware runs below (its spans are then recorded).
-    pub(crate) fn new(probe: Probe, chained: bool) -> Self {
+    /// whether middleware runs below (its spans are then recorded),
+    /// `sessions` whether this layer follows the upstream's sessions (an
+    /// HTTP upstream's; a stdio multiplexer counts its own).
+    pub(crate) fn new(probe: Probe, chained: bool, sessions: bool) -> Self {
         Self {
             shared: Arc::new(Shared {
                 probe,
                 chained,
+                sessions,
                 legacy: Mutex::new(HashMap::new()),
+                streams: AtomicUsize::new(0),
             }),
         }
     }
@@ -97,16 +102,23 @@ pub(crate) struct Observe<S> {
 struct Shared {
     probe: Probe,
     chained: bool,
+    sessions: bool,
     /// The requests posted to each legacy SSE endpoint that await their
     /// answer on its stream, by endpoint (path and query) and id key.
     legacy: Mutex<HashMap<String, HashMap<String, Pending>>>,
+    /// How many entries `legacy` has (read without its lock: a proxy
+    /// without legacy streams never takes it).
+    streams: AtomicUsize,
 }
 
 /// A request awaiting its answer.
 struct Pending {
+    /// Its id, as the client wrote it.
+    id: Value,
     method: usize,
     tools_list: bool,
     initialize: bool,
+    tool_call: bool,
     tool: Option<ToolSlot>,
     started: Instant,
     span: Option<Span>,
@@ -161,8 +173,13 @@ impl Shared {
         self.probe.metrics.as_deref()
     }
 
+    /// The metrics that follow sessions, when this layer does.
+    fn session_metrics(&self) -> Option<&WorkloadMetrics> {
+        self.metrics().filter(|_| self.sessions)
+    }
+
     /// The requests of a POST, and counts its notifications.
-    fn pending(&self, req: &Request, parsed: &Parsed) -> Vec<(String, Pending)> {
+    fn pending(&self, req: &Request, parsed: &Parsed) -> Vec<Pending> {
         let mut out = Vec::new();
         let now = Instant::now();
         for msg in &parsed.messages {
@@ -196,18 +213,17 @@ impl Shared {
                 );
                 Some(span)
             });
-            out.push((
-                jsonrpc::id_key(&jsonrpc::id_of(msg)),
-                Pending {
-                    method: method_index(method),
-                    tools_list: method == "tools/list",
-                    initialize: method == "initialize",
-                    tool,
-                    started: now,
-                    span,
-                    timeline: None,
-                },
-            ));
+            out.push(Pending {
+                id: jsonrpc::id_of(msg),
+                method: method_index(method),
+                tools_list: method == "tools/list",
+                initialize: method == "initialize",
+                tool_call: tool_name.is_some(),
+                tool,
+                started: now,
+                span,
+                timeline: None,
+            });
         }
         out
     }
@@ -215,7 +231,7 @@ impl Shared {
     /// Records how `p` ended; `answer` is its answer, when one came.
     fn finish(&self, mut p: Pending, outcome: Outcome, answer: Option<&Answer<'_>>) {
         let outcome = match (outcome, answer) {
-            (Outcome::Ok, Some(a)) => classify(a, p.tool.is_some()),
+            (Outcome::Ok, Some(a)) => classify(a, p.tool_call),
             (o, _) => o,
         };
         if let (true, Outcome::Ok, Some(m), Some(result)) = (
@@ -294,13 +310,12 @@ fn classify(a: &Answer<'_>, tool_call: bool) -> Outcome {
     Outcome::Ok
 }
 
-/// The id key of an answer, if it is one.
-fn answer_key(a: &Answer<'_>) -> Option<String> {
+/// The id of an answer, if it is one.
+fn answer_id(a: &Answer<'_>) -> Option<Value> {
     if a.result.is_none() && a.error.is_none() {
         return None;
     }
-    let id: Value = serde_json::from_str(a.id?.get()).ok()?;
-    Some(jsonrpc::id_key(&id))
+    serde_json::from_str(a.id?.get()).ok()
 }
 
 fn session_of(req: &Request) -> Option<String> {
@@ -360,7 +375,7 @@ where
                 let session = session_of(&req);
                 return async move {
                     let resp = inner.call(req).await?;
-                    if let (Some(m), Some(id)) = (shared.metrics(), session)
+                    if let (Some(m), Some(id)) = (shared.session_metrics(), session)
                         && (resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND)
                     {
                         m.session_closed(&id);
@@ -375,27 +390,31 @@ where
             return inner.call(req).boxed();
         }
         let mut pending = pending;
-        if pending.iter().any(|(_, p)| p.span.is_some()) {
+        if pending.iter().any(|p| p.span.is_some()) {
             let mut context = axum::http::HeaderMap::new();
-            if let Some(span) = pending.iter().find_map(|(_, p)| p.span.as_ref()) {
+            if let Some(span) = pending.iter().find_map(|p| p.span.as_ref()) {
                 span.inject(&mut context);
             }
             let timeline = Arc::new(Timeline {
                 times: Mutex::default(),
                 context,
             });
-            for (_, p) in &mut pending {
+            for p in &mut pending {
                 p.timeline = Some(timeline.clone());
             }
             req.extensions_mut().insert(timeline);
         }
-        let session = session_of(&req);
+        let session = shared.sessions.then(|| session_of(&req)).flatten();
         // A POST to the endpoint of a legacy SSE stream: its answer may come
         // on the stream before the POST returns, so it is awaited there
         // from now on.
-        let endpoint = endpoint_of(req.uri()).to_owned();
-        let legacy = shared.is_legacy(&endpoint).then(|| {
-            let keys: Vec<String> = pending.iter().map(|(k, _)| k.clone()).collect();
+        let endpoint = if shared.streams.load(Ordering::Relaxed) > 0 {
+            endpoint_of(req.uri()).to_owned()
+        } else {
+            String::new()
+        };
+        let legacy = (!endpoint.is_empty() && shared.is_legacy(&endpoint)).then(|| {
+            let keys: Vec<String> = pending.iter().map(|p| jsonrpc::id_key(&p.id)).collect();
             let mut overflow = Vec::new();
             if let Some(waiting) = shared
                 .legacy
@@ -403,9 +422,9 @@ where
                 .expect("legacy lock")
                 .get_mut(&endpoint)
             {
-                for (k, p) in pending.drain(..) {
+                for (k, p) in keys.iter().zip(pending.drain(..)) {
                     if waiting.len() < MAX_PENDING {
-                        waiting.insert(k, p);
+                        waiting.insert(k.clone(), p);
                     } else {
                         overflow.push(p);
                     }
@@ -428,17 +447,14 @@ where
                 if answered_here {
                     let mut table = shared.legacy.lock().expect("legacy lock");
                     if let Some(waiting) = table.get_mut(&endpoint) {
-                        pending.extend(
-                            keys.iter()
-                                .filter_map(|k| Some((k.clone(), waiting.remove(k)?))),
-                        );
+                        pending.extend(keys.iter().filter_map(|k| waiting.remove(k)));
                     }
                 }
             }
             let resp = match result {
                 Ok(resp) => resp,
                 Err(e) => {
-                    for (_, p) in pending {
+                    for p in pending {
                         shared.finish(p, Outcome::Failed, None);
                     }
                     return Err(e);
@@ -447,8 +463,8 @@ where
             if pending.is_empty() {
                 return Ok(resp);
             }
-            if let Some(m) = shared.metrics() {
-                if pending.iter().any(|(_, p)| p.initialize)
+            if let Some(m) = shared.session_metrics() {
+                if pending.iter().any(|p| p.initialize)
                     && let Some(id) = resp
                         .headers()
                         .get("mcp-session-id")
@@ -472,7 +488,7 @@ where
                 // refusals): read like any answer.
                 Mode::Json
             } else {
-                for (_, p) in pending {
+                for p in pending {
                     shared.finish(p, Outcome::Failed, None);
                 }
                 return Ok(resp);
@@ -503,16 +519,17 @@ enum Mode {
 struct Watch {
     inner: Body,
     shared: Arc<Shared>,
-    pending: Vec<(String, Pending)>,
+    pending: Vec<Pending>,
     mode: Mode,
-    json: Vec<Bytes>,
+    /// The JSON answer's first frame, and any further ones.
+    json: (Option<Bytes>, Vec<Bytes>),
     json_len: usize,
     events: Option<EventReader>,
     done: bool,
 }
 
 impl Watch {
-    fn new(inner: Body, shared: Arc<Shared>, pending: Vec<(String, Pending)>, mode: Mode) -> Self {
+    fn new(inner: Body, shared: Arc<Shared>, pending: Vec<Pending>, mode: Mode) -> Self {
         let events =
             matches!(mode, Mode::Sse | Mode::Stream { .. }).then(|| EventReader::new(MAX_EVENT));
         Self {
@@ -520,7 +537,7 @@ impl Watch {
             shared,
             pending,
             mode,
-            json: Vec::new(),
+            json: (None, Vec::new()),
             json_len: 0,
             events,
             done: false,
@@ -532,7 +549,10 @@ impl Watch {
             Mode::Json => {
                 self.json_len += data.len();
                 if self.json_len <= MAX_JSON {
-                    self.json.push(data.clone());
+                    match &self.json.0 {
+                        None => self.json.0 = Some(data.clone()),
+                        Some(_) => self.json.1.push(data.clone()),
+                    }
                 }
             }
             Mode::Sse | Mode::Stream { .. } => {
@@ -585,8 +605,9 @@ impl Watch {
         };
         let key = endpoint_key(data, path);
         let mut table = self.shared.legacy.lock().expect("legacy lock");
-        if table.len() < MAX_STREAMS {
-            table.entry(key.clone()).or_default();
+        if table.len() < MAX_STREAMS && !table.contains_key(&key) {
+            table.insert(key.clone(), HashMap::new());
+            self.shared.streams.store(table.len(), Ordering::Relaxed);
             *endpoint = Some(key);
         }
     }
@@ -596,7 +617,7 @@ impl Watch {
         let Ok(answer) = serde_json::from_slice::<Answer<'_>>(data) else {
             return;
         };
-        let Some(key) = answer_key(&answer) else {
+        let Some(id) = answer_id(&answer) else {
             return;
         };
         let found = match &self.mode {
@@ -608,13 +629,13 @@ impl Watch {
                 .lock()
                 .expect("legacy lock")
                 .get_mut(e)
-                .and_then(|w| w.remove(&key)),
+                .and_then(|w| w.remove(&jsonrpc::id_key(&id))),
             Mode::Stream { .. } => None,
             _ => self
                 .pending
                 .iter()
-                .position(|(k, _)| *k == key)
-                .map(|i| self.pending.swap_remove(i).1),
+                .position(|p| p.id == id)
+                .map(|i| self.pending.swap_remove(i)),
         };
         if let Some(p) = found {
             self.shared.finish(p, Outcome::Ok, Some(&answer));
@@ -630,16 +651,20 @@ impl Watch {
         self.done = true;
         if let (Mode::Json, true) = (&self.mode, complete) {
             if self.json_len <= MAX_JSON {
-                let body: Bytes = if self.json.len() == 1 {
-                    self.json[0].clone()
-                } else {
-                    self.json.concat().into()
+                let (first, more) = std::mem::take(&mut self.json);
+                let body: Bytes = match first {
+                    Some(first) if more.is_empty() => first,
+                    Some(first) => {
+                        let mut all = first.to_vec();
+                        more.iter().for_each(|b| all.extend_from_slice(b));
+                        all.into()
+                    }
+                    None => Bytes::new(),
                 };
-                self.json.clear();
                 self.answered_json(&body);
             } else {
                 // Too large to read: answered, outcome unread.
-                for (_, p) in std::mem::take(&mut self.pending) {
+                for p in std::mem::take(&mut self.pending) {
                     self.shared.finish(p, Outcome::Ok, None);
                 }
             }
@@ -649,15 +674,20 @@ impl Watch {
         } else {
             Outcome::Cancelled
         };
-        for (_, p) in std::mem::take(&mut self.pending) {
+        for p in std::mem::take(&mut self.pending) {
             self.shared.finish(p, outcome, None);
         }
         if let Mode::Stream {
             endpoint: Some(e), ..
         } = &self.mode
         {
-            let left = self.shared.legacy.lock().expect("legacy lock").remove(e);
-            for (_, p) in left.into_iter().flatten() {
+            let left = {
+                let mut table = self.shared.legacy.lock().expect("legacy lock");
+                let left = table.remove(e);
+                self.shared.streams.store(table.len(), Ordering::Relaxed);
+                left
+            };
+            for p in left.into_iter().flat_map(HashMap::into_values) {
                 self.shared.finish(p, outcome, None);
             }
         }

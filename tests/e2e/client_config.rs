@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::serve::{Berth, free_port};
+use crate::serve::{Berth, T, free_port};
 use crate::support::eventually;
 
 /// Name → URL of every server in VS Code's file (`servers`, JSONC).
@@ -207,10 +207,12 @@ async fn client_files_follow_the_workloads_and_a_hand_edit_is_repaired() {
     std::fs::write(&vscode_file, text.replace(&good, "http://127.0.0.1:1/mcp")).expect("edit");
     b = Berth::start_with(root.path(), port, &config).await;
     files_list(&home, &running, "the hand edit repaired").await;
-    let log = std::fs::read_to_string(root.path().join("berth.log")).expect("log");
-    assert!(
-        log.contains("repaired `alpha`"),
-        "the repair is logged: {log}"
-    );
+    // The note is logged once the file is written: it may come a moment
+    // after the file shows the repair.
+    crate::support::eventually(T, "the repair to be logged", || async {
+        let log = std::fs::read_to_string(root.path().join("berth.log")).expect("log");
+        log.contains("repaired `alpha`").then_some(())
+    })
+    .await;
     drop(b);
 }

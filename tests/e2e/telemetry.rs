@@ -324,26 +324,34 @@ async fn metrics_parse_and_move_as_a_real_client_calls_tools() {
     .await;
 }
 
+/// berth on the process runtime with API token `token` and `/metrics`
+/// also served on a listener of its own (`[metrics]` gets `extra` lines);
+/// the berth and that listener's port.
+async fn with_metrics_listener(root: &std::path::Path, token: &str, extra: &str) -> (Berth, u16) {
+    let (port, mport) = (free_port(), free_port());
+    let config = root.join("config/berth");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(
+        config.join("berth.toml"),
+        format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\n{extra}"),
+    )
+    .expect("config");
+    let b = Berth::launch_args(
+        root,
+        port,
+        Some("process"),
+        &[],
+        &[("BERTH_API_TOKEN", token)],
+    )
+    .await;
+    (b, mport)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_ask_for_the_api_token_on_both_listeners() {
     const TOKEN: &str = "tok-metrics-0123456789abcdef0123456789";
     let root = tempfile::tempdir().expect("tempdir");
-    let (port, mport) = (free_port(), free_port());
-    let config = root.path().join("config/berth");
-    std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::write(
-        config.join("berth.toml"),
-        format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\n"),
-    )
-    .expect("config");
-    let b = Berth::launch_args(
-        root.path(),
-        port,
-        Some("process"),
-        &[],
-        &[("BERTH_API_TOKEN", TOKEN)],
-    )
-    .await;
+    let (b, mport) = with_metrics_listener(root.path(), TOKEN, "").await;
     let auth = format!("Bearer {TOKEN}");
     for url in [
         format!("{}/metrics", b.base),
@@ -699,22 +707,7 @@ fn an_invalid_trace_endpoint_stops_berth_with_a_clear_error() {
 async fn a_public_metrics_listener_needs_no_token_but_the_api_still_does() {
     const TOKEN: &str = "tok-metrics-public-0123456789abcdef01234";
     let root = tempfile::tempdir().expect("tempdir");
-    let (port, mport) = (free_port(), free_port());
-    let config = root.path().join("config/berth");
-    std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::write(
-        config.join("berth.toml"),
-        format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\npublic = true\n"),
-    )
-    .expect("config");
-    let b = Berth::launch_args(
-        root.path(),
-        port,
-        Some("process"),
-        &[],
-        &[("BERTH_API_TOKEN", TOKEN)],
-    )
-    .await;
+    let (b, mport) = with_metrics_listener(root.path(), TOKEN, "public = true\n").await;
     let (code, _, text) = get(&format!("http://127.0.0.1:{mport}/metrics"), &[]).await;
     assert_eq!(code, 200, "{text}");
     assert!(value(&parse(&text, false), "berth_build_info", &[]).is_some());

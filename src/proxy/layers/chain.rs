@@ -212,7 +212,7 @@ fn is_event_stream(resp: &Response) -> bool {
     content_type(resp).starts_with("text/event-stream")
 }
 
-fn content_type(resp: &Response) -> &str {
+pub(crate) fn content_type(resp: &Response) -> &str {
     resp.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
@@ -36,7 +36,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tower::{Layer, Service};
 
-use super::chain::{endpoint_key, endpoint_of};
+use super::chain::{content_type, endpoint_key, endpoint_of};
 use super::parse::Parsed;
 use super::rescue::RequestError;
 use super::take;
@@ -323,13 +323,6 @@ fn session_of(req: &Request) -> Option<String> {
         .get("mcp-session-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-fn content_type(resp: &Response) -> &str {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
 }
 
 impl<S> Service<Request> for Observe<S>
